@@ -1,0 +1,241 @@
+"""Helpers shared by the service and fleet benchmarks: real servers and workers on loopback, keys, machine load,
+HTTP load generation (``wrk`` when installed, else one asyncio client), result files.
+
+Every benchmark prints its JSON and writes it under ``bench/results/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RUN = "/api/v1/models/pixverse-v6/run"
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
+# Benchmarks measure speed, not the per-key limits: no rate limit, no concurrency cap, a short lease.
+BENCH_ENV = {"PIXGEN_RATE_LIMIT_PER_MINUTE": "0", "PIXGEN_MAX_CONCURRENT_JOBS": "0"}
+
+
+# -- machine ---------------------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    """CPU count and load averages: on a shared 2-core box, read every number next to these."""
+    return {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_results(name: str, results: dict[str, Any], path: Path | None = None) -> Path:
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    path.write_text(text + "\n")
+    print(text)
+    print(f"written to {path}", file=sys.stderr)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- source trees (for before/after runs in the same conditions) -------------------------------------------------
+@contextmanager
+def source_tree(ref: str | None) -> Iterator[Path | None]:
+    """``None``: the working tree. A git ref: that commit's ``src/`` extracted to a temporary folder."""
+    if ref is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="pixgen-src-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref, "src"],
+                                 check=True, capture_output=True).stdout
+        tar_path = Path(tmp) / "src.tar"
+        tar_path.write_bytes(archive)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp) / "src"
+
+
+def _env(extra: dict[str, str] | None, src: Path | None) -> dict[str, str]:
+    env = {**os.environ, **BENCH_ENV, **(extra or {})}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if src is not None:  # PYTHONPATH comes before the editable install's path entry
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+# -- servers and workers -----------------------------------------------------------------------------------------
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    database_url: str
+    proc: subprocess.Popen
+
+    def new_key(self, credits: int = 10 ** 9) -> str:
+        return new_key(self.database_url, credits)
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker" in " ".join(c.cmdline())]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def new_key(database_url: str, credits: int = 10 ** 9) -> str:
+    from pixgen.jobs.db import connect
+    from pixgen.jobs.keys import create_key
+
+    db = connect(database_url, pool_size=1)
+    try:
+        return create_key(db, credits=credits, name="bench")[1]
+    finally:
+        db.dispose()
+
+
+def start_server(data_dir: Path, *, workers: int, database_url: str | None = None, src: Path | None = None,
+                 env: dict[str, str] | None = None, ready: bool = False, timeout: float = 300) -> Server:
+    """``pixgen serve`` on a free loopback port; ``ready``: wait until a worker has loaded the model."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    database_url = database_url or f"sqlite:///{data_dir / 'pixgen.db'}"
+    log = (data_dir / "server.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pixgen", "serve", "--port", str(port), "--data-dir",
+                             str(data_dir), "--workers", str(workers), "--database-url", database_url],
+                            env=_env(env, src), stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", data_dir, database_url, proc)
+    path = "/health/ready" if ready else "/health"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"pixgen serve exited with {proc.returncode}; see {data_dir / 'server.log'}")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"pixgen serve not ready in {timeout} s; see {data_dir / 'server.log'}")
+        time.sleep(0.1)
+
+
+def start_worker(data_dir: Path, database_url: str, *, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``pixgen worker`` with the toy model (its log next to the data)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "pixgen", "worker", "--data-dir", str(data_dir),
+                             "--database-url", database_url, *args],
+                            env=_env(env, None), stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------------------------
+@contextmanager
+def postgres_database(prefix: str = "pixgen_bench") -> Iterator[str | None]:
+    """A fresh database ``{prefix}_<random>`` on 127.0.0.1:5432, dropped afterwards; None when there is no server."""
+    try:
+        import psycopg
+
+        admin, user = None, None
+        for candidate in ("postgres", "root"):
+            try:
+                admin = psycopg.connect(**PG_ADMIN, user=candidate, autocommit=True, connect_timeout=3)
+                user = candidate
+                break
+            except psycopg.OperationalError:
+                continue
+    except ImportError:
+        admin = None
+    if admin is None:
+        yield None
+        return
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://{user}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+# -- HTTP load ---------------------------------------------------------------------------------------------------
+def http_load(url: str, headers: dict[str, str], *, seconds: float, connections: int) -> dict[str, Any]:
+    """Requests per second of GET ``url`` over ``connections`` keep-alive connections.
+
+    ``wrk`` (C, one thread) when installed — it costs the 2-core machine far less than a Python client — else one
+    asyncio ``httpx`` client in this process. Any non-200 answer fails the run.
+    """
+    if shutil.which("wrk"):
+        cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+        for name, value in headers.items():
+            cmd += ["-H", f"{name}: {value}"]
+        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+        if "Non-2xx" in out or "Socket errors" in out:
+            raise RuntimeError(f"wrk saw errors:\n{out}")
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+        p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        return {"client": "wrk -t1", "rps": round(rate, 1), "p50_ms": _ms(p50), "p99_ms": _ms(p99)}
+    return asyncio.run(_httpx_load(url, headers, seconds, connections))
+
+
+def _ms(match: re.Match | None) -> float | None:
+    if match is None:
+        return None
+    value, unit = float(match.group(1)), match.group(2)
+    return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 2)
+
+
+async def _httpx_load(url: str, headers: dict[str, str], seconds: float, connections: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    count = 0
+    async with httpx.AsyncClient(headers=headers, limits=limits) as client:
+        stop = time.monotonic() + seconds
+
+        async def one() -> None:
+            nonlocal count
+            while time.monotonic() < stop:
+                response = await client.get(url)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+                count += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(connections)))
+        elapsed = time.monotonic() - started
+    return {"client": "httpx asyncio", "rps": round(count / elapsed, 1)}
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

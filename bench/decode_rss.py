@@ -1,0 +1,53 @@
+"""Peak RSS of the streaming decode + encode alone, at 2520×1080, for a given number of seconds.
+
+    .venv/bin/python bench/decode_rss.py --seconds 2
+
+Random latents of the 21:9 1080p shape go through the same ``iter_decode → to_uint8_frames → Mp4Writer`` path as a
+job. Memory is bounded by tiles, not by duration, so a short clip shows the same peak as 15 s in minutes instead of
+the hour the toy model's full-size refine takes on 2 CPU cores (``engine_bench.py`` runs that whole job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+    from diffusers import AutoencoderKLLTX2Video
+
+    from pixgen.core.sizes import grid_size, num_frames
+    from pixgen.engine import resolve_model_dir
+    from pixgen.engine.decode import iter_decode, to_uint8_frames
+    from pixgen.media.mp4 import Mp4Writer
+
+    vae = AutoencoderKLLTX2Video.from_pretrained(resolve_model_dir("tiny"), subfolder="vae").eval()
+    width, height = 2520, 1080
+    gw, gh = grid_size(width // 2, height // 2)
+    frames = num_frames(args.seconds)
+    latents = torch.randn(1, 8, (frames - 1) // 8 + 1, gh * 2 // 32, gw * 2 // 32, generator=torch.Generator().manual_seed(0))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        with Mp4Writer(Path(tmp) / "d.mp4", width, height) as writer:
+            for chunk in iter_decode(vae, latents):
+                writer.write_frames(to_uint8_frames(chunk, width, height))
+        written = writer.frames_written
+    print(json.dumps({"size": f"{width}x{height}", "frames": written, "seconds": round(time.perf_counter() - t0, 1),
+                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+                      "rss_before_decode_gb": round(base / 2**20, 3)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Engine benchmark (issue 2): per-stage times of a 5 s 720p toy job, peak RSS of a 15 s 1080p 21:9 job,
+and MP4 writing time of PyAV against the ffmpeg command line on the same frames.
+
+    .venv/bin/python bench/engine_bench.py [--skip-big] [--json OUT]
+
+Ratios are measured in one run, interleaved, so a noisy shared machine affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_times() -> dict:
+    from pixgen.core.spec import parse_request
+    from pixgen.engine import load_engine
+
+    t0 = time.perf_counter()
+    engine = load_engine("tiny")
+    load_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.generate(parse_request({"prompt": "warm up", "duration": 1, "quality": "360p", "seed": 1}),
+                        Path(tmp) / "w.mp4")
+        t0 = time.perf_counter()
+        result = engine.generate(parse_request({"prompt": "A golden retriever running through sunflowers",
+                                                "duration": 5, "quality": "720p", "seed": 42}), Path(tmp) / "a.mp4")
+        total = time.perf_counter() - t0
+    return {"load_s": round(load_s, 2), "total_s": round(total, 2),
+            "stages_s": {k: round(v, 3) for k, v in result.timings.items()}}
+
+
+def big_job_peak_rss() -> dict:
+    """A 15 s 1080p 21:9 job (2520×1080, 361 frames) in a child process; its peak RSS from the kernel."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "big.mp4"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a wide canyon at sunset", "--duration",
+                               "15", "--aspect-ratio", "21:9", "--quality", "1080p", "--seed", "3", "-o", str(out)],
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        from pixgen.media.probe import probe
+
+        facts = probe(out)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"peak_rss_gb": round(peak_kb / 1024 / 1024, 3), "wall_s": round(seconds, 1),
+            "size": f"{facts.width}x{facts.height}", "frames": facts.num_frames,
+            "audio_s": round(facts.audio_seconds or 0, 3), "target_gb": 3.0}
+
+
+def decode_peak_rss(seconds: int = 2) -> dict:
+    """The decode + encode path alone at 2520×1080 (bench/decode_rss.py), in a child process."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("decode_rss.py")), "--seconds",
+                           str(seconds)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "target_gb": 3.0}
+
+
+def synthetic_frames(n: int, width: int, height: int) -> np.ndarray:
+    """Moving gradients with some texture: compressible like real footage, unlike the toy model's noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(0)
+    texture = rng.normal(0, 6, (height, width)).astype(np.float32)
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        frames[i, ..., 0] = np.clip(128 + 100 * np.sin((x + 4 * i) / 90) + texture, 0, 255)
+        frames[i, ..., 1] = np.clip(128 + 100 * np.cos((y - 3 * i) / 70) + texture, 0, 255)
+        frames[i, ..., 2] = np.clip((x + y + 5 * i) % 256, 0, 255)
+    return frames
+
+
+def write_pyav(frames: np.ndarray, audio: np.ndarray, rate: int, out: Path, preset: str, crf: int) -> float:
+    from pixgen.media.mp4 import Mp4Writer
+
+    t0 = time.perf_counter()
+    with Mp4Writer(out, frames.shape[2], frames.shape[1], audio_sample_rate=rate, preset=preset, crf=crf) as w:
+        w.write_audio(audio)
+        for start in range(0, len(frames), 24):
+            w.write_frames(frames[start : start + 24])
+    return time.perf_counter() - t0
+
+
+def write_ffmpeg(frames: np.ndarray, wav: Path, out: Path, preset: str, crf: int) -> float:
+    h, w = frames.shape[1:3]
+    cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", "24",
+           "-i", "-", "-i", str(wav), "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-movflags", "+faststart", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    for start in range(0, len(frames), 24):
+        proc.stdin.write(frames[start : start + 24].tobytes())
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise SystemExit("ffmpeg failed")
+    return time.perf_counter() - t0
+
+
+def mp4_vs_ffmpeg(repeats: int = 3, preset: str = "veryfast", crf: int = 20) -> dict:
+    if shutil.which("ffmpeg") is None:
+        return {"skipped": "no ffmpeg command line (apt-get install ffmpeg)"}
+    rate, seconds = 24000, 15
+    frames = synthetic_frames(seconds * 24 + 1, 1280, 720)
+    t = np.arange(int(rate * seconds)) / rate
+    audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    pyav, ffmpeg = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "a.wav"
+        with wave.open(str(wav), "wb") as wf:
+            wf.setnchannels(2), wf.setsampwidth(2), wf.setframerate(rate)
+            wf.writeframes((audio.T * 32767).astype("<i2").tobytes())
+        for _ in range(repeats):  # interleaved, so load on the machine hits both alike
+            pyav.append(write_pyav(frames, audio, rate, Path(tmp) / "p.mp4", preset, crf))
+            ffmpeg.append(write_ffmpeg(frames, wav, Path(tmp) / "f.mp4", preset, crf))
+    p, f = statistics.median(pyav), statistics.median(ffmpeg)
+    return {"clip": "15 s 1280x720 + 24 kHz stereo", "preset": preset, "crf": crf, "pyav_s": round(p, 2),
+            "ffmpeg_cli_s": round(f, 2), "ratio": round(p / f, 3), "target_ratio": 1.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = {"stage_times_5s_720p": stage_times(), "mp4_writing": mp4_vs_ffmpeg(),
+               "decode_peak_rss_2520x1080": decode_peak_rss()}
+    if not args.skip_big:
+        results["peak_rss_15s_1080p_21x9"] = big_job_peak_rss()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``create_app(settings)``: the one FastAPI app serving the job API, the Cloudflare and OpenAI forms, media,
+health and the web page. No globals: everything a route needs hangs off ``app.state.ctx``.
+
+This module and everything it imports stay free of torch: the model runs in worker processes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import AsyncIterator, Sequence
+
+from fastapi import FastAPI
+
+from pixgen import __version__
+from pixgen.api import health, jobs_api, media
+from pixgen.api.body import BodyLimit
+from pixgen.api.context import AppContext
+from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
+from pixgen.api.surface import Surface
+from pixgen.jobs.db import connect, migrate
+from pixgen.jobs.store import JobStore
+from pixgen.settings import Settings
+
+# Surfaces built in their own modules; each exposes ``SURFACE`` (a ``Surface``) or at least ``router``.
+OPTIONAL_SURFACES = ("pixgen.api.cloudflare", "pixgen.api.openai_videos", "pixgen.web")
+
+
+def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastAPI:
+    settings = settings.with_secret()
+    db = connect(settings.database_url)
+    migrate(db)
+    ctx = AppContext(settings=settings, db=db, store=JobStore.from_settings(db, settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(title="pixgen", version=__version__, lifespan=lifespan,
+                  description="Self-hosted text/image-to-video: PixelDojo job API, Cloudflare Workers AI form, "
+                              "OpenAI Videos form.")
+    app.state.ctx = ctx
+    registry = ErrorRegistry(default=job_api_error)
+    for surface in [jobs_api.SURFACE, Surface(media.router), Surface(health.router), *_optional(), *surfaces]:
+        app.include_router(surface.router)
+        if surface.prefix and surface.error_response:
+            registry.register(surface.prefix, surface.error_response)
+    install_error_handlers(app, registry)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
+    return app
+
+
+def _optional() -> list[Surface]:
+    found = []
+    for name in OPTIONAL_SURFACES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        surface = getattr(module, "SURFACE", None)
+        if surface is None and getattr(module, "router", None) is not None:
+            surface = Surface(router=module.router)
+        if surface is not None:
+            found.append(surface)
+    return found

@@ -1,0 +1,203 @@
+"""Cloudflare Workers AI form: ``POST /client/v4/accounts/{account_id}/ai/run[/pixverse/v6]``.
+
+Works with the official ``cloudflare`` Python SDK pointed at the server
+(``Cloudflare(api_token=KEY, base_url=f"{server}/client/v4").ai.run("pixverse/v6", account_id=..., prompt=...)``).
+The SDK percent-encodes the model id (``.../ai/run/pixverse%2Fv6``); the server decodes the path before routing,
+so the ``{model_name:path}`` route sees ``pixverse/v6`` either way.
+
+Like Workers AI, a run is synchronous: the job is submitted and the answer waits for the video. If the client goes
+away first the job is cancelled (its credits refunded): nobody could fetch its result. The job id is sent back in
+the ``X-Pixgen-Job-Id`` header, the seed in ``X-Pixgen-Seed``; the job API shows the rest of the job.
+
+Layout: schemas, pure mapping functions (tested on ``tests/examples/cloudflare_*.json``), the error body, routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Mapping
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from pixgen.api import service
+from pixgen.api.body import read_json
+from pixgen.api.context import AppContext, AuthKey, Ctx
+from pixgen.api.errors import error_headers
+from pixgen.api.media import media_url
+from pixgen.api.surface import Surface
+from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.errors import Conflict, GenerationError, InvalidRequest, ModelNotFound, PixgenError
+from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.store import Job
+
+MODEL_ID = "pixverse/v6"
+PREFIX = "/client/v4"
+POLL = (0.1, 0.5)  # seconds between looks at the job while waiting: from the first to the most
+
+
+# -- schemas ---------------------------------------------------------------------------------------------------
+class RunBody(BaseModel):
+    """``POST .../ai/run``: the model id and its input in one body (``options`` is accepted and ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr
+    input: dict[str, Any]
+    options: dict[str, Any] | None = None
+
+
+class RunResult(BaseModel):
+    video: str
+
+
+class RunResponse(BaseModel):
+    result: RunResult
+    success: bool = True
+    errors: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    state: str = "Completed"
+
+
+class ErrorResponse(BaseModel):
+    success: bool = False
+    errors: list[dict[str, Any]]
+    messages: list[dict[str, Any]] = []
+    result: None = None
+
+
+# -- pure mapping ----------------------------------------------------------------------------------------------
+def check_model(model_name: str) -> None:
+    """Only ``pixverse/v6`` runs here: any other id is 404 ``model_not_found``."""
+    if model_name.strip("/") != MODEL_ID:
+        raise ModelNotFound(f"model {model_name!r} not found; this server runs {MODEL_ID!r}", field="model")
+
+
+def to_video_request(body: Any, *, model_name: str = MODEL_ID) -> VideoRequest:
+    """The request of ``POST .../ai/run/{model_name}``: the body is the model input itself."""
+    check_model(model_name)
+    return _parse(body)
+
+
+def unwrap_run_body(body: Any) -> tuple[str, Any]:
+    """``(model, input)`` of ``POST .../ai/run``; a bad wrapper is 400 naming the field."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequest("the request body must be a JSON object with `model` and `input`", field="body")
+    unknown = sorted(set(body) - set(RunBody.model_fields))
+    if unknown:  # before "missing": a misspelt `input` is better named as what was sent
+        raise InvalidRequest(f"unknown field {unknown[0]!r}; expected `model` and `input`", field=unknown[0])
+    try:
+        run = RunBody.model_validate(dict(body))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        if err.get("type") == "missing":
+            raise InvalidRequest(f"{field} is required", field=field) from None
+        raise InvalidRequest(f"{field}: {err.get('msg', 'invalid value')}", field=field) from None
+    return run.model, run.input
+
+
+def to_video_request_wrapped(body: Any) -> VideoRequest:
+    """The request of ``POST .../ai/run`` (``{"model": "pixverse/v6", "input": {...}}``); fields named ``input.*``."""
+    model, model_input = unwrap_run_body(body)
+    check_model(model)
+    try:
+        return _parse(model_input)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, field=f"input.{exc.field}" if exc.field else "input") from None
+
+
+def _parse(model_input: Any) -> VideoRequest:
+    """Workers AI requires ``prompt`` (the job API alone lets ``image_input`` stand without one)."""
+    if isinstance(model_input, Mapping):
+        prompt = model_input.get("prompt")
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+            raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+    return parse_request(model_input)
+
+
+def from_job(job: Job | None, video_url: str) -> dict[str, Any]:
+    """The answer for a completed job: Workers AI's envelope around ``{"video": URL}`` (the job's signed link;
+    the job itself adds nothing more to Workers AI's documented output)."""
+    return RunResponse(result=RunResult(video=video_url)).model_dump()
+
+
+def job_error(job: Job) -> PixgenError | None:
+    """The error to answer for a job that ended without a video (failed or cancelled); None if it has one."""
+    status = str(getattr(job.status, "value", job.status))
+    if status == "completed":
+        return None
+    if status == "cancelled":
+        return Conflict(job.error_message or "the job was cancelled before it finished")
+    return GenerationError(job.error_message or "the video could not be generated")
+
+
+def error_body(exc: PixgenError) -> dict[str, Any]:
+    """A ``PixgenError`` as Workers AI's error envelope; the field is named in the message and ``source.pointer``."""
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.field:
+        error["source"] = {"pointer": "/" + exc.field.replace(".", "/")}
+    return ErrorResponse(errors=[error]).model_dump()
+
+
+def error_response(exc: PixgenError, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(error_body(exc), status_code=exc.status, headers={**error_headers(exc), **(headers or {})})
+
+
+# -- routes ----------------------------------------------------------------------------------------------------
+router = APIRouter(prefix=PREFIX, tags=["Cloudflare Workers AI"])
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 402, 404, 429, 500)}
+
+
+@router.post("/accounts/{account_id}/ai/run", response_model=RunResponse, responses=_RESPONSES)
+async def run_wrapped(account_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+    """Workers AI's ``{"model": "pixverse/v6", "input": {...}}`` form; waits for the video."""
+    video_request = to_video_request_wrapped(await read_json(request))
+    return await _run(ctx, key, request, video_request, idempotency_key)
+
+
+@router.post("/accounts/{account_id}/ai/run/{model_name:path}", response_model=RunResponse, responses=_RESPONSES)
+async def run_model(account_id: str, model_name: str, request: Request, ctx: Ctx, key: AuthKey,
+                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+    """The model input as the body (what ``client.ai.run("pixverse/v6", ...)`` sends); waits for the video."""
+    check_model(model_name)  # 404 before the body is looked at
+    video_request = to_video_request(await read_json(request), model_name=model_name)
+    return await _run(ctx, key, request, video_request, idempotency_key)
+
+
+async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: VideoRequest,
+               idempotency_key: str | None) -> Response:
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="cloudflare")
+    job = await _wait(ctx, request, submitted.job.id)
+    if job is None:  # the client went away; nothing more to say to it
+        return Response(status_code=499)
+    headers = {"X-Pixgen-Job-Id": job.id, "X-Pixgen-Seed": str(job.seed)}
+    error = job_error(job)
+    url = media_url(ctx, request, job) if error is None else None
+    if error is None and url is None:
+        error = GenerationError("the video of this job is no longer stored")
+    if error is not None:
+        # A generation that failed would fail again: tell the SDK not to retry it (it does on 409 and 5xx).
+        return error_response(error, {**headers, "x-should-retry": "false"})
+    return JSONResponse(from_job(job, url), headers=headers)
+
+
+async def _wait(ctx: AppContext, request: Request, job_id: str) -> Job | None:
+    """The job once it has ended; None (and the job cancelled, its credits refunded) if the client left first."""
+    delay = POLL[0]
+    while True:
+        job = await run_in_threadpool(ctx.store.get, job_id)
+        if job.status.is_terminal():
+            return job
+        if await request.is_disconnected():
+            await run_in_threadpool(ctx.store.cancel, job_id)
+            return None
+        await asyncio.sleep(delay)
+        delay = min(POLL[1], delay * 1.5)
+
+
+SURFACE = Surface(router=router, prefix=PREFIX, error_response=error_response)

@@ -1,0 +1,148 @@
+"""Jobs made from a finished job, shared by the job API and the OpenAI form: extend and remix.
+
+- **extend**: continue the source's video by ``duration`` seconds from its last frames (the worker calls
+  ``engine.extend``); the result is the whole video. The extension keeps the source's size, ratio, quality and
+  audio; it takes its own ``prompt`` (default: the source's prompt as asked), ``duration`` (1..15, default 5),
+  ``seed``, ``negative_prompt``, ``style``, ``thinking_type`` and ``camera_movement``. The job's ``duration``
+  is the whole video's, at most ``MAX_TOTAL_SECONDS``.
+- **remix**: the source's request again — every setting and the seed — with a new ``prompt``. A remix of an
+  extension is an extension of the same video with the new prompt.
+
+The source must be a completed job of the same key whose video is still kept. Both charge like any job.
+Pure mapping first (``extension``, ``remix``), then the submit helpers the routes call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pixgen.api import service
+from pixgen.api.context import AppContext
+from pixgen.core.sizes import nearest_aspect_ratio
+from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.errors import InvalidRequest, NotFound
+from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.states import JobStatus
+from pixgen.jobs.store import Job, Submitted
+
+MAX_TOTAL_SECONDS = 60  # an extended video (extensions of extensions included) is at most this long
+DEFAULT_EXTENSION = 5
+EXTEND_FIELDS = ("prompt", "duration", "negative_prompt", "seed", "style", "thinking_type", "camera_movement")
+# Request fields an extension takes from its source and cannot change.
+KEPT_BY_EXTENSION = ("aspect_ratio", "quality", "resolution", "generate_audio", "image_input", "end_image_input",
+                     "image_url", "end_image_url", "multi_clip")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A new job's request and where it came from (the extra columns of ``JobStore.submit``)."""
+
+    request: VideoRequest
+    kind: str  # "generate" | "extend"
+    source_job_id: str | None  # extend: the video continued
+    remix_of: str | None
+    duration: int  # the whole output's length in seconds
+
+    @property
+    def origin(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source_job_id": self.source_job_id, "remix_of": self.remix_of,
+                "duration": self.duration}
+
+
+# -- pure mapping ----------------------------------------------------------------------------------------------
+def check_source(source: Job, field: str, action: str) -> None:
+    """A source must be completed with its video still kept (400 naming ``field`` otherwise)."""
+    if source.status is not JobStatus.COMPLETED:
+        raise InvalidRequest(f"job {source.id} is {source.status.value}; only a completed video can be {action}",
+                             field=field)
+    if source.media_deleted or not source.video_file:
+        raise InvalidRequest(f"the video of job {source.id} is no longer kept, so it cannot be {action}",
+                             field=field)
+
+
+def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> Derived:
+    """The request that continues ``source``'s video; ``fields`` use the canonical names (``duration``...)."""
+    check_source(source, source_field, "extended")
+    for name in fields:
+        if name in KEPT_BY_EXTENSION:
+            raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size, quality and audio of "
+                                 f"the video it continues", field=name)
+        if name not in EXTEND_FIELDS:
+            raise InvalidRequest(f"unknown field {name!r}; an extension takes {', '.join(EXTEND_FIELDS)}",
+                                 field=name)
+    base = _stored_request(source)
+    spec: dict[str, Any] = {
+        "prompt": fields["prompt"] if "prompt" in fields else (source.original_prompt or ""),
+        "duration": fields.get("duration", DEFAULT_EXTENSION),
+        "seed": fields.get("seed"),
+        "style": fields.get("style", base.get("style", "none")),
+        "thinking_type": fields.get("thinking_type", base.get("thinking_type", "auto")),
+        "camera_movement": fields.get("camera_movement"),
+        "quality": source.quality,
+        "generate_audio": bool(source.has_audio) if source.has_audio is not None else base.get("generate_audio", True),
+    }
+    negative = fields.get("negative_prompt", base.get("negative_prompt"))
+    if negative or "negative_prompt" in fields:
+        spec["negative_prompt"] = negative
+    if source.width and source.height:
+        spec["aspect_ratio"] = nearest_aspect_ratio(source.width, source.height)
+    request = parse_request(spec)
+    total = source.duration + request.duration
+    if total > MAX_TOTAL_SECONDS:
+        raise InvalidRequest(f"the extended video would be {total} s long; at most {MAX_TOTAL_SECONDS} s "
+                             f"(the source is {source.duration} s)", field="duration")
+    return Derived(request, "extend", source.id, None, total)
+
+
+def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> Derived:
+    """``source``'s request (settings and seed) with ``fields["prompt"]``; nothing else may be given."""
+    check_source(source, source_field, "remixed")
+    for name in fields:
+        if name != "prompt":
+            raise InvalidRequest(f"{name} cannot be set on a remix: it keeps every setting and the seed of its "
+                                 f"source; give only prompt", field=name)
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequest("prompt is required for a remix (1 to 2048 characters)", field="prompt")
+    if source.prompt is None:  # zero data retention scrubbed it, and the rest of its request with it
+        raise InvalidRequest(f"the settings of job {source.id} were not kept (zero data retention), so it cannot "
+                             f"be remixed", field=source_field)
+    request = parse_request({**_stored_request(source), "prompt": prompt})
+    return Derived(request, source.kind, source.source_job_id, source.id, source.duration)
+
+
+def _stored_request(source: Job) -> dict[str, Any]:
+    try:
+        data = json.loads(source.request)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
+# -- submitting ------------------------------------------------------------------------------------------------
+async def submit_extension(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
+                           source_field: str, idempotency_key: str | None = None,
+                           surface: str = "jobs") -> Submitted:
+    source = await _source(ctx, key, source_id, source_field)
+    derived = extension(source, fields, source_field=source_field)
+    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
+                                **derived.origin)
+
+
+async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
+                       source_field: str, idempotency_key: str | None = None, surface: str = "jobs") -> Submitted:
+    source = await _source(ctx, key, source_id, source_field)
+    derived = remix(source, fields, source_field=source_field)
+    if derived.source_job_id is not None:  # a remixed extension continues the same video again: still there?
+        check_source(await _source(ctx, key, derived.source_job_id, source_field), source_field, "remixed")
+    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
+                                **derived.origin)
+
+
+async def _source(ctx: AppContext, key: ApiKey, job_id: str, field: str) -> Job:
+    try:
+        return await service.get_job(ctx, key, job_id)
+    except NotFound:
+        raise NotFound(f"no job {job_id!r}", field=field) from None

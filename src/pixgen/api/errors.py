@@ -1,0 +1,89 @@
+"""Errors over HTTP: one exception tree (``pixgen.errors``), one body-shaping function per surface.
+
+Each surface registers ``(url_prefix, error_response)``; every error raised under that prefix — our own
+``PixgenError``s, FastAPI's validation errors, unknown routes, crashes — is answered by that surface's function.
+Paths under no prefix get the job API's shape ``{"code", "message", "field"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pixgen.errors import InvalidRequest, NotFound, PixgenError, RateLimited
+
+log = logging.getLogger("pixgen.api")
+
+ErrorResponder = Callable[[PixgenError], Response]
+
+
+def job_api_error_body(exc: PixgenError) -> dict:
+    body = {"code": exc.code, "message": exc.message}
+    if exc.field is not None:
+        body["field"] = exc.field
+    return body
+
+
+def error_headers(exc: PixgenError) -> dict[str, str]:
+    """Headers every surface sends with an error (``Retry-After`` on 429)."""
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
+def job_api_error(exc: PixgenError) -> Response:
+    return JSONResponse(job_api_error_body(exc), status_code=exc.status, headers=error_headers(exc))
+
+
+class ErrorRegistry:
+    def __init__(self, default: ErrorResponder = job_api_error) -> None:
+        self.default = default
+        self._by_prefix: list[tuple[str, ErrorResponder]] = []
+
+    def register(self, prefix: str, responder: ErrorResponder) -> None:
+        self._by_prefix.append((prefix.rstrip("/"), responder))
+        self._by_prefix.sort(key=lambda item: len(item[0]), reverse=True)  # longest prefix wins
+
+    def for_path(self, path: str) -> ErrorResponder:
+        for prefix, responder in self._by_prefix:
+            if path == prefix or path.startswith(prefix + "/"):
+                return responder
+        return self.default
+
+    def respond(self, request_path: str, exc: PixgenError) -> Response:
+        return self.for_path(request_path)(exc)
+
+
+def as_pixgen_error(exc: Exception) -> PixgenError:
+    """Any exception as a ``PixgenError``: validation → 400 naming the field, unknown route → 404, crash → 500."""
+    if isinstance(exc, PixgenError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        err = (exc.errors() or [{}])[0]
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or "body"
+        return InvalidRequest(f"{field}: {err.get('msg', 'invalid value')}", field=field)
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 404:
+            return NotFound("no such endpoint")
+        error = PixgenError(str(exc.detail))
+        error.status = exc.status_code  # e.g. 405 method not allowed
+        error.code = "invalid_request" if exc.status_code < 500 else "internal_error"
+        return error
+    return PixgenError("internal error; the server log has the details")
+
+
+def install_error_handlers(app: FastAPI, registry: ErrorRegistry) -> None:
+    async def handle(request: Request, exc: Exception) -> Response:
+        error = as_pixgen_error(exc)
+        if error.status >= 500:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return registry.respond(request.url.path, error)
+
+    for kind in (PixgenError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

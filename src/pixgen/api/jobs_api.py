@@ -1,0 +1,254 @@
+"""Job API, PixelDojo form: ``POST /api/v1/models/pixverse-v6/run``, ``GET /api/v1/jobs/{id}`` and friends.
+
+Pure mapping first (body → ``VideoRequest``, ``Job`` → JSON), then the short route handlers.
+Errors: ``{"code", "message", "field"?}`` with the HTTP status of the ``PixgenError`` (``api.errors``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Mapping
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from pixgen.api import derived, service
+from pixgen.api.body import read_json
+from pixgen.api.context import AppContext, AuthKey, Ctx
+from pixgen.api.errors import job_api_error
+from pixgen.api.media import base_url, media_url
+from pixgen.api.surface import Surface
+from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
+from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.errors import InvalidRequest, ModelNotFound
+from pixgen.jobs.states import JobStatus
+from pixgen.jobs.store import Job, Submitted
+from pixgen.media.fetch import FetchPolicy, check_url, fetch_image
+
+PREFIX = "/api/v1"
+MODEL_ID = service.MODEL_ID
+MAX_LIST = 100
+IMAGE_URLS = {"image_url": "image_input", "end_image_url": "end_image_input"}  # URL field → canonical field
+# Stands in for a not yet fetched image while the rest of a body is checked (a data URI of the right form).
+PLACEHOLDER_IMAGE = "data:image/png;base64,AAAA"
+
+router = APIRouter(prefix=PREFIX, tags=["job API"])
+
+
+# -- pure mapping ----------------------------------------------------------------------------------------------
+def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
+    """The body's ``image_url`` / ``end_image_url`` (null = absent), checked for form only: no network here."""
+    urls = {}
+    for name, target in IMAGE_URLS.items():
+        if body.get(name) is None:
+            continue
+        if body.get(target) is not None:
+            raise InvalidRequest(f"give {name} or {target}, not both", field=name)
+        urls[name] = str(check_url(body[name], name))
+    if "end_image_url" in urls and body.get("image_url") is None and body.get("image_input") is None:
+        raise InvalidRequest("end_image_url needs a start frame (image_url or image_input)", field="end_image_url")
+    return urls
+
+
+def to_video_request(body: Mapping[str, Any], fetched: Mapping[str, str] | None = None) -> VideoRequest:
+    """The job API body as the canonical request: ``resolution`` is ``quality``; ``image_url`` /
+    ``end_image_url`` become ``image_input`` / ``end_image_input`` from ``fetched`` (URL field → data URI)."""
+    data = dict(body)
+    for name, target in IMAGE_URLS.items():
+        url = data.pop(name, None)
+        if url is not None:
+            if fetched is None or name not in fetched:
+                raise InvalidRequest(f"{name} was not fetched", field=name)
+            data[target] = fetched[name]
+    if "resolution" in data:
+        resolution = data.pop("resolution")
+        if "quality" in data and data["quality"] != resolution:
+            raise InvalidRequest("resolution and quality are the same setting; send one", field="resolution")
+        data["quality"] = resolution
+    return parse_request(data)
+
+
+def job_json(job: Job, *, position: int | None = None, video_url: str | None = None,
+             thumbnail_url: str | None = None, status_url: str | None = None) -> dict[str, Any]:
+    """A job as the job API shows it."""
+    status = job.status
+    width, height = (job.width, job.height) if job.width else output_size(job.aspect_ratio or "16:9", job.quality)
+    body: dict[str, Any] = {
+        "jobId": job.id,
+        "status": status.value,
+        "progress": 100 if status is JobStatus.COMPLETED else job.progress,
+        "stage": job.stage,
+        "output": {"video": video_url, "thumbnail": thumbnail_url} if video_url else None,
+        "seed": job.seed,
+        "prompt": job.prompt,
+        "originalPrompt": job.original_prompt,
+        "error": job.error_message if status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
+        "errorCode": job.error_code if status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
+        "creditCost": job.credit_cost,
+        "refunded": job.refunded,
+        "model": job.model,
+        "duration": job.duration,
+        "quality": job.quality,
+        "aspectRatio": job.aspect_ratio or "16:9",
+        "width": width,
+        "height": height,
+        "hasAudio": job.has_audio,
+        "cancelRequested": job.cancel_requested,
+        "createdAt": job.created_at,
+        "startedAt": job.started_at,
+        "completedAt": job.finished_at,
+        "kind": job.kind,
+        "sourceJobId": job.source_job_id,
+        "remixOf": job.remix_of,
+        "shots": shots_json(job),
+    }
+    if status is JobStatus.PENDING:
+        body["queuePosition"] = position
+    if status_url:
+        body["statusUrl"] = status_url
+    return body
+
+
+def shots_json(job: Job) -> list[dict[str, Any]] | None:
+    """A multi-clip video's shots, ``[{index, prompt, start, end}]`` (times in seconds), else None."""
+    if not job.shots:
+        return None
+    try:
+        shots = json.loads(job.shots)
+    except ValueError:
+        return None
+    return shots if isinstance(shots, list) else None
+
+
+def progress_json(job: Job, position: int | None) -> dict[str, Any]:
+    return {"jobId": job.id, "status": job.status.value,
+            "progress": 100 if job.status is JobStatus.COMPLETED else job.progress, "stage": job.stage,
+            "queuePosition": position}
+
+
+def models_json() -> dict[str, Any]:
+    return {"models": [{
+        "id": MODEL_ID,
+        "name": "Pixverse V6 (self-hosted, LTX-2)",
+        "type": "video",
+        "creditCost": None,  # filled per server
+        "capabilities": ["text-to-video", "image-to-video", "video-extend", "video-remix"],
+        "parameters": {"resolution": list(QUALITIES), "aspect_ratio": list(ASPECT_RATIOS),
+                       "duration": {"min": 1, "max": 15, "default": 5}},
+    }]}
+
+
+# -- routes ----------------------------------------------------------------------------------------------------
+def render(ctx: AppContext, request: Request, job: Job, position: int | None = None) -> dict[str, Any]:
+    base = base_url(ctx, request)
+    return job_json(job, position=position, video_url=media_url(ctx, request, job, base=base),
+                    thumbnail_url=media_url(ctx, request, job, "thumbnail.jpg", base=base),
+                    status_url=f"{base}{PREFIX}/jobs/{job.id}")
+
+
+@router.post("/models/{model_id}/run")
+async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    if model_id != MODEL_ID:
+        raise ModelNotFound(f"model {model_id!r} not found; this server runs {MODEL_ID!r}", field="model")
+    body = await read_json(request)
+    urls = image_urls(body)
+    if urls:  # the rest of the body is checked before anything is fetched
+        to_video_request(body, {name: PLACEHOLDER_IMAGE for name in urls})
+    video_request = to_video_request(body, await fetch_images(ctx, urls))
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
+async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
+    """Each URL's image as a data URI, fetched through the SSRF guard (400 naming the field on any failure)."""
+    policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
+    return {name: await run_in_threadpool(fetch_image, url, policy, field=name) for name, url in urls.items()}
+
+
+@router.post("/jobs/{job_id}/extend")
+async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    """A new job continuing this completed job's video by ``duration`` seconds (``{prompt?, duration?, ...}``);
+    its result is the whole video."""
+    body = await _optional_json(request)
+    submitted = await derived.submit_extension(ctx, key, job_id, body, source_field="jobId",
+                                               idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
+@router.post("/jobs/{job_id}/remix")
+async def remix_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    """A new job with this completed job's settings and seed and a new prompt (``{prompt}``)."""
+    submitted = await derived.submit_remix(ctx, key, job_id, await read_json(request), source_field="jobId",
+                                           idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
+def submitted_json(ctx: AppContext, request: Request, submitted: Submitted) -> dict[str, Any]:
+    job = submitted.job
+    return {"jobId": job.id, "status": job.status.value,
+            "statusUrl": f"{base_url(ctx, request)}{PREFIX}/jobs/{job.id}",
+            "creditCost": job.credit_cost, "creditsRemaining": submitted.credits_remaining}
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    """The JSON object body, or ``{}`` when there is no body at all."""
+    return await read_json(request) if (await request.body()).strip() else {}
+
+
+@router.get("/models")
+def list_models(ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    body = models_json()
+    body["models"][0]["creditCost"] = ctx.settings.price
+    body["models"][0]["creditCostByResolution"] = {q: ctx.settings.price_for(q) for q in QUALITIES}
+    return body
+
+
+@router.get("/jobs")
+def list_jobs(request: Request, ctx: Ctx, key: AuthKey, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidRequest(f"limit must be 1..{MAX_LIST}", field="limit")
+    found = ctx.store.list_jobs(key.id, limit=limit + 1, after=after)
+    return {"jobs": [render(ctx, request, j) for j in found[:limit]], "hasMore": len(found) > limit,
+            "creditsRemaining": ctx.store.credits(key.id)}
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    job, position = ctx.store.get_with_position(job_id, key.id)
+    return render(ctx, request, job, position)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    job = await service.cancel(ctx, key, job_id, wait=5.0)
+    _, position = await run_in_threadpool(ctx.store.get_with_position, job_id, key.id)
+    return render(ctx, request, job, position)
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> StreamingResponse:
+    """Server-sent events: ``progress`` on each change, then ``done`` with the full job, then the stream ends."""
+    await service.get_job(ctx, key, job_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        async for job, position in service.watch(ctx, key, job_id):
+            yield _sse("progress", progress_json(job, position))
+            if job.status.is_terminal():
+                yield _sse("done", render(ctx, request, job))
+                return
+            if await request.is_disconnected():
+                return
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+SURFACE = Surface(router=router, prefix=PREFIX, error_response=job_api_error)

@@ -1,0 +1,475 @@
+"""OpenAI Videos form: ``/v1/videos`` create, list, retrieve, delete and ``/content``.
+
+Works with the official ``openai`` Python SDK (``OpenAI(api_key=KEY, base_url=f"{server}/v1").videos``:
+``create``, ``create_and_poll``, ``retrieve``, ``list``, ``delete``, ``download_content``). The SDK sends
+``create`` as multipart/form-data (every value a string, ``input_reference`` a file part or
+``input_reference[image_url]``); JSON bodies are accepted too. A video is a job: its id is the job id.
+
+How OpenAI's fields map to the canonical request:
+- ``model``: ``pixverse-v6`` (the default when absent); any other id is 404 ``model_not_found``.
+- ``seconds``: ``"1"``..``"15"`` (string, as the SDK sends it, or integer) → ``duration``; absent → 5.
+- ``size``: ``WxH`` from the contract's table → ``aspect_ratio`` + ``quality`` (``1280x720`` = 16:9 720p);
+  another size is 400 naming ``size``; absent → 720p, 16:9 or the start image's ratio.
+- ``input_reference``: an uploaded PNG/JPEG/WebP file, ``{"image_url": "data:image/...;base64,..."}`` or the
+  data URI itself → ``image_input``.
+- every other canonical field (``negative_prompt``, ``seed``, ``generate_audio``, ``style``, ``thinking_type``,
+  ``camera_movement``, ``multi_clip``, ``end_image_input``) may ride along (the SDK's ``extra_body``).
+The Video object carries ``prompt`` as used plus two extra fields: ``original_prompt`` and ``seed``.
+
+Extend and remix (``api.derived``), as the SDK sends them:
+- ``POST /v1/videos/extensions`` (``videos.extend(video={"id": ID}, prompt=..., seconds=...)``, multipart with
+  ``video[id]``; JSON too, ``video`` as ``{"id": ID}`` or the id itself): a new video continuing a completed one by
+  ``seconds`` (1..15, default 5); its ``seconds`` is the whole, stitched length. ``negative_prompt``, ``seed``,
+  ``style``, ``thinking_type``, ``camera_movement`` may ride along; ``size`` and ``input_reference`` may not.
+- ``POST /v1/videos/{id}/remix`` (``videos.remix(ID, prompt=...)``): same settings and seed, new prompt;
+  ``remixed_from_video_id`` names the source.
+
+Layout: schemas, pure mapping functions (tested on ``tests/examples/openai_*.json``), the error body, routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any, Literal, Mapping
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from pixgen.api import derived, service
+from pixgen.api.body import read_json
+from pixgen.api.context import AppContext, AuthKey, Ctx
+from pixgen.api.errors import error_headers
+from pixgen.api.media import media_file
+from pixgen.api.surface import Surface
+from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
+from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.errors import InvalidRequest, ModelNotFound, NotFound, PixgenError
+from pixgen.jobs.store import Job
+
+MODEL_ID = "pixverse-v6"
+PREFIX = "/v1"
+POLL_AFTER_MS = 500  # told to the SDK's create_and_poll / poll (header openai-poll-after-ms) while a job runs
+DELETE_WAIT = 10.0  # seconds DELETE gives a running job to stop before it answers 409 (which the SDK retries)
+FILE_FIELDS = ("input_reference", "end_image_input")  # multipart fields that may carry an uploaded image
+
+# "WxH" → (aspect_ratio, quality): the contract's size table, read backwards.
+SIZES: dict[str, tuple[str, str]] = {
+    "{}x{}".format(*output_size(ratio, quality)): (ratio, quality) for ratio in ASPECT_RATIOS for quality in QUALITIES
+}
+assert len(SIZES) == len(ASPECT_RATIOS) * len(QUALITIES), "two table entries share one size"
+
+OPENAI_FIELDS = ("model", "prompt", "seconds", "size", "input_reference")
+# Canonical fields that OpenAI's own fields stand for: giving both is ambiguous.
+_SAME_AS = {"duration": "seconds", "aspect_ratio": "size", "quality": "size", "image_input": "input_reference"}
+# Multipart sends every value as a string: these canonical fields get their type back.
+_INT_FIELDS = ("seed", "duration")
+_BOOL_FIELDS = ("generate_audio", "multi_clip")
+_IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
+
+# Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
+STATUS = {"pending": "queued", "processing": "in_progress", "completed": "completed", "failed": "failed",
+          "cancelled": "failed"}
+Status = Literal["queued", "in_progress", "completed", "failed"]
+
+
+# -- schemas ---------------------------------------------------------------------------------------------------
+class VideoError(BaseModel):
+    code: str
+    message: str
+
+
+class Video(BaseModel):
+    id: str
+    object: Literal["video"] = "video"
+    model: str = MODEL_ID
+    status: Status
+    progress: int
+    created_at: int
+    completed_at: int | None = None
+    expires_at: int | None = None
+    seconds: str
+    size: str
+    error: VideoError | None = None
+    remixed_from_video_id: str | None = None
+    prompt: str | None = None
+    # pixgen's own, beside OpenAI's: the prompt as asked, and the seed (drawn when none was given)
+    original_prompt: str | None = None
+    seed: int | None = None
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Video]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class VideoDeleted(BaseModel):
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: bool = True
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ListParams(BaseModel):
+    after: str | None = None
+    limit: int = 20
+    order: Literal["asc", "desc"] = "desc"
+
+
+def _open_body(body: Mapping[str, Any], *, form: bool) -> dict[str, Any]:
+    """A mutable copy of a create/extend body (brackets nested for multipart), with ``model`` checked and removed."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequest("the request body must be a JSON object", field="body")
+    body = _nest_brackets(body) if form else dict(body)
+    model = body.pop("model", None)
+    if model is not None and model != MODEL_ID:
+        raise ModelNotFound(f"model {model!r} not found; this server runs {MODEL_ID!r}", field="model")
+    return body
+
+
+# -- pure mapping: request -------------------------------------------------------------------------------------
+def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoRequest:
+    """The canonical request of ``POST /v1/videos``; ``form=True`` for multipart bodies (all values strings).
+
+    Raises ``InvalidRequest`` naming the field as the caller spelled it (``seconds``, ``size``, ...), or
+    ``ModelNotFound`` for another model id.
+    """
+    body = _open_body(body, form=form)
+    prompt = body.get("prompt")
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+    for canonical, own in _SAME_AS.items():
+        if canonical in body and own in body:
+            raise InvalidRequest(f"give {own} or {canonical}, not both", field=canonical)
+
+    spec: dict[str, Any] = {k: v for k, v in body.items() if k not in OPENAI_FIELDS}
+    if form:
+        spec = {k: _from_form(k, v) for k, v in spec.items()}
+    spec["prompt"] = prompt
+    if "seconds" in body:
+        spec["duration"] = parse_seconds(body["seconds"])
+    if "size" in body:
+        spec["aspect_ratio"], spec["quality"] = parse_size(body["size"])
+    if body.get("input_reference") is not None:
+        spec["image_input"] = parse_input_reference(body["input_reference"])
+    try:
+        return parse_request(spec)
+    except InvalidRequest as exc:
+        own = _SAME_AS.get(exc.field or "")
+        if own in body:
+            raise InvalidRequest(exc.message.replace(exc.field or "", own, 1), field=own) from None
+        raise
+
+
+def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple[str, dict[str, Any]]:
+    """``(source video id, canonical fields)`` of ``POST /v1/videos/extensions``; errors name OpenAI's fields."""
+    body = _open_body(body, form=form)
+    video = body.pop("video", None)
+    if isinstance(video, Mapping):
+        unknown = sorted(set(video) - {"id"})
+        if unknown:
+            raise InvalidRequest(f"unknown field {unknown[0]!r} in video", field=f"video.{unknown[0]}")
+        video = video.get("id")
+    if not isinstance(video, str) or not video.strip():
+        raise InvalidRequest('video is required: {"id": "<the id of a completed video>"}', field="video")
+    prompt = body.get("prompt")
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+    for name in ("size", "input_reference"):
+        if name in body:
+            raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size of the video it "
+                                 f"continues", field=name)
+    if "duration" in body and "seconds" in body:
+        raise InvalidRequest("give seconds or duration, not both", field="duration")
+    fields = {k: _from_form(k, v) if form else v for k, v in body.items() if k != "seconds"}
+    if "seconds" in body:
+        fields["duration"] = parse_seconds(body["seconds"])
+    return video.strip(), fields
+
+
+def parse_seconds(value: Any) -> int:
+    """``"4"`` or ``4`` → 4; 1..15 only."""
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 15:
+        raise InvalidRequest(f"seconds must be a whole number of seconds from 1 to 15, not {value!r}",
+                             field="seconds")
+    return value
+
+
+def parse_size(value: Any) -> tuple[str, str]:
+    """``"1280x720"`` → ``("16:9", "720p")``; only the sizes of the contract's table."""
+    key = value.strip().lower() if isinstance(value, str) else value
+    if key not in SIZES:
+        raise InvalidRequest(f"size {value!r} is not offered; use one of: {', '.join(SIZES)}", field="size")
+    return SIZES[key]
+
+
+def parse_input_reference(value: Any) -> str:
+    """A data URI from ``input_reference``: the URI itself or ``{"image_url": URI}``."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"image_url", "file_id"}
+        if unknown:
+            raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r} in input_reference",
+                                 field=f"input_reference.{sorted(unknown)[0]}")
+        if value.get("file_id") is not None:
+            raise InvalidRequest("input_reference.file_id is not supported here; upload the image or give "
+                                 "image_url as a data:image/...;base64 URI", field="input_reference.file_id")
+        value = value.get("image_url")
+    if not isinstance(value, str) or not value.startswith("data:image/"):
+        raise InvalidRequest("input_reference must be an uploaded PNG/JPEG/WebP image or a "
+                             "data:image/(png|jpeg|webp);base64,... URI", field="input_reference")
+    return value
+
+
+def image_data_uri(data: bytes, field: str = "input_reference") -> str:
+    """An uploaded image's bytes as a data URI; its type is read from the bytes, not from what the client says."""
+    kind = next((k for magic, k in _IMAGE_TYPES.items() if data.startswith(magic)), None)
+    if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = "webp"
+    if kind is None:
+        raise InvalidRequest(f"{field} must be a PNG, JPEG or WebP image", field=field)
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def parse_list_params(query: Mapping[str, str]) -> ListParams:
+    """``after``, ``limit`` (1..100, default 20) and ``order`` (``asc``|``desc``, default ``desc``)."""
+    unknown = set(query) - {"after", "limit", "order"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidRequest(f"unknown query parameter {name!r}", field=name)
+    limit = query.get("limit", "20")
+    if not re.fullmatch(r"\d{1,3}", limit) or not 1 <= int(limit) <= 100:
+        raise InvalidRequest(f"limit must be an integer from 1 to 100, not {limit!r}", field="limit")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", field="order")
+    return ListParams(after=query.get("after") or None, limit=int(limit), order=order)  # type: ignore[arg-type]
+
+
+def _nest_brackets(form: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"input_reference[image_url]": v}`` → ``{"input_reference": {"image_url": v}}`` (the SDK's form encoding)."""
+    out: dict[str, Any] = {}
+    for key, value in form.items():
+        match = re.fullmatch(r"(\w+)\[(\w+)\]", key)
+        name = match[1] if match else key
+        if name in out and not (match and isinstance(out[name], dict)):
+            raise InvalidRequest(f"{name} is given more than once", field=name)
+        if match:
+            out.setdefault(name, {})[match[2]] = value
+        else:
+            out[name] = value
+    return out
+
+
+def _from_form(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if name in _INT_FIELDS and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    if name in _BOOL_FIELDS and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+# -- pure mapping: response ------------------------------------------------------------------------------------
+def from_job(job: Job, *, expires_at: float | None = None) -> dict[str, Any]:
+    """A job as OpenAI's Video object."""
+    status = str(getattr(job.status, "value", job.status))
+    error = None
+    if status == "cancelled":
+        error = VideoError(code="cancelled", message=job.error_message or "the job was cancelled")
+    elif status == "failed":
+        error = VideoError(code=job.error_code or "internal_error",
+                           message=job.error_message or "the video could not be generated")
+    if job.width and job.height:
+        width, height = job.width, job.height
+    else:
+        width, height = output_size(job.aspect_ratio or "16:9", job.quality)
+    finished = job.finished_at if status in ("completed", "failed", "cancelled") else None
+    return Video(
+        id=job.id,
+        model=job.model,
+        status=STATUS[status],
+        progress=100 if status == "completed" else int(job.progress or 0),
+        created_at=int(job.created_at),
+        completed_at=int(finished) if finished else None,
+        expires_at=int(expires_at) if expires_at and status == "completed" else None,
+        seconds=str(job.duration),
+        size=f"{width}x{height}",
+        error=error,
+        remixed_from_video_id=job.remix_of,
+        prompt=job.prompt or job.original_prompt,
+        original_prompt=job.original_prompt,
+        seed=job.seed,
+    ).model_dump()
+
+
+def to_list(videos: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    return VideoList(
+        data=[Video.model_validate(v) for v in videos],
+        first_id=videos[0]["id"] if videos else None,
+        last_id=videos[-1]["id"] if videos else None,
+        has_more=has_more,
+    ).model_dump()
+
+
+def deleted(video_id: str) -> dict[str, Any]:
+    return VideoDeleted(id=video_id).model_dump()
+
+
+# -- errors ----------------------------------------------------------------------------------------------------
+_ERROR_TYPES = {401: "authentication_error", 402: "insufficient_quota", 429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def error_body(exc: PixgenError) -> dict[str, Any]:
+    """A ``PixgenError`` as OpenAI's error body; ``param`` names the field."""
+    detail = ErrorDetail(message=exc.message, type=error_type(exc.status), param=exc.field, code=exc.code)
+    return ErrorResponse(error=detail).model_dump()
+
+
+def error_response(exc: PixgenError) -> Response:
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=error_headers(exc))
+
+
+# -- routes ----------------------------------------------------------------------------------------------------
+router = APIRouter(prefix=PREFIX, tags=["OpenAI Videos"])
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 402, 404, 409, 429, 500)}
+
+
+@router.post("/videos", response_model=Video, responses=_RESPONSES)
+async def create_video(request: Request, ctx: Ctx, key: AuthKey,
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+    """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
+    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
+    video_request = to_video_request(body, form=form)
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="openai")
+    return _video_response(ctx, submitted.job)
+
+
+@router.post("/videos/extensions", response_model=Video, responses=_RESPONSES)
+async def extend_video(request: Request, ctx: Ctx, key: AuthKey,
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+    """Continue a completed video by ``seconds``; the new video is the whole, longer one."""
+    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
+    source_id, fields = to_extension_fields(body, form=form)
+    try:
+        submitted = await derived.submit_extension(ctx, key, source_id, fields, source_field="video",
+                                                   idempotency_key=idempotency_key, surface="openai")
+    except InvalidRequest as exc:
+        if exc.field == "duration" and "seconds" in body:
+            raise InvalidRequest(exc.message.replace("duration", "seconds"), field="seconds") from None
+        raise
+    return _video_response(ctx, submitted.job)
+
+
+@router.post("/videos/{video_id}/remix", response_model=Video, responses=_RESPONSES)
+async def remix_video(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+    """A new video with the settings and seed of a completed one and a new ``prompt``."""
+    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
+    submitted = await derived.submit_remix(ctx, key, video_id, _nest_brackets(body) if form else body,
+                                           source_field="video_id", idempotency_key=idempotency_key,
+                                           surface="openai")
+    return _video_response(ctx, submitted.job)
+
+
+@router.get("/videos", response_model=VideoList, responses=_RESPONSES)
+async def list_videos(request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    """The key's videos (made through any surface), newest first unless ``order=asc``; cursor ``after``."""
+    params = parse_list_params(request.query_params)
+    found = await run_in_threadpool(ctx.store.list_jobs, key.id, limit=params.limit + 1, after=params.after,
+                                    order=params.order)
+    page = found[: params.limit]
+    return to_list([from_job(job, expires_at=_expires_at(ctx, job)) for job in page],
+                   has_more=len(found) > params.limit)
+
+
+@router.get("/videos/{video_id}", response_model=Video, responses=_RESPONSES)
+async def retrieve_video(video_id: str, ctx: Ctx, key: AuthKey) -> Response:
+    return _video_response(ctx, await service.get_job(ctx, key, video_id))
+
+
+@router.delete("/videos/{video_id}", response_model=VideoDeleted, responses=_RESPONSES)
+async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    """Cancel the job if it is still queued or running (credits refunded), then delete it and its files."""
+    await service.cancel(ctx, key, video_id, wait=DELETE_WAIT)
+    job = await run_in_threadpool(ctx.store.delete, video_id, key.id)  # 409 while it is still stopping
+    for variant in ("video.mp4", "thumbnail.jpg"):
+        try:
+            media_file(ctx, job, variant).unlink(missing_ok=True)
+        except NotFound:
+            pass
+    return deleted(job.id)
+
+
+@router.get("/videos/{video_id}/content", responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
+                                                     **_RESPONSES})
+async def download_content(video_id: str, ctx: Ctx, key: AuthKey, variant: str = "video") -> FileResponse:
+    """The finished video (``video/mp4``, range requests) or its first-frame thumbnail (``image/jpeg``)."""
+    files = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.jpg", "image/jpeg")}
+    if variant not in files:
+        raise InvalidRequest(f"variant must be 'video' or 'thumbnail', not {variant!r}", field="variant")
+    job = await service.get_job(ctx, key, video_id)
+    if job.status.value != "completed":
+        raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status.value]}", field="video_id")
+    name, media_type = files[variant]
+    return FileResponse(media_file(ctx, job, name), media_type=media_type)
+
+
+def _video_response(ctx: AppContext, job: Job) -> Response:
+    headers = {} if job.status.is_terminal() else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+    return JSONResponse(from_job(job, expires_at=_expires_at(ctx, job)), headers=headers)
+
+
+def _expires_at(ctx: AppContext, job: Job) -> float | None:
+    """Outputs are kept until deleted, except in zero-data-retention mode (deleted ``output_ttl`` after the end)."""
+    if ctx.settings.zero_data_retention and job.finished_at:
+        return job.finished_at + ctx.settings.output_ttl
+    return None
+
+
+async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str, Any], bool]:
+    """``(body, is_form)``: multipart or urlencoded form (uploaded images as data URIs), else strict JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await read_json(request), False
+    body: dict[str, Any] = {}
+    try:
+        async with request.form(max_part_size=max_bytes) as form:
+            for name, value in form.multi_items():
+                if name in body:
+                    raise InvalidRequest(f"{name} is given more than once", field=name)
+                if isinstance(value, UploadFile):
+                    if name not in FILE_FIELDS:
+                        raise InvalidRequest(f"{name} cannot be a file upload", field=name)
+                    value = image_data_uri(await value.read(), field=name)
+                body[name] = value
+    except HTTPException as exc:  # the multipart parser's own refusals
+        raise InvalidRequest(f"the form body could not be read: {exc.detail}", field="body") from None
+    return body, True
+
+
+SURFACE = Surface(router=router, prefix=PREFIX, error_response=error_response)

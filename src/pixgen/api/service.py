@@ -1,0 +1,80 @@
+"""The job operations every surface shares: submit (price, caps, idempotency), wait, watch.
+
+Route handlers of every surface (job API, Cloudflare, OpenAI) call these; the store does the transactions.
+The async helpers poll the database, so they see changes made by any worker on any node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+
+from pixgen.api.context import AppContext
+from pixgen.core.spec import VideoRequest
+from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.store import Job, Submitted
+
+MODEL_ID = "pixverse-v6"
+POLL = 0.25  # seconds between database looks while waiting on a job
+KEEPALIVE = 15.0  # a watcher hears from us at least this often, so proxies keep an idle stream open
+
+
+async def submit(
+    ctx: AppContext,
+    key: ApiKey,
+    request: VideoRequest,
+    *,
+    idempotency_key: str | None = None,
+    surface: str = "jobs",
+    model: str = MODEL_ID,
+    **origin: Any,
+) -> Submitted:
+    """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
+
+    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
+    """
+    cost = ctx.settings.price_for(request.quality)
+    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
+                                   idempotency_key=idempotency_key, surface=surface, model=model, **origin)
+
+
+async def get_job(ctx: AppContext, key: ApiKey, job_id: str) -> Job:
+    return await run_in_threadpool(ctx.store.get, job_id, key.id)
+
+
+async def cancel(ctx: AppContext, key: ApiKey, job_id: str, *, wait: float = 0.0) -> Job:
+    """Cancel; with ``wait`` > 0, give a running job that long to stop so the answer can say ``cancelled``."""
+    job = await run_in_threadpool(ctx.store.cancel, job_id, key.id)
+    deadline = time.monotonic() + wait
+    while not job.status.is_terminal() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        job = await run_in_threadpool(ctx.store.get, job_id, key.id)
+    return job
+
+
+async def wait_for(ctx: AppContext, job_id: str, *, timeout: float | None = None) -> Job:
+    """The job once it is completed, failed or cancelled (or as it is when ``timeout`` runs out)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = await run_in_threadpool(ctx.store.get, job_id)
+        if job.status.is_terminal() or (deadline is not None and time.monotonic() >= deadline):
+            return job
+        await asyncio.sleep(POLL)
+
+
+async def watch(ctx: AppContext, key: ApiKey, job_id: str) -> AsyncIterator[tuple[Job, int | None]]:
+    """Yield ``(job, queue position)`` each time status, progress, stage or position change (and at least every
+    ``KEEPALIVE`` seconds); ends after the final state."""
+    last, last_sent = None, 0.0
+    while True:
+        job, position = await run_in_threadpool(ctx.store.get_with_position, job_id, key.id)
+        snapshot = (job.status, job.progress, job.stage, position)
+        if snapshot != last or time.monotonic() - last_sent >= KEEPALIVE:
+            last, last_sent = snapshot, time.monotonic()
+            yield job, position
+        if job.status.is_terminal():
+            return
+        await asyncio.sleep(POLL)

@@ -1,0 +1,60 @@
+"""``pixgen keys create|list|credits``: API keys and their credits."""
+
+from __future__ import annotations
+
+import argparse
+
+from pixgen.settings import add_arguments, settings_from_args
+
+DB_FLAGS = ("data_dir", "database_url")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("keys", help="create and list API keys")
+    sub = parser.add_subparsers(dest="keys_command", required=True)
+    create = sub.add_parser("create", help="create a key; prints it alone on the last line")
+    add_arguments(create, DB_FLAGS)
+    create.add_argument("--credits", type=int, default=100, help="starting credits (default 100)")
+    create.add_argument("--name", default="", help="a label for the key")
+    create.set_defaults(func=run_create)
+    listing = sub.add_parser("list", help="list keys with their credits")
+    add_arguments(listing, DB_FLAGS)
+    listing.set_defaults(func=run_list)
+    credit = sub.add_parser("credits", help="add (or with a negative number, take) credits")
+    add_arguments(credit, DB_FLAGS)
+    credit.add_argument("key_id", help="the key's id (key_…), from `pixgen keys list`")
+    credit.add_argument("amount", type=int)
+    credit.set_defaults(func=run_credits)
+
+
+def _db(args: argparse.Namespace):  # noqa: ANN202
+    from pixgen.jobs.db import connect, migrate
+
+    db = connect(settings_from_args(args, secret=False).database_url, pool_size=1)
+    migrate(db)
+    return db
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from pixgen.jobs.keys import create_key
+
+    record, secret = create_key(_db(args), credits=args.credits, name=args.name)
+    print(f"created {record.id} ({record.name or 'no name'}) with {record.credits} credits; the key is shown once:")
+    print(secret)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from pixgen.jobs.keys import list_keys
+
+    for key in list_keys(_db(args)):
+        state = " disabled" if key.disabled else ""
+        print(f"{key.id}  {key.prefix}…  {key.credits:>8} credits  {key.name}{state}")
+    return 0
+
+
+def run_credits(args: argparse.Namespace) -> int:
+    from pixgen.jobs.keys import add_credits
+
+    print(f"{args.key_id}: {add_credits(_db(args), args.key_id, args.amount)} credits")
+    return 0

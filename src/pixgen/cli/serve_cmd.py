@@ -1,0 +1,46 @@
+"""``pixgen serve``: the HTTP API plus N worker processes (restarted when they die)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from pixgen.settings import API_FLAGS, SERVICE_FLAGS, add_arguments, settings_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the HTTP API and worker processes",
+                                   description="Serve the job API, the Cloudflare and OpenAI forms and the web "
+                                               "page, with --workers N model workers (default 1; 0 = API only).")
+    add_arguments(parser, API_FLAGS + SERVICE_FLAGS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pixgen.api import create_app
+    from pixgen.jobs.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = settings_from_args(args)
+    app = create_app(settings)  # creates or upgrades the schema before any worker starts
+    supervisor = Supervisor(settings, settings.workers)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that into an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    supervisor.start()
+    logging.getLogger("pixgen.serve").info("serving on http://%s:%d with %d worker(s); data in %s",
+                                           settings.host, settings.port, settings.workers, settings.data_dir)
+    try:
+        # Open SSE streams and Cloudflare-style waits get 5 s to finish on shutdown.
+        # No access log: uvicorn formats each line's arguments even when the level filters it out.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                    proxy_headers=True, timeout_graceful_shutdown=5)
+    finally:
+        supervisor.stop()
+    return 0
+
+
+def _exit_on_sigterm(signum, _frame) -> None:  # noqa: ANN001
+    raise SystemExit(128 + signum)

@@ -1,0 +1,82 @@
+"""The one exception tree of pixgen.
+
+Every error a user can cause or meet is a ``PixgenError`` with a stable ``code`` (the job API's error codes) and
+an HTTP ``status``. Each HTTP surface has one function that turns these into its own error body.
+"""
+
+from __future__ import annotations
+
+
+class PixgenError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(PixgenError):
+    """Bad input: names the offending field in ``field``."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class Unauthorized(PixgenError):
+    code = "unauthorized"
+    status = 401
+
+
+class InsufficientCredits(PixgenError):
+    code = "insufficient_credits"
+    status = 402
+
+
+class NotFound(PixgenError):
+    code = "not_found"
+    status = 404
+
+
+class ModelNotFound(PixgenError):
+    code = "model_not_found"
+    status = 404
+
+
+class Conflict(PixgenError):
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(PixgenError):
+    code = "payload_too_large"
+    status = 413
+
+
+class RateLimited(PixgenError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Cancelled(PixgenError):
+    """Raised inside generation when the job was cancelled; never reaches a user as an HTTP error."""
+
+    code = "cancelled"
+    status = 409
+
+
+class ModelError(PixgenError):
+    """The model folder is missing, incomplete or failed to load."""
+
+    code = "internal_error"
+    status = 500
+
+
+class GenerationError(PixgenError):
+    code = "internal_error"
+    status = 500

@@ -1,0 +1,85 @@
+"""API keys: created with credits, stored as sha256 hashes, checked in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from pixgen.errors import NotFound, Unauthorized
+from pixgen.jobs.db import Database
+from pixgen.jobs.schema import api_keys
+
+KEY_PREFIX = "pxg_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    credits: int
+    disabled: bool
+    created_at: float
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_key(db: Database, *, credits: int = 0, name: str = "") -> tuple[ApiKey, str]:
+    """A new key with ``credits``; returns the record and the secret (shown once, never stored)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(id="key_" + secrets.token_hex(8), name=name, prefix=secret[:10], credits=int(credits),
+                    disabled=False, created_at=time.time())
+    with db.write() as conn:
+        conn.execute(api_keys.insert().values(
+            id=record.id, name=record.name, key_hash=hash_key(secret), prefix=record.prefix,
+            credits=record.credits, disabled=False, created_at=record.created_at))
+    return record, secret
+
+
+def authenticate(db: Database, secret: str | None) -> ApiKey:
+    """The key behind a bearer secret, or ``Unauthorized``."""
+    if not secret:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    digest = hash_key(secret)
+    with db.read() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.key_hash == digest)).mappings().first()
+    # The lookup is by hash (its timing says nothing about the secret); compare in constant time all the same.
+    if row is None or not hmac.compare_digest(row["key_hash"], digest) or row["disabled"]:
+        raise Unauthorized("invalid API key")
+    return _to_key(row)
+
+
+def get_key(db: Database, key_id: str) -> ApiKey:
+    with db.read() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no API key {key_id!r}")
+    return _to_key(row)
+
+
+def add_credits(db: Database, key_id: str, amount: int) -> int:
+    """Add (or, negative, take) credits; returns the new balance."""
+    with db.write() as conn:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(credits=api_keys.c.credits + amount))
+        balance = conn.execute(select(api_keys.c.credits).where(api_keys.c.id == key_id)).scalar()
+    if balance is None:
+        raise NotFound(f"no API key {key_id!r}")
+    return int(balance)
+
+
+def list_keys(db: Database) -> list[ApiKey]:
+    with db.read() as conn:
+        rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings().all()
+    return [_to_key(r) for r in rows]
+
+
+def _to_key(row) -> ApiKey:  # noqa: ANN001
+    return ApiKey(id=row["id"], name=row["name"], prefix=row["prefix"], credits=int(row["credits"]),
+                  disabled=bool(row["disabled"]), created_at=row["created_at"])

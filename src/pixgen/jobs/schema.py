@@ -1,0 +1,91 @@
+"""The one schema, served by SQLite and PostgreSQL alike (created and upgraded by the Alembic migrations).
+
+Times are UNIX seconds (float) taken from the writer's clock: nodes of a fleet need NTP, and leases are long
+enough (default 60 s) that small skews do not matter.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# BigInteger for the queue order on PostgreSQL, plain INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "key_…", public handle, not a secret
+    Column("name", String(200), nullable=False, default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret key
+    Column("prefix", String(16), nullable=False),  # the first characters of the key, to recognise it
+    Column("credits", BigInteger, nullable=False, default=0),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),  # queue order
+    Column("id", String(40), nullable=False, unique=True),  # "job_…"
+    Column("key_id", String(40), ForeignKey("api_keys.id"), nullable=False),
+    Column("model", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request", Text, nullable=False),  # canonical VideoRequest JSON (seed drawn); scrubbed under ZDR
+    Column("request_hash", String(64), nullable=False),  # of the request as asked, for Idempotency-Key
+    Column("idempotency_key", String(255), nullable=True),
+    Column("surface", String(16), nullable=False, default="jobs"),  # which API created it (jobs|cloudflare|openai)
+    Column("prompt", Text, nullable=True),  # as used (after thinking / style); scrubbed under ZDR
+    Column("original_prompt", Text, nullable=True),
+    Column("seed", BigInteger, nullable=False),
+    Column("quality", String(8), nullable=False),
+    Column("aspect_ratio", String(8), nullable=True),
+    Column("duration", Integer, nullable=False),
+    Column("credit_cost", Integer, nullable=False),
+    Column("refunded", Boolean, nullable=False, default=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("stage", String(32), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("worker_id", String(64), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("video_file", String(255), nullable=True),  # file name inside the media folder
+    Column("thumb_file", String(255), nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("seconds", Float, nullable=True),
+    Column("has_audio", Boolean, nullable=True),
+    Column("media_deleted", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),  # deleted by its owner (OpenAI DELETE): hidden, files removed
+    Column("kind", String(16), nullable=False, default="generate", server_default="generate"),  # generate|extend
+    Column("source_job_id", String(40), nullable=True),  # extend: the job whose video is continued
+    Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
+    Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
+    UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
+    Index("ix_jobs_status_seq", "status", "seq"),
+    Index("ix_jobs_key_created", "key_id", "created_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("job_id", String(40), nullable=True),
+    Column("stopped", Boolean, nullable=False, default=False),
+)

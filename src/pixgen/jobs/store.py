@@ -1,0 +1,528 @@
+"""The durable job queue: submit, read, cancel (API side) and claim, heartbeat, finish (worker side).
+
+Every state change is one transaction holding a guarded UPDATE (``WHERE status = … AND lease_token = …``), with
+the credit charge or refund in the same transaction. A refund flips ``refunded`` false→true under the same guard,
+so it happens exactly once whoever gets there first (a cancel, a worker, a lease sweeper).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import time
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pixgen.core.spec import VideoRequest
+from pixgen.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, RateLimited, Unauthorized
+from pixgen.jobs.db import Database
+from pixgen.jobs.schema import api_keys, jobs
+from pixgen.jobs.states import REFUNDING, JobStatus
+
+MAX_IDEMPOTENCY_KEY = 255
+RATE_WINDOW = 60.0  # seconds of the per-key rate limit
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job row, read-only. ``status`` is a ``JobStatus``."""
+
+    seq: int
+    id: str
+    key_id: str
+    model: str
+    status: JobStatus
+    request: str
+    request_hash: str
+    idempotency_key: str | None
+    surface: str
+    prompt: str | None
+    original_prompt: str | None
+    seed: int
+    quality: str
+    aspect_ratio: str | None
+    duration: int
+    credit_cost: int
+    refunded: bool
+    progress: int
+    stage: str | None
+    cancel_requested: bool
+    attempts: int
+    lease_token: str | None
+    lease_expires_at: float | None
+    worker_id: str | None
+    error_code: str | None
+    error_message: str | None
+    video_file: str | None
+    thumb_file: str | None
+    width: int | None
+    height: int | None
+    seconds: float | None
+    has_audio: bool | None
+    media_deleted: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    deleted_at: float | None
+    # What the job does: "generate", or "extend" (continue the video of ``source_job_id``); ``remix_of``: the job
+    # whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots, when any.
+    kind: str = "generate"
+    source_job_id: str | None = None
+    remix_of: str | None = None
+    shots: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Job":
+        values = {name: row[name] for name, required in _JOB_FIELDS if required or name in row}
+        values["status"] = JobStatus(values["status"])
+        for name in ("refunded", "cancel_requested", "media_deleted"):
+            values[name] = bool(values[name])
+        return cls(**values)
+
+    def video_request(self) -> VideoRequest:
+        return VideoRequest.model_validate_json(self.request)
+
+
+_JOB_FIELDS = tuple((f.name, f.default is MISSING) for f in fields(Job))  # (name, required) for ``from_row``
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    credits_remaining: int
+    replayed: bool  # True: an earlier job returned for the same Idempotency-Key and body
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job
+    token: str  # the lease token: every later write by this worker must present it
+
+
+@dataclass(frozen=True)
+class Beat:
+    lease_ok: bool  # False: the lease was lost (expired and taken over, or the job ended): stop, write nothing
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished generation reports back to the store."""
+
+    video_file: str
+    thumb_file: str | None
+    width: int
+    height: int
+    seconds: float
+    has_audio: bool
+    seed: int
+    prompt: str
+    original_prompt: str
+    shots: list[dict[str, Any]] | None = None  # multi-clip: [{index, prompt, start, end}]
+
+
+def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
+                 remix_of: str | None = None) -> str:
+    """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
+
+    An extension or remix hashes its source too, so one Idempotency-Key cannot stand for two different jobs.
+    """
+    data: dict[str, Any] = request.model_dump(mode="json")
+    if kind != "generate" or source_job_id or remix_of:
+        data = {"request": data, "kind": kind, "source_job_id": source_job_id, "remix_of": remix_of}
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 3,
+        rate_limit_per_minute: int = 60,
+        max_concurrent_jobs: int = 8,
+        zero_data_retention: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self.max_concurrent_jobs = max_concurrent_jobs
+        self.zero_data_retention = zero_data_retention
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Any) -> "JobStore":
+        return cls(db, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                   rate_limit_per_minute=settings.rate_limit_per_minute,
+                   max_concurrent_jobs=settings.max_concurrent_jobs,
+                   zero_data_retention=settings.zero_data_retention)
+
+    # -- API side ---------------------------------------------------------------------------------------------
+    def submit(
+        self,
+        key_id: str,
+        request: VideoRequest,
+        *,
+        cost: int,
+        idempotency_key: str | None = None,
+        surface: str = "jobs",
+        model: str = "pixverse-v6",
+        kind: str = "generate",
+        source_job_id: str | None = None,
+        remix_of: str | None = None,
+        duration: int | None = None,
+    ) -> Submitted:
+        """Queue ``request`` and charge ``cost`` credits, in one transaction.
+
+        ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
+        ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's).
+        Raises ``InsufficientCredits``, ``RateLimited`` (rate or concurrency cap), or ``InvalidRequest`` when
+        ``idempotency_key`` was used before with another body.
+        """
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
+                                 field="Idempotency-Key")
+        digest = request_hash(request, kind, source_job_id, remix_of)
+        origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of,
+                  "duration": request.duration if duration is None else duration}
+        try:
+            return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
+        except IntegrityError:
+            # Another node inserted the same Idempotency-Key between our check and our insert: ours rolled back
+            # (charge included); answer with theirs.
+            if idempotency_key is None:
+                raise
+            with self.db.read() as conn:
+                return self._replay(conn, key_id, idempotency_key, digest)  # type: ignore[return-value]
+
+    def _submit_once(self, key_id: str, request: VideoRequest, digest: str, cost: int,
+                     idempotency_key: str | None, surface: str, model: str, origin: dict[str, Any]) -> Submitted:
+        now = self.clock()
+        with self.db.write() as conn:
+            # Lock the key's row first: submits of one key are serialised, so the caps and the balance hold.
+            key = conn.execute(select(api_keys.c.credits, api_keys.c.disabled).where(api_keys.c.id == key_id)
+                               .with_for_update()).first()
+            if key is None or key.disabled:
+                raise Unauthorized("invalid API key")
+            if idempotency_key is not None:
+                replay = self._replay(conn, key_id, idempotency_key, digest)
+                if replay is not None:
+                    return replay
+            self._check_limits(conn, key_id, now)
+            if key.credits < cost:
+                raise InsufficientCredits(f"this video costs {cost} credits; {key.credits} remaining")
+            seeded = request.with_seed()
+            job_id = "job_" + secrets.token_hex(12)
+            conn.execute(jobs.insert().values(
+                id=job_id, key_id=key_id, model=model, status=JobStatus.PENDING.value,
+                request=seeded.model_dump_json(), request_hash=digest, idempotency_key=idempotency_key,
+                surface=surface, prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
+                quality=seeded.quality, aspect_ratio=seeded.aspect_ratio, credit_cost=cost, refunded=False,
+                progress=0, stage=None, cancel_requested=False, attempts=0, media_deleted=False, created_at=now,
+                updated_at=now, **origin))
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id)
+                         .values(credits=api_keys.c.credits - cost))
+            job = self._get(conn, job_id)
+            return Submitted(job=job, credits_remaining=int(key.credits - cost), replayed=False)
+
+    def _replay(self, conn: Connection, key_id: str, idempotency_key: str, digest: str) -> Submitted | None:
+        row = conn.execute(select(jobs).where(jobs.c.key_id == key_id,
+                                              jobs.c.idempotency_key == idempotency_key)).mappings().first()
+        if row is None:
+            return None
+        if row["request_hash"] != digest:
+            raise InvalidRequest("this Idempotency-Key was already used with a different request body",
+                                 field="Idempotency-Key")
+        credits = conn.execute(select(api_keys.c.credits).where(api_keys.c.id == key_id)).scalar_one()
+        return Submitted(job=Job.from_row(row), credits_remaining=int(credits), replayed=True)
+
+    def _check_limits(self, conn: Connection, key_id: str, now: float) -> None:
+        active = conn.execute(select(func.count()).select_from(jobs).where(
+            jobs.c.key_id == key_id,
+            jobs.c.status.in_([JobStatus.PENDING.value, JobStatus.PROCESSING.value]))).scalar_one()
+        if self.max_concurrent_jobs and active >= self.max_concurrent_jobs:
+            raise RateLimited(f"{active} jobs of this key are queued or running (at most "
+                              f"{self.max_concurrent_jobs}); wait for one to finish", retry_after=5)
+        since = now - RATE_WINDOW
+        recent, oldest = conn.execute(select(func.count(), func.min(jobs.c.created_at)).where(
+            jobs.c.key_id == key_id, jobs.c.created_at > since)).one()
+        if self.rate_limit_per_minute and recent >= self.rate_limit_per_minute:
+            wait = max(1, math.ceil(oldest + RATE_WINDOW - now))
+            raise RateLimited(f"at most {self.rate_limit_per_minute} jobs per minute per key", retry_after=wait)
+
+    def get(self, job_id: str, key_id: str | None = None) -> Job:
+        """The job, or ``NotFound`` (also when it belongs to another key: ids are not an oracle)."""
+        with self.db.read() as conn:
+            job = self._find(conn, job_id)
+        if job is None or (key_id is not None and job.key_id != key_id):
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
+        """The job and, while it is pending, its 1-based place in the queue (1 = next to run).
+
+        The status poll: one prepared statement, one round trip (the count runs only for a pending job).
+        """
+        with self.db.read() as conn:
+            row = conn.execute(_GET_WITH_POSITION, {"job_id": job_id}).mappings().first()
+        if row is None or (key_id is not None and row["key_id"] != key_id):
+            raise NotFound(f"no job {job_id!r}")
+        ahead = row["ahead"]
+        return Job.from_row(row), None if ahead is None else int(ahead) + 1
+
+    def list_jobs(self, key_id: str, *, limit: int = 20, surface: str | None = None, after: str | None = None,
+                  order: str = "desc") -> list[Job]:
+        """The key's jobs, newest first (``order="asc"``: oldest first); ``after`` (a job id) pages on past it."""
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'", field="order")
+        query = select(jobs).where(jobs.c.key_id == key_id, jobs.c.deleted_at.is_(None))
+        if surface is not None:
+            query = query.where(jobs.c.surface == surface)
+        with self.db.read() as conn:
+            if after is not None:
+                anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)).scalar()
+                if anchor is None:
+                    raise InvalidRequest(f"no job {after!r} to page after", field="after")
+                query = query.where(jobs.c.seq > anchor if order == "asc" else jobs.c.seq < anchor)
+            ordering = jobs.c.seq.asc() if order == "asc" else jobs.c.seq.desc()
+            rows = conn.execute(query.order_by(ordering).limit(limit)).mappings().all()
+        return [Job.from_row(r) for r in rows]
+
+    def credits(self, key_id: str) -> int:
+        with self.db.read() as conn:
+            value = conn.execute(select(api_keys.c.credits).where(api_keys.c.id == key_id)).scalar()
+        if value is None:
+            raise NotFound(f"no API key {key_id!r}")
+        return int(value)
+
+    def cancel(self, job_id: str, key_id: str | None = None) -> Job:
+        """Pending → cancelled and refunded now; processing → flagged, the worker stops within one step.
+
+        A finished job is returned as it is.
+        """
+        now = self.clock()
+        with self.db.write() as conn:
+            job = self._find(conn, job_id, lock=True)
+            if job is None or (key_id is not None and job.key_id != key_id):
+                raise NotFound(f"no job {job_id!r}")
+            if job.status is JobStatus.PENDING:
+                self._finish(conn, job, JobStatus.PENDING, JobStatus.CANCELLED, now,
+                             error_code="cancelled", error_message="cancelled by the user")
+            elif job.status is JobStatus.PROCESSING and not job.cancel_requested:
+                conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == JobStatus.PROCESSING.value)
+                             .values(cancel_requested=True, updated_at=now))
+            return self._get(conn, job_id)
+
+    def delete(self, job_id: str, key_id: str | None = None) -> Job:
+        """Hide a finished job for good (``Conflict`` while it is pending or running: cancel it first).
+
+        Returns the job as it was, so the caller can remove its files (``api.media.media_file``).
+        """
+        now = self.clock()
+        with self.db.write() as conn:
+            job = self._find(conn, job_id, lock=True)
+            if job is None or (key_id is not None and job.key_id != key_id):
+                raise NotFound(f"no job {job_id!r}")
+            if not job.status.is_terminal():
+                raise Conflict(f"job {job_id} is {job.status.value}; cancel it and wait for it to stop first")
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                deleted_at=now, media_deleted=True, updated_at=now, **_scrubbed(job)))
+        return job
+
+    # -- worker side ------------------------------------------------------------------------------------------
+    def claim(self, worker_id: str) -> Claim | None:
+        """Take the oldest pending job under a fresh lease (attempt counted), or None when the queue is empty."""
+        now = self.clock()
+        token = secrets.token_hex(16)
+        with self.db.write() as conn:
+            # PostgreSQL: SKIP LOCKED lets many workers claim at once without waiting on each other's row.
+            # SQLite: ignored; BEGIN IMMEDIATE already makes this the only writer.
+            seq = conn.execute(select(jobs.c.seq).where(jobs.c.status == JobStatus.PENDING.value)
+                               .order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)).scalar()
+            if seq is None:
+                return None
+            conn.execute(update(jobs).where(jobs.c.seq == seq, jobs.c.status == JobStatus.PENDING.value).values(
+                status=JobStatus.PROCESSING.value, lease_token=token, lease_expires_at=now + self.lease_seconds,
+                worker_id=worker_id, attempts=jobs.c.attempts + 1, progress=0, stage="queued",
+                started_at=now, updated_at=now))
+            job = Job.from_row(conn.execute(select(jobs).where(jobs.c.seq == seq)).mappings().one())
+        return Claim(job=job, token=token)
+
+    def heartbeat(self, job_id: str, token: str, *, progress: int | None = None, stage: str | None = None) -> Beat:
+        """Renew the lease and record progress; says whether the lease still holds and whether to cancel."""
+        now = self.clock()
+        values: dict[str, Any] = {"lease_expires_at": now + self.lease_seconds, "updated_at": now}
+        if progress is not None:
+            values["progress"] = max(0, min(100, int(progress)))
+        if stage is not None:
+            values["stage"] = stage
+        with self.db.write() as conn:
+            result = conn.execute(update(jobs).where(self._leased(job_id, token)).values(**values))
+            if result.rowcount != 1:
+                return Beat(lease_ok=False, cancel_requested=False)
+            flag = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
+        return Beat(lease_ok=True, cancel_requested=bool(flag))
+
+    def cancel_requested(self, job_id: str, token: str) -> bool:
+        """A cheap read between heartbeats: True when a cancel was asked (or the lease is gone)."""
+        with self.db.read() as conn:
+            row = conn.execute(select(jobs.c.cancel_requested, jobs.c.lease_token, jobs.c.status)
+                               .where(jobs.c.id == job_id)).first()
+        if row is None or row.lease_token != token or row.status != JobStatus.PROCESSING.value:
+            return True
+        return bool(row.cancel_requested)
+
+    def complete(self, job_id: str, token: str, outcome: Outcome) -> bool:
+        """processing → completed with the result; False (nothing written) when the lease was lost."""
+        shots = outcome.shots
+        if shots is not None and self.zero_data_retention:
+            shots = [{k: v for k, v in shot.items() if k != "prompt"} for shot in shots]
+        return self._end(job_id, token, JobStatus.COMPLETED, progress=100, stage="done",
+                         video_file=outcome.video_file, thumb_file=outcome.thumb_file, width=outcome.width,
+                         height=outcome.height, seconds=outcome.seconds, has_audio=outcome.has_audio,
+                         seed=outcome.seed, prompt=outcome.prompt, original_prompt=outcome.original_prompt,
+                         shots=json.dumps(shots) if shots is not None else None)
+
+    def fail(self, job_id: str, token: str, code: str, message: str) -> bool:
+        """processing → failed and refunded; False when the lease was lost."""
+        return self._end(job_id, token, JobStatus.FAILED, error_code=code, error_message=message)
+
+    def finish_cancelled(self, job_id: str, token: str) -> bool:
+        """processing → cancelled and refunded (the worker stopped on a cancel request)."""
+        return self._end(job_id, token, JobStatus.CANCELLED, error_code="cancelled",
+                         error_message="cancelled by the user")
+
+    def release(self, job_id: str, token: str) -> bool:
+        """processing → pending, attempt not counted: the worker is shutting down cleanly, another will run it."""
+        now = self.clock()
+        with self.db.write() as conn:
+            result = conn.execute(update(jobs).where(self._leased(job_id, token)).values(
+                status=JobStatus.PENDING.value, lease_token=None, lease_expires_at=None, worker_id=None,
+                attempts=jobs.c.attempts - 1, progress=0, stage=None, updated_at=now))
+            return result.rowcount == 1
+
+    def requeue_expired(self) -> list[str]:
+        """Jobs whose lease ran out (their worker died or hung): back to pending, or — after ``max_attempts``
+        attempts, or when a cancel was asked — ended and refunded. Returns the ids touched."""
+        now = self.clock()
+        touched = []
+        with self.db.write() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status == JobStatus.PROCESSING.value,
+                                                   jobs.c.lease_expires_at < now)
+                                .with_for_update(skip_locked=True)).mappings().all()
+            for row in rows:
+                job = Job.from_row(row)
+                guard = dict(token=job.lease_token)
+                if job.cancel_requested:
+                    self._finish(conn, job, JobStatus.PROCESSING, JobStatus.CANCELLED, now, **guard,
+                                 error_code="cancelled", error_message="cancelled by the user")
+                elif job.attempts >= self.max_attempts:
+                    self._finish(conn, job, JobStatus.PROCESSING, JobStatus.FAILED, now, **guard,
+                                 error_code="internal_error",
+                                 error_message=f"the worker stopped responding on each of {job.attempts} attempts")
+                else:
+                    conn.execute(update(jobs).where(self._leased(job.id, job.lease_token)).values(
+                        status=JobStatus.PENDING.value, lease_token=None, lease_expires_at=None, worker_id=None,
+                        progress=0, stage=None, updated_at=now))
+                touched.append(job.id)
+        return touched
+
+    # -- zero data retention ----------------------------------------------------------------------------------
+    def expired_outputs(self, ttl: float, limit: int = 100) -> list[Job]:
+        """Finished jobs whose media outlived ``ttl`` seconds and is not deleted yet."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.media_deleted.is_(False), jobs.c.finished_at.is_not(None),
+                                                   jobs.c.finished_at < self.clock() - ttl,
+                                                   jobs.c.video_file.is_not(None))
+                                .order_by(jobs.c.seq).limit(limit)).mappings().all()
+        return [Job.from_row(r) for r in rows]
+
+    def mark_media_deleted(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        if ids:
+            with self.db.write() as conn:
+                conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(media_deleted=True,
+                                                                           updated_at=self.clock()))
+
+    # -- internals --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _leased(job_id: str, token: str | None):  # noqa: ANN205
+        return and_(jobs.c.id == job_id, jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_token == token)
+
+    def _end(self, job_id: str, token: str, to: JobStatus, **values: Any) -> bool:
+        now = self.clock()
+        with self.db.write() as conn:
+            job = self._find(conn, job_id, lock=True)
+            if job is None or job.status is not JobStatus.PROCESSING or job.lease_token != token:
+                return False
+            return self._finish(conn, job, JobStatus.PROCESSING, to, now, token=token, **values)
+
+    def _finish(self, conn: Connection, job: Job, frm: JobStatus, to: JobStatus, now: float, *,
+                token: str | None = None, **values: Any) -> bool:
+        """One guarded move to a terminal state, with the refund (at most once) and ZDR scrubbing."""
+        assert frm.can_become(to) and to.is_terminal(), (frm, to)
+        guard = [jobs.c.id == job.id, jobs.c.status == frm.value]
+        if frm is JobStatus.PROCESSING:
+            guard.append(jobs.c.lease_token == token)
+        values.update(status=to.value, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now)
+        if self.zero_data_retention:
+            values.update(_scrubbed(job))
+        result = conn.execute(update(jobs).where(*guard).values(**values))
+        if result.rowcount != 1:
+            return False
+        if to in REFUNDING:
+            flipped = conn.execute(update(jobs).where(jobs.c.id == job.id, jobs.c.refunded.is_(False))
+                                   .values(refunded=True))
+            if flipped.rowcount == 1:
+                conn.execute(update(api_keys).where(api_keys.c.id == job.key_id)
+                             .values(credits=api_keys.c.credits + job.credit_cost))
+        return True
+
+    def _find(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
+        row = conn.execute(_FIND_FOR_UPDATE if lock else _FIND, {"job_id": job_id}).mappings().first()
+        return Job.from_row(row) if row is not None else None
+
+    def _get(self, conn: Connection, job_id: str) -> Job:
+        job = self._find(conn, job_id)
+        assert job is not None
+        return job
+
+
+# Statements of the hot paths, built once: SQLAlchemy then skips rebuilding them and their cache keys per call.
+_FIND = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.is_(None))
+_FIND_FOR_UPDATE = _FIND.with_for_update()
+_ahead = jobs.alias("ahead")
+_GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value, select(func.count())
+                                        .select_from(_ahead).where(_ahead.c.status == JobStatus.PENDING.value,
+                                                                   _ahead.c.seq < jobs.c.seq)
+                                        .scalar_subquery()), else_=None).label("ahead")) \
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.is_(None))
+
+
+def _scrubbed(job: Job) -> dict[str, Any]:
+    """Zero data retention: keep the shape of the request (for billing and support), not its content."""
+    try:
+        data = json.loads(job.request)
+    except ValueError:
+        data = {}
+    for name in ("prompt", "negative_prompt", "image_input", "end_image_input"):
+        if data.get(name):
+            data[name] = "" if name.endswith("prompt") else None
+    scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None}
+    if job.shots:  # shot times stay, their prompts go
+        try:
+            scrubbed["shots"] = json.dumps([{k: v for k, v in s.items() if k != "prompt"}
+                                            for s in json.loads(job.shots)])
+        except (ValueError, AttributeError):
+            scrubbed["shots"] = None
+    return scrubbed

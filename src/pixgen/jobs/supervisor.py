@@ -1,0 +1,93 @@
+"""Runs N ``pixgen worker`` subprocesses next to the API (``pixgen serve --workers N``) and restarts dead ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from pixgen.settings import Settings
+
+log = logging.getLogger("pixgen.supervisor")
+
+MAX_BACKOFF = 30.0
+STOP_GRACE = 20.0  # seconds a worker gets to hand back its job after SIGTERM
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self._procs: list[subprocess.Popen | None] = [None] * count
+        self._backoff = [0.5] * count
+        self._started = [0.0] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pixgen-supervisor", daemon=True)
+
+    def start(self) -> None:
+        for slot in range(self.count):
+            self._spawn(slot)
+        self._thread.start()
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p is not None and p.poll() is None]
+
+    def _spawn(self, slot: int) -> None:
+        env = {**os.environ, **self.settings.to_env()}
+        self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=env,
+                                             preexec_fn=_die_with_parent)
+        self._started[slot] = time.monotonic()
+        log.info("worker slot %d: started pid %d", slot, self._procs[slot].pid)
+
+    def _watch(self) -> None:
+        due: dict[int, float] = {}
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            for slot, proc in enumerate(self._procs):
+                if proc is None or proc.poll() is None:
+                    continue
+                if slot not in due:
+                    # Back off when a worker dies soon after starting (bad model folder, database down...).
+                    lived = now - self._started[slot]
+                    self._backoff[slot] = 1.0 if lived > 60 else min(MAX_BACKOFF, self._backoff[slot] * 2)
+                    due[slot] = now + (0.0 if lived > 60 else self._backoff[slot])
+                    log.warning("worker slot %d: pid %d exited with %s; restarting", slot, proc.pid,
+                                proc.returncode)
+                if now >= due[slot] and not self._stop.is_set():
+                    del due[slot]
+                    self._spawn(slot)
+
+    def stop(self) -> None:
+        """SIGTERM every worker (each hands back its job), then SIGKILL what is left after a grace period."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        live = [p for p in self._procs if p is not None and p.poll() is None]
+        for proc in live:
+            proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it if the supervisor dies (even by SIGKILL).
+
+    Linux ties this to the spawning *thread*; workers are spawned by the main thread and the watcher thread,
+    both of which live as long as the supervisor does.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a worker outlives a SIGKILLed supervisor (stop() still ends it on a clean exit)

@@ -1,0 +1,267 @@
+"""A worker process: loads the engine once, then claims jobs and runs them under a lease until told to stop.
+
+Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress
+and picks up cancel requests; a housekeeping thread keeps the worker's own heartbeat row fresh, puts jobs of dead
+workers back in the queue and, under zero data retention, deletes outputs past their TTL.
+The engine (torch) is imported here only inside ``run``, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from pixgen.core.progress import Progress
+from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError
+from pixgen.jobs import fleet
+from pixgen.jobs.db import Database, connect, migrate
+from pixgen.jobs.states import JobStatus
+from pixgen.jobs.store import Claim, Job, JobStore, Outcome
+from pixgen.jobs.thumbnail import make_thumbnail
+from pixgen.settings import Settings
+
+log = logging.getLogger("pixgen.worker")
+
+CANCEL_POLL = 0.1  # seconds between looks at the cancel flag while a job runs
+PROGRESS_EVERY = 0.5  # at most this often a progress write (the lease is renewed on its own schedule)
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, engine_factory: Callable[[], object] | None = None,
+                 worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.stop = threading.Event()
+        self._engine_factory = engine_factory or self._load_engine
+        self._current: str | None = None
+        self.db: Database | None = None
+        self.store: JobStore | None = None
+
+    def _load_engine(self) -> object:
+        from pixgen.engine import load_engine  # torch arrives here, in the worker process only
+
+        return load_engine(self.settings.model, cache_dir=self.settings.cache_dir)
+
+    # -- main loop --------------------------------------------------------------------------------------------
+    def run(self, *, max_jobs: int | None = None) -> int:
+        """Serve jobs until ``stop`` is set (or ``max_jobs`` have run); returns the number of jobs run."""
+        self.db = connect(self.settings.database_url, pool_size=3)
+        migrate(self.db)
+        self.store = JobStore.from_settings(self.db, self.settings)
+        self.settings.media_dir.mkdir(parents=True, exist_ok=True)
+        engine = self._engine_factory()
+        fleet.register_worker(self.db, self.id, self.settings.model)
+        log.info("worker %s ready (model %s)", self.id, self.settings.model)
+        housekeeping = threading.Thread(target=self._housekeeping, name="pixgen-housekeeping", daemon=True)
+        housekeeping.start()
+        done = 0
+        try:
+            while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
+                claim = self.store.claim(self.id)
+                if claim is None:
+                    self.stop.wait(self.settings.poll_interval)
+                    continue
+                self._run_job(engine, claim)
+                done += 1
+        finally:
+            self.stop.set()
+            housekeeping.join(timeout=5)
+            fleet.stop_worker(self.db, self.id)
+            self.db.dispose()
+        return done
+
+    def _run_job(self, engine, claim: Claim) -> None:  # noqa: ANN001
+        store, job, token = self.store, claim.job, claim.token
+        assert store is not None
+        self._current = job.id
+        # One file name per attempt: a worker that lost its lease and still runs never writes over the new one.
+        stem = f"{job.id}-{token[:8]}"
+        video = self.settings.media_dir / f"{stem}.mp4"
+        lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.stop)
+        lease.start()
+        log.info("job %s: attempt %d", job.id, job.attempts)
+        try:
+            if job.kind == "extend":  # continue the source's video; the result is the whole video
+                source = self._source_video(job)
+                extend = getattr(engine, "extend", None)
+                if extend is None:
+                    raise GenerationError("this model backend cannot extend videos")
+                result = extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
+            else:
+                result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel)
+        except Cancelled:
+            _remove(video)
+            lease.close()
+            if lease.lost:
+                log.warning("job %s: lease lost; another worker has it", job.id)
+            elif lease.cancel_requested:
+                store.finish_cancelled(job.id, token)
+            else:  # this worker is stopping: hand the job back without counting the attempt
+                store.release(job.id, token)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure of one job must not kill the worker
+            _remove(video)
+            lease.close()
+            if isinstance(exc, PixgenError):
+                code, message = exc.code, exc.message
+            else:
+                log.exception("job %s failed", job.id)
+                code, message = "internal_error", f"generation failed: {type(exc).__name__}: {exc}"
+            store.fail(job.id, token, code, message)
+            return
+        finally:
+            self._current = None
+        lease.close()
+        thumb = self.settings.media_dir / f"{stem}.jpg"
+        try:
+            make_thumbnail(video, thumb)
+        except Exception:  # noqa: BLE001 - a video without a thumbnail is still a result
+            log.exception("job %s: no thumbnail", job.id)
+            thumb = None
+        outcome = Outcome(video_file=video.name, thumb_file=thumb.name if thumb else None, width=result.width,
+                          height=result.height, seconds=result.seconds, has_audio=result.has_audio,
+                          seed=result.seed, prompt=result.prompt, original_prompt=result.original_prompt,
+                          shots=_shots(getattr(result, "extra", {}).get("shots")))
+        if not store.complete(job.id, token, outcome):
+            log.warning("job %s: finished after losing its lease; result dropped", job.id)
+            _remove(video)
+            if thumb:
+                _remove(thumb)
+
+    def _source_video(self, job: Job) -> Path:
+        """The finished MP4 an extend job continues (its source may have been deleted since it was queued)."""
+        assert self.store is not None
+        try:
+            source = self.store.get(job.source_job_id or "")
+        except NotFound:
+            raise GenerationError(f"job {job.source_job_id}, whose video this one extends, was deleted") from None
+        path = self.settings.media_dir / (source.video_file or "")
+        if source.status is not JobStatus.COMPLETED or source.media_deleted or not source.video_file \
+                or not path.is_file():
+            raise GenerationError(f"the video of job {source.id} to extend is no longer kept")
+        return path
+
+    def _housekeeping(self) -> None:
+        assert self.db is not None and self.store is not None
+        period = fleet.beat_period(self.settings.lease_seconds)
+        # The first sweep runs at once: a worker started to replace a dead one takes its expired job without
+        # waiting a period more.
+        first = True
+        while first or not self.stop.wait(period):
+            first = False
+            try:
+                fleet.beat_worker(self.db, self.id, self._current)
+                for job_id in self.store.requeue_expired():
+                    log.warning("job %s: lease expired, put back or ended", job_id)
+                if self.settings.zero_data_retention:
+                    self._purge_outputs()
+            except Exception:  # noqa: BLE001 - a database hiccup must not end housekeeping
+                log.exception("housekeeping failed; retrying")
+
+    def _purge_outputs(self) -> None:
+        assert self.store is not None
+        expired = self.store.expired_outputs(self.settings.output_ttl)
+        for job in expired:
+            for name in (job.video_file, job.thumb_file):
+                if name:
+                    _remove(self.settings.media_dir / name)
+        self.store.mark_media_deleted(j.id for j in expired)
+
+
+class _Lease:
+    """Renews one job's lease, writes its progress (throttled) and watches for a cancel, on its own thread."""
+
+    def __init__(self, store: JobStore, job_id: str, token: str, renew_every: float, stopping: threading.Event):
+        self.store, self.job_id, self.token = store, job_id, token
+        self.renew_every = renew_every
+        self.stopping = stopping
+        self.lost = False
+        self.cancel_requested = False
+        self._progress: Progress | None = None
+        self._written: tuple[int, str] | None = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"pixgen-lease-{job_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+
+    def on_progress(self, progress: Progress) -> None:
+        self._progress = progress  # read by the lease thread; the generating thread never touches the database
+
+    def should_cancel(self) -> bool:
+        return self.lost or self.cancel_requested or self.stopping.is_set()
+
+    def _loop(self) -> None:
+        last_write = 0.0
+        while not self._closed.wait(CANCEL_POLL):
+            now = time.monotonic()
+            current = self._progress
+            changed = current is not None and (current.percent, current.stage) != self._written
+            # A new stage is written at once (a handful per job: watchers see "denoise" start without waiting out
+            # the throttle); progress within a stage at most every PROGRESS_EVERY seconds.
+            new_stage = changed and (self._written is None or current.stage != self._written[1])
+            if now - last_write >= self.renew_every or new_stage or (changed and now - last_write >= PROGRESS_EVERY):
+                try:
+                    beat = self.store.heartbeat(self.job_id, self.token,
+                                                progress=current.percent if current else None,
+                                                stage=current.stage if current else None)
+                except Exception:  # noqa: BLE001 - try again next tick; the lease has slack for it
+                    log.exception("job %s: heartbeat failed", self.job_id)
+                    continue
+                last_write = now
+                if current is not None:
+                    self._written = (current.percent, current.stage)
+                self.lost = not beat.lease_ok
+                self.cancel_requested = beat.cancel_requested
+                if self.lost:
+                    return
+            elif not self.cancel_requested:
+                try:
+                    self.cancel_requested = self.store.cancel_requested(self.job_id, self.token)
+                except Exception:  # noqa: BLE001
+                    log.exception("job %s: cancel check failed", self.job_id)
+
+
+def _shots(shots: object) -> list[dict] | None:
+    """The engine's multi-clip shots as ``[{index, prompt, start, end}]`` (JSON-safe), or None."""
+    if not isinstance(shots, (list, tuple)) or not shots:
+        return None
+    out = []
+    for i, shot in enumerate(shots):
+        item = shot if isinstance(shot, dict) else {k: getattr(shot, k) for k in ("index", "prompt", "start", "end")
+                                                    if hasattr(shot, k)}
+        out.append({"index": int(item.get("index", i)), "prompt": str(item.get("prompt", "")),
+                    "start": round(float(item.get("start", 0.0)), 3), "end": round(float(item.get("end", 0.0)), 3)})
+    return out
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def run_worker(settings: Settings) -> int:
+    """Entry point of ``pixgen worker``: run until SIGTERM / SIGINT, then hand back the current job."""
+    worker = Worker(settings)
+
+    def _stop(signum, _frame) -> None:  # noqa: ANN001
+        log.info("worker %s: signal %d, stopping", worker.id, signum)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
+    return 0

@@ -1,0 +1,597 @@
+// pixgen web page: a thin client of the public job API (CONTRACT.md), no build step.
+//
+//   POST /api/v1/models/pixverse-v6/run   start a job
+//   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header)
+//   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
+//   POST /api/v1/jobs/{id}/cancel         cancel it
+//   GET  /api/v1/jobs                     the key's recent jobs and credits left
+"use strict";
+
+(() => {
+  const API = new URL("api/v1/", document.baseURI);
+  const MODEL = "pixverse-v6";
+  const KEY_STORAGE = "pixgen.apiKey";
+  const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+  const POLL_MS = 1000;
+  const STAGE_NAMES = {
+    queued: "Starting",
+    load: "Loading the model",
+    prepare: "Preparing",
+    text: "Reading the prompt",
+    denoise: "Denoising",
+    upsample: "Upscaling",
+    decode: "Decoding frames",
+    encode: "Encoding the video",
+    done: "Done",
+  };
+  // Short edge per quality; long edge = short × ratio rounded to even (CONTRACT.md "The output video").
+  const QUALITY_SHORT = { "360p": 360, "540p": 540, "720p": 720, "1080p": 1080 };
+  const FPS = 24;
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    form: $("gen-form"),
+    key: $("api-key"),
+    prompt: $("prompt"),
+    negative: $("negative-prompt"),
+    duration: $("duration"),
+    ratio: $("aspect-ratio"),
+    quality: $("quality"),
+    audio: $("audio"),
+    multiClip: $("multi-clip"),
+    style: $("style"),
+    camera: $("camera"),
+    thinking: $("thinking"),
+    seed: $("seed"),
+    startImage: $("start-image"),
+    endImage: $("end-image"),
+    outputSize: $("output-size"),
+    formError: $("form-error"),
+    generate: $("generate"),
+    job: $("job"),
+    jobId: $("job-id"),
+    running: $("job-running"),
+    status: $("job-status"),
+    progress: $("job-progress"),
+    percent: $("job-percent"),
+    cancel: $("cancel"),
+    jobError: $("job-error"),
+    result: $("job-result"),
+    video: $("result-video"),
+    resultSeed: $("result-seed"),
+    resultPrompt: $("result-prompt"),
+    download: $("download"),
+    useSeed: $("use-seed"),
+    credits: $("credits"),
+    recentMessage: $("recent-message"),
+    recentList: $("recent-list"),
+    refresh: $("refresh"),
+  };
+
+  // Request field → the control that sets it, to point at the field an API error names.
+  const FIELD_CONTROLS = {
+    prompt: el.prompt,
+    negative_prompt: el.negative,
+    duration: el.duration,
+    aspect_ratio: el.ratio,
+    quality: el.quality,
+    resolution: el.quality,
+    generate_audio: el.audio,
+    multi_clip: el.multiClip,
+    style: el.style,
+    camera_movement: el.camera,
+    thinking_type: el.thinking,
+    seed: el.seed,
+    image_input: el.startImage,
+    end_image_input: el.endImage,
+  };
+
+  const FIELD_KEY = { "start-image": "image_input", "end-image": "end_image_input" };
+
+  const images = { "start-image": null, "end-image": null }; // data URIs
+  let following = null; // {jobId, abort: AbortController}
+  let currentJob = null;
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The API
+
+  class ApiError extends Error {
+    constructor(status, body, retryAfter) {
+      // Job API errors are {code, message, field}; anything else (a proxy's page) shows its status.
+      const e = body || {};
+      let message = e.message || `HTTP ${status}`;
+      if (status === 429 && retryAfter) message += ` Try again in ${retryAfter} s.`;
+      super(message);
+      this.status = status;
+      this.code = e.code || "";
+      this.field = e.field || "";
+    }
+  }
+
+  function headers(extra = {}) {
+    const h = { Accept: "application/json", ...extra };
+    const key = el.key.value.trim();
+    if (key) h.Authorization = `Bearer ${key}`;
+    return h;
+  }
+
+  async function api(path, { method = "GET", body, signal } = {}) {
+    const init = { method, headers: headers(), signal };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(new URL(path, API), init);
+    const text = await res.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = { message: text.slice(0, 300) };
+    }
+    if (!res.ok) throw new ApiError(res.status, data, res.headers.get("Retry-After"));
+    return data;
+  }
+
+  // Server-sent events from a fetch() response: yields {event, data} per message.
+  async function* readEvents(response) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = "message";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl).replace(/\r$/, "");
+        buffer = buffer.slice(nl + 1);
+        if (line === "") {
+          if (data.length) yield { event, data: data.join("\n") };
+          event = "message";
+          data = [];
+        } else if (!line.startsWith(":")) {
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") event = val;
+          else if (field === "data") data.push(val);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Following a job
+
+  async function follow(jobId) {
+    if (following) following.abort.abort();
+    const abort = new AbortController();
+    following = { jobId, abort };
+    try {
+      if (await followEvents(jobId, abort.signal)) return;
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      if (err instanceof ApiError && err.status !== 404 && err.status < 500) {
+        showJobError(err.message);
+        return;
+      }
+      // Stream unavailable or broken: fall back to polling the job.
+    }
+    await poll(jobId, abort.signal);
+  }
+
+  // True when the stream ended the job (a "done" event); false when it stopped early.
+  async function followEvents(jobId, signal) {
+    const res = await fetch(new URL(`jobs/${encodeURIComponent(jobId)}/events`, API), {
+      headers: headers({ Accept: "text/event-stream" }),
+      signal,
+      cache: "no-store",
+    });
+    if (!res.ok) {
+      let body = null;
+      try { body = await res.json(); } catch { /* not JSON */ }
+      throw new ApiError(res.status, body, res.headers.get("Retry-After"));
+    }
+    for await (const { event, data } of readEvents(res)) {
+      if (signal.aborted) return true;
+      let payload;
+      try { payload = JSON.parse(data); } catch { continue; }
+      if (event === "progress") renderProgress(payload);
+      else if (event === "done") {
+        renderJob(payload);
+        return true;
+      } else if (event === "error") {
+        showJobError(payload.message || "The event stream failed.");
+      }
+    }
+    return false;
+  }
+
+  async function poll(jobId, signal) {
+    while (!signal.aborted) {
+      try {
+        const job = await api(`jobs/${encodeURIComponent(jobId)}`, { signal });
+        renderJob(job);
+        if (TERMINAL.has(job.status)) return;
+      } catch (err) {
+        if (signal.aborted) return;
+        showJobError(err.message);
+        if (err instanceof ApiError && err.status < 500 && err.status !== 429) return;
+      }
+      await sleep(POLL_MS, signal);
+    }
+  }
+
+  function sleep(ms, signal) {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Rendering a job
+
+  function startJobView(jobId) {
+    currentJob = { jobId };
+    el.job.hidden = false;
+    el.jobId.textContent = jobId;
+    el.running.hidden = false;
+    el.result.hidden = true;
+    el.jobError.hidden = true;
+    el.cancel.disabled = false;
+    el.cancel.hidden = false;
+    el.video.removeAttribute("src");
+    el.video.load();
+    setProgress(null);
+    setStatus("Starting…");
+  }
+
+  function setProgress(value) {
+    if (value === null || value === undefined) {
+      el.progress.removeAttribute("value"); // indeterminate
+      el.percent.textContent = "";
+    } else {
+      const v = Math.max(0, Math.min(100, Math.round(value)));
+      el.progress.value = v;
+      el.percent.textContent = `${v}%`;
+    }
+  }
+
+  // The status line is a live region: only touch it when its words change, so each change is announced once.
+  function setStatus(text) {
+    if (el.status.textContent !== text) el.status.textContent = text;
+  }
+
+  function statusLine(status, stage, queuePosition) {
+    if (status === "pending") {
+      return queuePosition !== null && queuePosition !== undefined
+        ? `Waiting in the queue: position ${queuePosition}`
+        : "Waiting in the queue";
+    }
+    if (status === "processing") return stage ? `${STAGE_NAMES[stage] || stage} (${stage})` : "Starting";
+    if (status === "completed") return "Done";
+    if (status === "failed") return "Failed";
+    if (status === "cancelled") return "Cancelled";
+    return status || "";
+  }
+
+  // One "progress" event: {jobId, status, progress, stage, queuePosition}.
+  function renderProgress(ev) {
+    if (!currentJob || ev.jobId !== currentJob.jobId) return;
+    setStatus(statusLine(ev.status, ev.stage, ev.queuePosition));
+    el.status.dataset.stage = ev.stage || "";
+    el.status.dataset.status = ev.status || "";
+    if (ev.status === "pending" && !ev.progress) setProgress(null);
+    else setProgress(ev.progress || 0);
+  }
+
+  // A full job: {jobId, status, progress, output: {video}, seed, prompt, error, creditCost, ...}.
+  function renderJob(job) {
+    if (!currentJob || job.jobId !== currentJob.jobId) return;
+    currentJob = job;
+    renderProgress(job);
+    if (!TERMINAL.has(job.status)) return;
+    el.cancel.disabled = true;
+    if (job.status === "completed") {
+      el.running.hidden = true;
+      showResult(job);
+    } else {
+      el.cancel.hidden = true;
+      if (job.status === "failed") showJobError(errorMessage(job.error) || "The job failed.");
+    }
+    loadRecent();
+  }
+
+  function errorMessage(error) {
+    if (!error) return "";
+    if (typeof error === "string") return error;
+    return error.message || error.code || JSON.stringify(error);
+  }
+
+  function showResult(job) {
+    const video = job.output && job.output.video;
+    el.result.hidden = false;
+    el.video.src = video || "";
+    const thumb = job.output && job.output.thumbnail;
+    if (thumb) el.video.poster = thumb;
+    else el.video.removeAttribute("poster");
+    el.resultSeed.textContent = job.seed !== undefined && job.seed !== null ? String(job.seed) : "";
+    el.resultPrompt.textContent = job.prompt || "(none: image only)";
+    el.download.href = video || "#";
+    el.download.setAttribute("download", `pixgen-${job.jobId}.mp4`);
+    el.useSeed.disabled = job.seed === undefined || job.seed === null;
+  }
+
+  function showJobError(message) {
+    el.jobError.textContent = message;
+    el.jobError.hidden = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The form
+
+  function requestBody() {
+    const body = {
+      prompt: el.prompt.value,
+      duration: Number(el.duration.value),
+      quality: el.quality.value,
+      generate_audio: el.audio.checked,
+      multi_clip: el.multiClip.checked,
+      style: el.style.value,
+      thinking_type: el.thinking.value,
+    };
+    if (el.negative.value.trim()) body.negative_prompt = el.negative.value;
+    if (el.ratio.value) body.aspect_ratio = el.ratio.value;
+    if (el.camera.value) body.camera_movement = el.camera.value;
+    if (el.seed.value !== "") body.seed = Number(el.seed.value);
+    if (images["start-image"]) body.image_input = images["start-image"];
+    if (images["end-image"]) body.end_image_input = images["end-image"];
+    if (!body.prompt.trim() && body.image_input) delete body.prompt;
+    return body;
+  }
+
+  function clearFieldErrors() {
+    el.formError.hidden = true;
+    el.formError.textContent = "";
+    for (const control of el.form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
+  }
+
+  function showFormError(err) {
+    el.formError.textContent = err.message;
+    el.formError.hidden = false;
+    const control = FIELD_CONTROLS[err.field] || (err.code === "unauthorized" ? el.key : null);
+    if (control) {
+      control.setAttribute("aria-invalid", "true");
+      control.focus();
+    }
+  }
+
+  async function onSubmit(event) {
+    event.preventDefault();
+    clearFieldErrors();
+    if (!el.key.value.trim()) {
+      showFormError({ message: "Enter your API key first.", code: "unauthorized" });
+      return;
+    }
+    saveKey();
+    el.generate.disabled = true;
+    try {
+      const started = await api(`models/${MODEL}/run`, { method: "POST", body: requestBody() });
+      if (typeof started.creditsRemaining === "number") showCredits(started.creditsRemaining);
+      startJobView(started.jobId);
+      el.job.scrollIntoView({ behavior: "smooth", block: "nearest" });
+      renderProgress({ jobId: started.jobId, status: started.status || "pending", progress: 0 });
+      follow(started.jobId);
+      loadRecent();
+    } catch (err) {
+      showFormError(err);
+    } finally {
+      el.generate.disabled = false;
+    }
+  }
+
+  async function onCancel() {
+    if (!currentJob) return;
+    el.cancel.disabled = true;
+    try {
+      const job = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/cancel`, { method: "POST" });
+      if (job && job.jobId) renderJob(job);
+    } catch (err) {
+      showJobError(err.message);
+      el.cancel.disabled = false;
+    }
+  }
+
+  function onUseSeed() {
+    if (!currentJob || currentJob.seed === undefined || currentJob.seed === null) return;
+    el.seed.value = String(currentJob.seed);
+    el.seed.focus();
+  }
+
+  function readImage(input) {
+    const name = input.id;
+    const preview = $(`${name}-preview`);
+    const file = input.files && input.files[0];
+    images[name] = null;
+    preview.hidden = true;
+    input.removeAttribute("aria-invalid");
+    if (!file) return updateOutputSize();
+    if (!["image/png", "image/jpeg", "image/webp"].includes(file.type)) {
+      input.value = "";
+      showFormError({ message: `${file.name}: choose a PNG, JPEG or WebP image.`, field: FIELD_KEY[name] });
+      return updateOutputSize();
+    }
+    const reader = new FileReader();
+    reader.onload = () => {
+      images[name] = reader.result;
+      const img = preview.querySelector("img");
+      img.onload = updateOutputSize; // its natural size picks the automatic aspect ratio
+      img.src = reader.result;
+      preview.hidden = false;
+      updateOutputSize();
+    };
+    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field: FIELD_KEY[name] });
+    reader.readAsDataURL(file);
+  }
+  function clearImage(name) {
+    const input = $(name);
+    input.value = "";
+    readImage(input);
+    input.focus();
+  }
+
+  // "Output: 640×360 (16:9), 1 s, 25 frames at 24 fps": what the contract promises for these settings.
+  function updateOutputSize() {
+    el.prompt.required = !images["start-image"];
+    const short = QUALITY_SHORT[el.quality.value];
+    const ratio = el.ratio.value || autoRatio();
+    el.outputSize.textContent = `Output: ${size(ratio, short)} (${ratio}), ${secondsText(Number(el.duration.value))}`;
+  }
+
+  const RATIOS = Array.from(el.ratio.options, (o) => o.value).filter(Boolean);
+  const ratioValue = (r) => { const [w, h] = r.split(":").map(Number); return w / h; };
+
+  // With no ratio chosen: 16:9, or the listed ratio nearest the start image's (compared on a log scale).
+  function autoRatio() {
+    const img = $("start-image-preview").querySelector("img");
+    if (!images["start-image"] || !img.naturalWidth) return "16:9";
+    const own = Math.log(img.naturalWidth / img.naturalHeight);
+    const distance = (r) => Math.abs(Math.log(ratioValue(r)) - own);
+    return RATIOS.reduce((best, r) => (distance(r) < distance(best) ? r : best));
+  }
+
+  function size(ratio, short) {
+    const value = ratioValue(ratio);
+    const even = (x) => 2 * Math.round(x / 2);
+    return value >= 1 ? `${even(short * value)}×${short}` : `${short}×${even(short / value)}`;
+  }
+
+  function secondsText(duration) {
+    if (!Number.isInteger(duration) || duration < 1 || duration > 15) return "1 to 15 seconds";
+    return `${duration} s, ${duration * FPS + 1} frames at ${FPS} fps`;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Recent jobs and credits
+
+  function showCredits(n) {
+    el.credits.textContent = `Credits left: ${n}`;
+  }
+
+  let recentSeq = 0;
+  async function loadRecent() {
+    const seq = ++recentSeq;
+    if (!el.key.value.trim()) {
+      el.recentList.replaceChildren();
+      el.credits.textContent = "";
+      el.recentMessage.textContent = "Enter an API key to see your videos.";
+      el.recentMessage.hidden = false;
+      return;
+    }
+    try {
+      const data = await api("jobs?limit=20");
+      if (seq !== recentSeq) return;
+      const jobs = data.jobs || [];
+      if (typeof data.creditsRemaining === "number") showCredits(data.creditsRemaining);
+      el.recentList.replaceChildren(...jobs.map(recentItem));
+      el.recentMessage.textContent = jobs.length ? "" : "No videos yet.";
+      el.recentMessage.hidden = jobs.length > 0;
+    } catch (err) {
+      if (seq !== recentSeq) return;
+      el.recentList.replaceChildren();
+      el.recentMessage.textContent = err.message;
+      el.recentMessage.hidden = false;
+    }
+  }
+
+  function recentItem(job) {
+    const li = document.createElement("li");
+    li.className = "recent-item";
+    const button = document.createElement("button");
+    button.type = "button";
+    const thumbUrl = job.output && job.output.thumbnail;
+    let thumb;
+    if (thumbUrl) {
+      thumb = document.createElement("img");
+      thumb.src = thumbUrl;
+      thumb.alt = "";
+      thumb.loading = "lazy";
+    } else {
+      thumb = document.createElement("span");
+      thumb.setAttribute("aria-hidden", "true");
+    }
+    thumb.className = "thumb";
+    const text = document.createElement("span");
+    text.className = "recent-text";
+    const prompt = document.createElement("span");
+    prompt.className = "recent-prompt";
+    prompt.textContent = job.prompt || "(image only)";
+    const meta = document.createElement("span");
+    meta.className = "recent-meta";
+    const badge = document.createElement("span");
+    badge.className = `badge ${job.status}`;
+    badge.textContent = job.status;
+    meta.append(badge);
+    const when = job.createdAt ? new Date(typeof job.createdAt === "number" ? job.createdAt * 1000 : job.createdAt) : null;
+    const details = [job.status === "processing" && typeof job.progress === "number" ? `${job.progress}%` : "",
+      when && !isNaN(when) ? when.toLocaleString() : ""].filter(Boolean).join(" · ");
+    if (details) meta.append(` · ${details}`);
+    text.append(prompt, meta);
+    button.append(thumb, text);
+    button.setAttribute("aria-label", `${job.status}: ${job.prompt || "image only"}`);
+    button.addEventListener("click", () => openJob(job.jobId));
+    li.append(button);
+    return li;
+  }
+
+  async function openJob(jobId) {
+    startJobView(jobId);
+    try {
+      const job = await api(`jobs/${encodeURIComponent(jobId)}`);
+      renderJob(job);
+      if (!TERMINAL.has(job.status)) follow(jobId);
+    } catch (err) {
+      showJobError(err.message);
+    }
+    el.job.scrollIntoView({ behavior: "smooth", block: "start" });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Wiring
+
+  function saveKey() {
+    try {
+      const key = el.key.value.trim();
+      if (key) localStorage.setItem(KEY_STORAGE, key);
+      else localStorage.removeItem(KEY_STORAGE);
+    } catch { /* storage blocked: the key just is not remembered */ }
+  }
+
+  function init() {
+    try {
+      el.key.value = localStorage.getItem(KEY_STORAGE) || "";
+    } catch { /* storage blocked: the key just is not remembered */ }
+    el.key.addEventListener("change", () => {
+      saveKey();
+      el.key.removeAttribute("aria-invalid");
+      loadRecent();
+    });
+    el.form.addEventListener("submit", onSubmit);
+    el.cancel.addEventListener("click", onCancel);
+    el.useSeed.addEventListener("click", onUseSeed);
+    el.refresh.addEventListener("click", loadRecent);
+    for (const input of [el.startImage, el.endImage]) input.addEventListener("change", () => readImage(input));
+    for (const button of el.form.querySelectorAll("[data-clear]")) {
+      button.addEventListener("click", () => clearImage(button.dataset.clear));
+    }
+    for (const control of [el.duration, el.ratio, el.quality]) control.addEventListener("input", updateOutputSize);
+    el.form.addEventListener("input", (e) => e.target.removeAttribute && e.target.removeAttribute("aria-invalid"));
+    updateOutputSize();
+    loadRecent();
+  }
+
+  init();
+})();

@@ -1,0 +1,98 @@
+"""Streaming decode matches the VAE's own temporal tiling; the MP4 writer's audio fitting and frame checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from pixgen.media.mp4 import Mp4Writer, fit_audio
+from pixgen.media.probe import probe, read_frames
+
+
+@pytest.fixture(scope="module")
+def vae():
+    from diffusers import AutoencoderKLLTX2Video
+
+    from pixgen.engine import resolve_model_dir
+
+    return AutoencoderKLLTX2Video.from_pretrained(resolve_model_dir("tiny"), subfolder="vae").eval()
+
+
+@pytest.mark.parametrize("latent_frames,size", [(4, (3, 4)), (13, (2, 3))])
+def test_streamed_decode_equals_the_vaes_temporal_tiled_decode(vae, latent_frames, size, monkeypatch):
+    from pixgen.engine import decode
+
+    monkeypatch.setattr(decode, "plan_tiles", lambda vae, h, w: (16, 8))
+    torch.manual_seed(0)
+    latents = torch.randn(1, 8, latent_frames, *size)
+    with torch.no_grad():
+        streamed = torch.cat(list(decode.iter_decode(vae, latents)), dim=2)
+        vae.use_framewise_decoding, vae.use_tiling = True, False
+        vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames = 16, 8
+        reference = vae.decode(latents, return_dict=False)[0]
+        vae.use_framewise_decoding = False
+    assert streamed.shape == reference.shape == (1, 3, (latent_frames - 1) * 8 + 1, size[0] * 32, size[1] * 32)
+    torch.testing.assert_close(streamed, reference)
+
+
+def test_spatial_and_temporal_tiles_equal_the_vaes_tiled_decode(vae, monkeypatch):
+    from pixgen.engine import decode
+
+    monkeypatch.setattr(decode, "plan_tiles", lambda vae, h, w: (24, 16))
+    monkeypatch.setattr(decode, "SPATIAL_TILE", 128)
+    monkeypatch.setattr(decode, "SPATIAL_TILING_ABOVE", 128)
+    monkeypatch.setattr(decode, "SPATIAL_OVERLAP", 32)
+    torch.manual_seed(1)
+    latents = torch.randn(1, 8, 7, 9, 8)  # 288x256 samples: 3x3 spatial tiles with ragged edges
+    state = (vae.use_framewise_decoding, vae.use_tiling, vae.tile_sample_min_height, vae.tile_sample_min_width,
+             vae.tile_sample_stride_height, vae.tile_sample_stride_width, vae.tile_sample_min_num_frames,
+             vae.tile_sample_stride_num_frames)
+    try:
+        with torch.no_grad():
+            streamed = torch.cat(list(decode.iter_decode(vae, latents)), dim=2)
+            vae.use_framewise_decoding = vae.use_tiling = True
+            vae.tile_sample_min_height = vae.tile_sample_min_width = 128
+            vae.tile_sample_stride_height = vae.tile_sample_stride_width = 96
+            vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames = 24, 16
+            reference = vae.decode(latents, return_dict=False)[0]
+    finally:
+        (vae.use_framewise_decoding, vae.use_tiling, vae.tile_sample_min_height, vae.tile_sample_min_width,
+         vae.tile_sample_stride_height, vae.tile_sample_stride_width, vae.tile_sample_min_num_frames,
+         vae.tile_sample_stride_num_frames) = state
+    assert streamed.shape == reference.shape == (1, 3, 49, 288, 256)
+    torch.testing.assert_close(streamed, reference)
+
+
+def test_tiles_are_bounded_for_large_frames(vae):
+    from pixgen.engine.decode import plan_tiles
+
+    small_tile, _ = plan_tiles(vae, 352, 640)
+    big_tile, big_stride = plan_tiles(vae, 1088, 2496)
+    assert big_tile < small_tile and big_tile % 8 == 0 and big_stride == big_tile - 8
+
+
+def test_fit_audio_cuts_and_pads_to_the_exact_length():
+    x = np.ones((2, 1000), np.float32)
+    assert fit_audio(x, 100, 5.0).shape == (2, 500)
+    padded = fit_audio(x, 100, 12.5)
+    assert padded.shape == (2, 1250) and padded[:, 1000:].sum() == 0
+
+
+def test_writer_round_trips_frames_and_refuses_wrong_shapes(tmp_path):
+    frames = np.zeros((10, 64, 96, 3), np.uint8)
+    frames[:, :, :48] = 200
+    with Mp4Writer(tmp_path / "w.mp4", 96, 64, crf=0) as w:
+        with pytest.raises(ValueError):
+            w.write_frames(np.zeros((1, 64, 90, 3), np.uint8))
+        w.write_frames(frames)
+    back = read_frames(tmp_path / "w.mp4")
+    assert back.shape == (10, 64, 96, 3)
+    assert abs(int(back[:, :, :40].mean()) - 200) <= 3 and int(back[:, :, 56:].mean()) <= 3
+    assert probe(tmp_path / "w.mp4").audio_codec is None
+
+
+def test_writer_abort_removes_the_partial_file(tmp_path):
+    with pytest.raises(RuntimeError):
+        with Mp4Writer(tmp_path / "a.mp4", 64, 64) as w:
+            w.write_frames(np.zeros((3, 64, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert not (tmp_path / "a.mp4").exists()
