@@ -10,25 +10,24 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 
+from pixgen import testing
+from pixgen.testing import LocalServer
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 RUN = "/api/v1/models/pixverse-v6/run"
-PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
 # Benchmarks measure speed, not the per-key limits: no rate limit, no concurrency cap, a short lease.
 BENCH_ENV = {"PIXGEN_RATE_LIMIT_PER_MINUTE": "0", "PIXGEN_MAX_CONCURRENT_JOBS": "0"}
 
@@ -47,12 +46,6 @@ def write_results(name: str, results: dict[str, Any], path: Path | None = None) 
     print(text)
     print(f"written to {path}", file=sys.stderr)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- source trees (for before/after runs in the same conditions) -------------------------------------------------
@@ -80,111 +73,34 @@ def _env(extra: dict[str, str] | None, src: Path | None) -> dict[str, str]:
     return env
 
 
-# -- servers and workers -----------------------------------------------------------------------------------------
-@dataclass
-class Server:
-    url: str
-    data_dir: Path
-    database_url: str
-    proc: subprocess.Popen
-
-    def new_key(self, credits: int = 10 ** 9) -> str:
-        return new_key(self.database_url, credits)
-
-    def worker_pids(self) -> list[int]:
-        import psutil
-
-        return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker" in " ".join(c.cmdline())]
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def new_key(database_url: str, credits: int = 10 ** 9) -> str:
-    from pixgen.jobs.db import connect
-    from pixgen.jobs.keys import create_key
-
-    db = connect(database_url, pool_size=1)
-    try:
-        return create_key(db, credits=credits, name="bench")[1]
-    finally:
-        db.dispose()
-
-
+# -- servers, workers and databases: pixgen.testing, with the benchmark environment ---------------------------
 def start_server(data_dir: Path, *, workers: int, database_url: str | None = None, src: Path | None = None,
-                 env: dict[str, str] | None = None, ready: bool = False, timeout: float = 300) -> Server:
-    """``pixgen serve`` on a free loopback port; ``ready``: wait until a worker has loaded the model."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    database_url = database_url or f"sqlite:///{data_dir / 'pixgen.db'}"
-    log = (data_dir / "server.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "pixgen", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir), "--workers", str(workers), "--database-url", database_url],
-                            env=_env(env, src), stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", data_dir, database_url, proc)
-    path = "/health/ready" if ready else "/health"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pixgen serve exited with {proc.returncode}; see {data_dir / 'server.log'}")
-        try:
-            if httpx.get(server.url + path, timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"pixgen serve not ready in {timeout} s; see {data_dir / 'server.log'}")
-        time.sleep(0.1)
+                 env: dict[str, str] | None = None, ready: bool = False, timeout: float = 300) -> LocalServer:
+    """``pixgen serve`` on loopback with BENCH_ENV; ``src``: run that source tree instead of the installed one."""
+    return testing.start_server(data_dir, workers=workers, database_url=database_url, env=_env(env, src),
+                                ready=ready, timeout=timeout)
 
 
 def start_worker(data_dir: Path, database_url: str, *, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> subprocess.Popen:
-    """``pixgen worker`` with the toy model (its log next to the data)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = (data_dir / "worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "pixgen", "worker", "--data-dir", str(data_dir),
-                             "--database-url", database_url, *args],
-                            env=_env(env, None), stdout=log, stderr=subprocess.STDOUT)
+    return testing.start_worker(data_dir, database_url, env=_env(env, None), args=args)
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def new_key(server: LocalServer) -> str:
+    """A key with credits enough for any run."""
+    return server.new_key(credits=10 ** 9, name="bench")
 
 
-# -- PostgreSQL --------------------------------------------------------------------------------------------------
 @contextmanager
 def postgres_database(prefix: str = "pixgen_bench") -> Iterator[str | None]:
-    """A fresh database ``{prefix}_<random>`` on 127.0.0.1:5432, dropped afterwards; None when there is no server."""
+    """A fresh database on 127.0.0.1:5432, dropped afterwards; None when there is no server (SQLite runs only)."""
     try:
-        import psycopg
-
-        admin, user = None, None
-        for candidate in ("postgres", "root"):
-            try:
-                admin = psycopg.connect(**PG_ADMIN, user=candidate, autocommit=True, connect_timeout=3)
-                user = candidate
-                break
-            except psycopg.OperationalError:
-                continue
-    except ImportError:
-        admin = None
-    if admin is None:
+        testing.postgres_admin()[0].close()
+    except Exception:  # noqa: BLE001 - no driver or no server: the PostgreSQL numbers are left out
         yield None
         return
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{user}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with testing.fresh_postgres_database(prefix) as url:
+        yield url
 
 
 # -- HTTP load ---------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    RUN, Server, http_load, machine, median, postgres_database, source_tree, start_server, write_results,
+    RUN, LocalServer, http_load, machine, median, new_key, postgres_database, source_tree, start_server,
+    write_results,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,7 +48,7 @@ LONG = {"prompt": "A golden retriever running through a field of sunflowers", "d
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-def submit(client: httpx.Client, server: Server, body: dict[str, Any]) -> dict[str, Any]:
+def submit(client: httpx.Client, server: LocalServer, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post(server.url + RUN, json=body)
     response.raise_for_status()
     return response.json()
@@ -102,12 +102,12 @@ def bench_polls(seconds: float, connections: int, rounds: int, baseline: str | N
             if pg_url is None:
                 raise SystemExit("--postgres: no PostgreSQL server at 127.0.0.1:5432")
             trees["current (postgres)"] = (None, pg_url)
-        servers: dict[str, Server] = {}
+        servers: dict[str, LocalServer] = {}
         targets: dict[str, dict[str, Any]] = {}
         try:
             for i, (name, (src, url)) in enumerate(trees.items()):
                 server = servers[name] = start_server(Path(tmp) / str(i), workers=0, src=src, database_url=url)
-                headers = {"Authorization": f"Bearer {server.new_key()}"}
+                headers = {"Authorization": f"Bearer {new_key(server)}"}
                 with httpx.Client(headers=headers, timeout=30) as client:
                     done = submit(client, server, SHORT)
                     complete_directly(server.database_url)
@@ -159,7 +159,7 @@ def first_step_in_process(engine, request, out: Path) -> float:  # noqa: ANN001
     return seen[0]
 
 
-def bench_first_step(server: Server, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
+def bench_first_step(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
     before = machine()
     wait_done(client, submit(client, server, SHORT)["statusUrl"])  # warm-up
     request = parse_short()
@@ -197,7 +197,7 @@ def _cpu(proc) -> float:  # noqa: ANN001
     return times.user + times.system
 
 
-def bench_overhead(server: Server, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
+def bench_overhead(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
     """Wall time (what the target is about) and CPU seconds (less sensitive to other load on the machine) of the
     same job through the API and in this process; API CPU = the worker's + the API server's."""
     import psutil
@@ -250,7 +250,7 @@ def bench_overhead(server: Server, client: httpx.Client, runs: int, engine) -> d
 
 
 # -- worker RSS --------------------------------------------------------------------------------------------------
-def bench_rss(server: Server, client: httpx.Client, jobs: int) -> dict[str, Any]:
+def bench_rss(server: LocalServer, client: httpx.Client, jobs: int) -> dict[str, Any]:
     import psutil
 
     before = machine()
@@ -284,7 +284,7 @@ def with_worker_server(fn, *args: Any) -> dict[str, Any]:  # noqa: ANN001
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), workers=1, ready=True)
         try:
-            headers = {"Authorization": f"Bearer {server.new_key()}"}
+            headers = {"Authorization": f"Bearer {new_key(server)}"}
             with httpx.Client(headers=headers, timeout=60) as client:
                 return fn(server, client, *args)
         finally:
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["status_polls"] = bench_polls(args.seconds, args.connections, args.rounds, args.baseline,
                                                 args.postgres)
     if every or args.first_step or args.overhead:
-        def both(server: Server, client: httpx.Client) -> None:
+        def both(server: LocalServer, client: httpx.Client) -> None:
             from pixgen.engine import load_engine
 
             engine = load_engine("tiny")  # pixgen generate's engine, loaded once in this process

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import start_server, stop_server
+from pixgen.testing import start_server
 from pixgen.errors import InvalidRequest
 from pixgen.media.fetch import FetchPolicy, fetch_image, forbidden_address
 
@@ -266,9 +266,9 @@ RUN = "/api/v1/models/pixverse-v6/run"
 def fetch_server(tmp_path_factory):
     """API only, with 127.0.0.1 allow-listed for image_url."""
     server = start_server(tmp_path_factory.mktemp("fetch-server"), workers=0,
-                          extra_env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
+                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
     yield server
-    stop_server(server)
+    server.stop()
 
 
 def _stored_request(server, job_id: str) -> dict:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import start_server, stop_server, wait_for
+from pixgen.testing import start_server, wait_for
 from pixgen.jobs.db import connect
 from pixgen.jobs.schema import jobs, workers
 
@@ -24,7 +24,7 @@ SHORT = {"prompt": "rain on a tin roof", "duration": 1, "resolution": "360p"}
 def test_killed_worker_and_killed_api_node_lose_no_job_and_charge_exactly(pg_url, tmp_path):
     db = connect(pg_url, pool_size=1)
     env = {"PIXGEN_LEASE_SECONDS": "3"}
-    server = start_server(tmp_path, workers=2, database_url=pg_url, extra_env=env, wait_ready=True, timeout=240)
+    server = start_server(tmp_path, workers=2, database_url=pg_url, env=env, ready=True, timeout=240)
     try:
         key = server.new_key(credits=100)
         headers = {"Authorization": f"Bearer {key}"}
@@ -44,7 +44,7 @@ def test_killed_worker_and_killed_api_node_lose_no_job_and_charge_exactly(pg_url
         # 2. SIGKILL the API node too (its workers get SIGTERM and hand their jobs back), then start it again.
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait()
-        server = start_server(tmp_path, workers=2, database_url=pg_url, extra_env=env, timeout=120,
+        server = start_server(tmp_path, workers=2, database_url=pg_url, env=env, timeout=120,
                               port=int(server.url.rsplit(":", 1)[1]))
 
         def all_done():  # noqa: ANN202
@@ -63,5 +63,5 @@ def test_killed_worker_and_killed_api_node_lose_no_job_and_charge_exactly(pg_url
         for job_id in ids:
             assert len(list((tmp_path / "media").glob(f"{job_id}-*.mp4"))) == 1
     finally:
-        stop_server(server)
+        server.stop()
         db.dispose()

@@ -31,10 +31,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from conftest import _pg_admin_connect, free_port, wait_for
 from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.schema import api_keys, jobs, workers
+from pixgen.testing import fresh_postgres_database, free_port, spawn, stop_process, wait_for
 from test_service_api import parse_sse
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -94,37 +94,22 @@ class Fleet:
                          for p in sorted(self.logs.glob("*.log")))
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pixgen", *args], env={**os.environ, **ENV},
-                            stdout=log.open("a"), stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def fleet(pg_url, tmp_path_factory):
     # A database of this module's own (pg_url's server, fresh name), so the worker and job counts are all ours.
-    admin, user = _pg_admin_connect()
-    name = f"pixgen_test_nodes_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://{user}@127.0.0.1:5432/{name}"
-    root = tmp_path_factory.mktemp("fleet-nodes")
+    with fresh_postgres_database("pixgen_test_nodes") as url:
+        yield from _run_fleet(url, tmp_path_factory.mktemp("fleet-nodes"))
+
+
+def _run_fleet(url: str, root: Path):  # noqa: ANN202
     data_dir, logs = root / "shared", root / "logs"
     logs.mkdir()
     db = connect(url, pool_size=2)
     ports = [free_port(), free_port()]
-    node_procs = [_spawn(["serve", "--workers", "0", "--port", str(port), "--data-dir", str(data_dir),
-                          "--database-url", url], logs / f"node-{i}.log") for i, port in enumerate(ports)]
-    worker_procs = [_spawn(["worker", "--data-dir", str(data_dir), "--database-url", url],
-                           logs / f"worker-{i}.log") for i in range(2)]
+    node_procs = [spawn(["serve", "--workers", "0", "--port", str(port), "--data-dir", str(data_dir),
+                         "--database-url", url], logs / f"node-{i}.log", ENV) for i, port in enumerate(ports)]
+    worker_procs = [spawn(["worker", "--data-dir", str(data_dir), "--database-url", url],
+                          logs / f"worker-{i}.log", ENV) for i in range(2)]
     fl = Fleet(database_url=url, data_dir=data_dir, logs=logs, nodes=[f"http://127.0.0.1:{p}" for p in ports],
                node_procs=node_procs, worker_procs=worker_procs, db=db)
     try:
@@ -141,10 +126,8 @@ def fleet(pg_url, tmp_path_factory):
         yield fl
     finally:
         for proc in worker_procs + node_procs:
-            _stop(proc)
+            stop_process(proc)
         db.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _at_once(calls) -> list[httpx.Response]:  # noqa: ANN001
@@ -338,12 +321,12 @@ def test_ready_on_each_node_follows_the_worker_heartbeats(fleet, tmp_path):
     assert not busy
 
     stopped, killed = fleet.worker_procs
-    _stop(stopped)  # a clean stop marks its row stopped: not counted from then on
+    stop_process(stopped)  # a clean stop marks its row stopped: not counted from then on
     for node in fleet.nodes:
         answer = httpx.get(node + "/health/ready")
         assert answer.status_code == 200 and answer.json()["workers"] == 1, answer.text
 
-    _stop(killed, signal.SIGKILL)  # its row stays, its heartbeat goes stale
+    stop_process(killed, signal.SIGKILL)  # its row stays, its heartbeat goes stale
     started = time.monotonic()
     wait_for(lambda: all(httpx.get(node + "/health/ready").status_code == 503 for node in fleet.nodes),
              timeout=20, every=0.1)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import requests
 
-from conftest import wait_for
+from pixgen.testing import wait_for
 from test_service_api import RUN, parse_sse
 
 pytestmark = pytest.mark.slow
