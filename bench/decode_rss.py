@@ -36,7 +36,8 @@ def main() -> None:
     width, height = 2520, 1080
     gw, gh = grid_size(width // 2, height // 2)
     frames = num_frames(args.seconds)
-    latents = torch.randn(1, 8, (frames - 1) // 8 + 1, gh * 2 // 32, gw * 2 // 32, generator=torch.Generator().manual_seed(0))
+    latents = torch.randn(1, 8, (frames - 1) // 8 + 1, gh * 2 // 32, gw * 2 // 32,
+                          generator=torch.Generator().manual_seed(0))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():

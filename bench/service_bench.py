@@ -35,7 +35,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    RUN, LocalServer, http_load, machine, median, new_key, postgres_database, source_tree, start_server,
+    RUN,
+    LocalServer,
+    http_load,
+    machine,
+    median,
+    new_key,
+    postgres_database,
+    source_tree,
+    start_server,
     write_results,
 )
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from pixgen.testing import start_server
 from pixgen.errors import InvalidRequest
 from pixgen.media.fetch import FetchPolicy, fetch_image, forbidden_address
+from pixgen.testing import start_server
 
 LOOPBACK = FetchPolicy.from_settings("127.0.0.1", timeout=5)
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from pixgen.testing import start_server, wait_for
 from pixgen.jobs.db import connect
 from pixgen.jobs.schema import jobs, workers
+from pixgen.testing import start_server, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 RUN = "/api/v1/models/pixverse-v6/run"

@@ -30,12 +30,12 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from test_service_api import parse_sse
 
 from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.schema import api_keys, jobs, workers
-from pixgen.testing import fresh_postgres_database, free_port, spawn, stop_process, wait_for
-from test_service_api import parse_sse
+from pixgen.testing import free_port, fresh_postgres_database, spawn, stop_process, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 RUN = "/api/v1/models/pixverse-v6/run"

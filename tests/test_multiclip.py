@@ -13,8 +13,16 @@ from PIL import Image
 
 from pixgen.core.progress import Progress
 from pixgen.core.spec import parse_request
-from pixgen.engine.multiclip import (FRAMINGS, MAX_SHOTS, join_audio, plan_shots, shot_sample_lengths, shot_seed,
-                                     split_sentences, split_shots)
+from pixgen.engine.multiclip import (
+    FRAMINGS,
+    MAX_SHOTS,
+    join_audio,
+    plan_shots,
+    shot_sample_lengths,
+    shot_seed,
+    split_sentences,
+    split_shots,
+)
 from pixgen.media.probe import probe, read_audio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -5,15 +5,25 @@ Jobs never run here, so every test is fast; ``test_service_e2e.py`` runs them on
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
 
 import httpx
 import pytest
+from PIL import Image
 
 RUN = "/api/v1/models/pixverse-v6/run"
 SHORT = {"prompt": "a lighthouse in a storm", "duration": 1, "quality": "360p"}
+GIF_1X1 = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+
+
+def png_uri(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def client(server, key: str | None = None) -> httpx.Client:
@@ -98,7 +108,13 @@ def test_not_enough_credits_is_402_and_charges_nothing(api_server):
     ({"prompt": "x", "duration": "5"}, "duration"),
     ({"prompt": "x", "duration": 16}, "duration"),
     ({"prompt": "x", "aspect_ratio": "5:4"}, "aspect_ratio"),
-    ({"prompt": "x", "resolution": "4k"}, "quality"),
+    ({"prompt": "x", "resolution": "4k"}, "resolution"),
+    ({"prompt": "x", "quality": "4k"}, "quality"),
+    # images are decoded at submit: a readable data URI of the right form is not enough
+    ({"prompt": "x", "image_input": "data:image/png;base64,AAAA"}, "image_input"),
+    ({"prompt": "x", "image_input": "data:image/png;base64," + base64.b64encode(GIF_1X1).decode()}, "image_input"),
+    ({"prompt": "x", "image_input": png_uri(64, 36), "end_image_input": "data:image/webp;base64,AAAA"},
+     "end_image_input"),
     ({"prompt": "x", "seed": -1}, "seed"),
     ({"prompt": "   "}, "prompt"),
     ({"prompt": "x", "image_url": "http://example.com/a.png"}, "image_url"),
@@ -109,7 +125,17 @@ def test_bad_request_is_400_naming_the_field_and_charges_nothing(api_server, bod
     key = api_server.new_key(credits=10)
     with client(api_server, key) as c:
         assert_error(c.post(RUN, json=body), 400, "invalid_request", field)
-        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 10
+        listing = c.get("/api/v1/jobs").json()
+        assert listing["creditsRemaining"] == 10 and listing["jobs"] == []  # nothing queued, nothing charged
+
+
+def test_start_image_without_aspect_ratio_fixes_the_ratio_and_size_at_submit(api_server):
+    key = api_server.new_key(credits=100)
+    with client(api_server, key) as c:
+        job_id = c.post(RUN, json={**SHORT, "image_input": png_uri(600, 400)}).json()["jobId"]
+        job = c.get(f"/api/v1/jobs/{job_id}").json()
+        assert (job["aspectRatio"], job["width"], job["height"]) == ("3:2", 540, 360)
+        c.post(f"/api/v1/jobs/{job_id}/cancel")
 
 
 def test_malformed_json_and_wrong_content_type_are_400_not_500(api_server):

@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 import requests
+from test_service_api import RUN, parse_sse
 
 from pixgen.testing import wait_for
-from test_service_api import RUN, parse_sse
 
 pytestmark = pytest.mark.slow
 SHORT = {"prompt": "A cinematic shot of ocean waves crashing at golden hour", "aspect_ratio": "16:9",

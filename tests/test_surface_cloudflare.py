@@ -66,6 +66,16 @@ def test_job_that_ended_without_a_video_answers_an_error_body(name: str) -> None
     assert cf.error_body(error) == example["response"]
 
 
+def test_job_that_failed_on_its_input_answers_400_not_500() -> None:
+    from pixgen.jobs.store import Job
+
+    job = json.loads((EXAMPLES / "cloudflare_response_failed.json").read_text())["job"]
+    job.update(error_code="invalid_request", error_message="image_input is not a readable PNG, JPEG or WebP image")
+    error = cf.job_error(Job.from_row(job))
+    assert (error.status, error.code) == (400, "invalid_request")
+    assert cf.error_body(error)["errors"][0]["message"] == job["error_message"]
+
+
 def test_error_without_a_field_has_no_source() -> None:
     body = cf.error_body(PixgenError("boom"))
     assert body == {"success": False, "errors": [{"code": "internal_error", "message": "boom"}], "messages": [],
@@ -123,6 +133,10 @@ def test_sdk_errors_carry_the_job_api_codes_and_statuses(api_server):
         client.ai.run("pixverse/v6", account_id="acc", prompt="a cat", extra_body=SHORT)
     assert caught.value.status_code == 402
     assert caught.value.body["errors"][0]["code"] == "insufficient_credits"
+    with pytest.raises(cloudflare.BadRequestError) as caught:  # decoded at submit: refused, not a failed job
+        client.ai.run("pixverse/v6", account_id="acc", prompt="a cat",
+                      extra_body={**SHORT, "image_input": "data:image/png;base64,AAAA"})
+    assert caught.value.body["errors"][0]["source"] == {"pointer": "/image_input"}
     assert jobs_of(api_server, key) == {"jobs": [], "hasMore": False, "creditsRemaining": 5}
 
 
@@ -144,6 +158,10 @@ def test_wrapped_form_refusals_name_the_input_field(api_server):
     bad = httpx.post(url, headers=headers, json={"model": "pixverse/v6", "input": {"prompt": "a cat", "seed": -1}})
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["source"] == {"pointer": "/input/seed"}
+    image = httpx.post(url, headers=headers, json={"model": "pixverse/v6", "input": {
+        "prompt": "a cat", "image_input": "data:image/jpeg;base64,AAAA"}})
+    assert image.status_code == 400
+    assert image.json()["errors"][0]["source"] == {"pointer": "/input/image_input"}
     other = httpx.post(url, headers=headers, json={"model": "@cf/meta/llama-3-8b-instruct", "input": {}})
     assert other.status_code == 404 and other.json()["errors"][0]["code"] == "model_not_found"
     broken = httpx.post(url, headers={**headers, "Content-Type": "application/json"}, content=b"{not json")

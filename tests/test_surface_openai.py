@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import time
 from pathlib import Path
@@ -10,15 +12,26 @@ import httpx
 import openai
 import pytest
 from openai._models import construct_type
+from PIL import Image
 
 from pixgen.api import openai_videos as oa
 from pixgen.errors import InvalidRequest, PixgenError, RateLimited
+from pixgen.media.images import data_uri_from_bytes
 
 EXAMPLES = Path(__file__).parent / "examples"
-PNG_1X1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c63f8cfc0500f0004850180848a8c210000000049454e44ae426082"
-)
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 90, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_uri(width: int, height: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(width, height)).decode()
+
+
+PNG_1X1 = png_bytes(1, 1)
 
 
 def _examples(prefix: str) -> list[Path]:
@@ -72,12 +85,12 @@ def test_seconds_as_string_or_integer(value) -> None:
 
 
 def test_uploaded_image_becomes_a_data_uri_typed_by_its_bytes() -> None:
-    uri = oa.image_data_uri(PNG_1X1)
+    uri = data_uri_from_bytes(PNG_1X1)
     assert uri.startswith("data:image/png;base64,iVBORw0KGgo")
-    assert oa.image_data_uri(b"RIFF\x00\x00\x00\x00WEBPVP8 ").startswith("data:image/webp;base64,")
-    assert oa.image_data_uri(b"\xff\xd8\xff\xe0rest").startswith("data:image/jpeg;base64,")
+    assert data_uri_from_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ").startswith("data:image/webp;base64,")
+    assert data_uri_from_bytes(b"\xff\xd8\xff\xe0rest").startswith("data:image/jpeg;base64,")
     with pytest.raises(InvalidRequest) as caught:
-        oa.image_data_uri(b"GIF89a...")
+        data_uri_from_bytes(b"GIF89a...", field="input_reference")
     assert caught.value.field == "input_reference"
 
 
@@ -176,10 +189,16 @@ def test_sdk_upload_of_input_reference_is_taken_as_the_start_frame(api_server):
     video = client.videos.create(prompt="the frame comes alive", input_reference=("start.png", PNG_1X1, "image/png"),
                                  seconds="1")
     assert video.status == "queued"
-    assert video.size == "1280x720"  # no size asked: 720p; the ratio is settled from the image when it runs
+    assert video.size == "720x720"  # no size asked: 720p, at the ratio nearest the 1×1 image's, fixed at submit
+    wide = client.videos.create(prompt="a cat", extra_body={"input_reference": png_uri(600, 400)}, seconds="1")
+    assert wide.size == "1080x720"  # 600×400 is 3:2
     with pytest.raises(openai.BadRequestError) as caught:
         client.videos.create(prompt="a cat", input_reference=("a.gif", b"GIF89a" + bytes(40), "image/gif"))
     assert caught.value.param == "input_reference" and caught.value.code == "invalid_request"
+    with pytest.raises(openai.BadRequestError) as caught:  # the right form, bytes that are no image: refused now
+        client.videos.create(prompt="a cat", extra_body={"input_reference": "data:image/png;base64,AAAA"})
+    assert caught.value.param == "input_reference"
+    assert len(client.videos.list().data) == 2
 
 
 def test_sdk_errors_name_the_param_in_openai_shape(api_server):

@@ -6,6 +6,8 @@ an HTTP ``status``. Each HTTP surface has one function that turns these into its
 
 from __future__ import annotations
 
+from typing import Mapping
+
 
 class PixgenError(Exception):
     code = "internal_error"
@@ -22,6 +24,15 @@ class InvalidRequest(PixgenError):
 
     code = "invalid_request"
     status = 400
+
+    def renamed(self, names: Mapping[str, str]) -> InvalidRequest:
+        """This error with its field spelled as the caller spelled it (``names``: canonical → sent); itself if the
+        field is not in ``names``. A message that starts with the old name starts with the new one."""
+        new = names.get(self.field or "")
+        if not new:
+            return self
+        message = new + self.message[len(self.field):] if self.message.startswith(self.field or "") else self.message
+        return InvalidRequest(message, field=new)
 
 
 class Unauthorized(PixgenError):
@@ -80,3 +91,12 @@ class ModelError(PixgenError):
 class GenerationError(PixgenError):
     code = "internal_error"
     status = 500
+
+
+def error_for_code(code: str | None, message: str) -> PixgenError:
+    """The error a stored job's ``error_code`` stands for (a job that failed on bad input is still a 400)."""
+    for cls in (InvalidRequest, Unauthorized, InsufficientCredits, NotFound, ModelNotFound, Conflict,
+                PayloadTooLarge, RateLimited):
+        if cls.code == code:
+            return cls(message)
+    return GenerationError(message)

@@ -37,7 +37,7 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
         yield
         db.dispose()
 
-    app = FastAPI(title="pixgen", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="pixgen", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Self-hosted text/image-to-video: PixelDojo job API, Cloudflare Workers AI form, "
                               "OpenAI Videos form.")
     app.state.ctx = ctx

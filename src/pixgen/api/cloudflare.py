@@ -29,7 +29,7 @@ from pixgen.api.errors import error_headers
 from pixgen.api.media import media_url
 from pixgen.api.surface import Surface
 from pixgen.core.spec import VideoRequest, parse_request
-from pixgen.errors import Conflict, GenerationError, InvalidRequest, ModelNotFound, PixgenError
+from pixgen.errors import Conflict, GenerationError, InvalidRequest, ModelNotFound, PixgenError, error_for_code
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job
 
@@ -99,6 +99,10 @@ def unwrap_run_body(body: Any) -> tuple[str, Any]:
     return run.model, run.input
 
 
+# The wrapped form's fields live under ``input``: the image errors found at submit name them so too.
+WRAPPED_NAMES = {"image_input": "input.image_input", "end_image_input": "input.end_image_input"}
+
+
 def to_video_request_wrapped(body: Any) -> VideoRequest:
     """The request of ``POST .../ai/run`` (``{"model": "pixverse/v6", "input": {...}}``); fields named ``input.*``."""
     model, model_input = unwrap_run_body(body)
@@ -131,7 +135,7 @@ def job_error(job: Job) -> PixgenError | None:
         return None
     if status == "cancelled":
         return Conflict(job.error_message or "the job was cancelled before it finished")
-    return GenerationError(job.error_message or "the video could not be generated")
+    return error_for_code(job.error_code, job.error_message or "the video could not be generated")
 
 
 def error_body(exc: PixgenError) -> dict[str, Any]:
@@ -157,7 +161,7 @@ async def run_wrapped(account_id: str, request: Request, ctx: Ctx, key: AuthKey,
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """Workers AI's ``{"model": "pixverse/v6", "input": {...}}`` form; waits for the video."""
     video_request = to_video_request_wrapped(await read_json(request))
-    return await _run(ctx, key, request, video_request, idempotency_key)
+    return await _run(ctx, key, request, video_request, idempotency_key, field_names=WRAPPED_NAMES)
 
 
 @router.post("/accounts/{account_id}/ai/run/{model_name:path}", response_model=RunResponse, responses=_RESPONSES)
@@ -170,8 +174,9 @@ async def run_model(account_id: str, model_name: str, request: Request, ctx: Ctx
 
 
 async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: VideoRequest,
-               idempotency_key: str | None) -> Response:
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="cloudflare")
+               idempotency_key: str | None, field_names: Mapping[str, str] | None = None) -> Response:
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="cloudflare",
+                                     field_names=field_names)
     job = await _wait(ctx, request, submitted.job.id)
     if job is None:  # the client went away; nothing more to say to it
         return Response(status_code=499)

@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.jobs.db import Database
 from pixgen.errors import Unauthorized
+from pixgen.jobs.db import Database
 from pixgen.jobs.keys import ApiKey, authenticate, hash_key
 from pixgen.jobs.store import JobStore
 from pixgen.settings import Settings

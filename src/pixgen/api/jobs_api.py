@@ -66,7 +66,18 @@ def to_video_request(body: Mapping[str, Any], fetched: Mapping[str, str] | None 
         if "quality" in data and data["quality"] != resolution:
             raise InvalidRequest("resolution and quality are the same setting; send one", field="resolution")
         data["quality"] = resolution
-    return parse_request(data)
+    try:
+        return parse_request(data)
+    except InvalidRequest as exc:
+        raise exc.renamed(sent_names(body)) from None
+
+
+def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
+    """Canonical field → the job API name this body used for it (``resolution``, ``image_url``, ...)."""
+    names = {target: name for name, target in IMAGE_URLS.items() if body.get(name) is not None}
+    if "resolution" in body and "quality" not in body:
+        names["quality"] = "resolution"
+    return names
 
 
 def job_json(job: Job, *, position: int | None = None, video_url: str | None = None,
@@ -157,7 +168,8 @@ async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
     if urls:  # the rest of the body is checked before anything is fetched
         to_video_request(body, {name: PLACEHOLDER_IMAGE for name in urls})
     video_request = to_video_request(body, await fetch_images(ctx, urls))
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key)
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key,
+                                     field_names=sent_names(body))
     return submitted_json(ctx, request, submitted)
 
 

@@ -29,7 +29,6 @@ Layout: schemas, pure mapping functions (tested on ``tests/examples/openai_*.jso
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Any, Literal, Mapping
 
@@ -50,6 +49,7 @@ from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, ModelNotFound, NotFound, PixgenError
 from pixgen.jobs.store import Job
+from pixgen.media.images import data_uri_from_bytes
 
 MODEL_ID = "pixverse-v6"
 PREFIX = "/v1"
@@ -69,8 +69,6 @@ _SAME_AS = {"duration": "seconds", "aspect_ratio": "size", "quality": "size", "i
 # Multipart sends every value as a string: these canonical fields get their type back.
 _INT_FIELDS = ("seed", "duration")
 _BOOL_FIELDS = ("generate_audio", "multi_clip")
-_IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
-
 # Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
 STATUS = {"pending": "queued", "processing": "in_progress", "completed": "completed", "failed": "failed",
           "cancelled": "failed"}
@@ -172,10 +170,12 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
     try:
         return parse_request(spec)
     except InvalidRequest as exc:
-        own = _SAME_AS.get(exc.field or "")
-        if own in body:
-            raise InvalidRequest(exc.message.replace(exc.field or "", own, 1), field=own) from None
-        raise
+        raise exc.renamed(sent_names(body)) from None
+
+
+def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
+    """Canonical field → the OpenAI name this body used for it (``seconds``, ``size``, ``input_reference``)."""
+    return {canonical: own for canonical, own in _SAME_AS.items() if own in body}
 
 
 def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple[str, dict[str, Any]]:
@@ -237,16 +237,6 @@ def parse_input_reference(value: Any) -> str:
         raise InvalidRequest("input_reference must be an uploaded PNG/JPEG/WebP image or a "
                              "data:image/(png|jpeg|webp);base64,... URI", field="input_reference")
     return value
-
-
-def image_data_uri(data: bytes, field: str = "input_reference") -> str:
-    """An uploaded image's bytes as a data URI; its type is read from the bytes, not from what the client says."""
-    kind = next((k for magic, k in _IMAGE_TYPES.items() if data.startswith(magic)), None)
-    if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        kind = "webp"
-    if kind is None:
-        raise InvalidRequest(f"{field} must be a PNG, JPEG or WebP image", field=field)
-    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def parse_list_params(query: Mapping[str, str]) -> ListParams:
@@ -365,7 +355,8 @@ async def create_video(request: Request, ctx: Ctx, key: AuthKey,
     """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
     body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
     video_request = to_video_request(body, form=form)
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="openai")
+    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="openai",
+                                     field_names=sent_names(_nest_brackets(body) if form else body))
     return _video_response(ctx, submitted.job)
 
 
@@ -465,7 +456,7 @@ async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str,
                 if isinstance(value, UploadFile):
                     if name not in FILE_FIELDS:
                         raise InvalidRequest(f"{name} cannot be a file upload", field=name)
-                    value = image_data_uri(await value.read(), field=name)
+                    value = data_uri_from_bytes(await value.read(), field=name)
                 body[name] = value
     except HTTPException as exc:  # the multipart parser's own refusals
         raise InvalidRequest(f"the form body could not be read: {exc.detail}", field="body") from None

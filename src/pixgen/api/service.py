@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api.context import AppContext
 from pixgen.core.spec import VideoRequest
+from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job, Submitted
+from pixgen.media.images import check_request_images
 
 MODEL_ID = "pixverse-v6"
 POLL = 0.25  # seconds between database looks while waiting on a job
@@ -30,12 +32,19 @@ async def submit(
     idempotency_key: str | None = None,
     surface: str = "jobs",
     model: str = MODEL_ID,
+    field_names: Mapping[str, str] | None = None,
     **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
+    The start and end frames are decoded first (``check_request_images``): a bad image is a 400 naming the field
+    as the surface calls it (``field_names``: canonical → sent), and nothing is queued or charged.
     ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
     """
+    try:
+        request = await run_in_threadpool(check_request_images, request)
+    except InvalidRequest as exc:
+        raise exc.renamed(field_names or {}) from None
     cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
                                    idempotency_key=idempotency_key, surface=surface, model=model, **origin)

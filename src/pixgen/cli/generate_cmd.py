@@ -1,61 +1,90 @@
-"""`pixgen generate PROMPT -o OUT.mp4`: one video, in this process, no server."""
+"""`pixgen generate PROMPT -o OUT.mp4`: one video, in this process, no server.
+
+Settings (the model, the toy model's cache folder) come as for ``serve`` and ``worker``: flags over ``PIXGEN_*``
+environment variables over defaults, through ``pixgen.settings.load_settings``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import base64
-import mimetypes
+import re
 import sys
 import time
 from pathlib import Path
 
 from pixgen.core.progress import Progress
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES
-from pixgen.core.spec import parse_request
-from pixgen.errors import InvalidRequest
+from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.errors import InvalidRequest, PixgenError
+from pixgen.media.images import data_uri_from_bytes
+from pixgen.settings import add_arguments, load_settings
+
+# The request fields the command line sets, one row each: (field, flags, argparse keywords). Each argument's dest
+# is its field, so ``args.<field>`` holds it; errors name the field by its first flag. Absent (None) → the
+# request's default.
+REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
+    ("duration", ("--duration",), {"type": int, "default": 5, "help": "seconds, 1..15 (default 5)"}),
+    ("aspect_ratio", ("--aspect-ratio",), {"choices": ASPECT_RATIOS, "help": "default 16:9, or the image's own"}),
+    ("quality", ("--quality",), {"choices": QUALITIES, "default": "720p"}),
+    ("seed", ("--seed",), {"type": int, "help": "0..2147483647; drawn at random when absent"}),
+    ("negative_prompt", ("--negative-prompt",), {"metavar": "TEXT"}),
+    ("generate_audio", ("--no-audio",), {"action": "store_false", "help": "write no audio track"}),
+    ("image_input", ("--image",), {"type": Path, "metavar": "FILE", "help": "start frame (PNG, JPEG or WebP)"}),
+    ("end_image_input", ("--end-image",), {"type": Path, "metavar": "FILE", "help": "end frame; needs --image"}),
+    ("style", ("--style",), {"default": "none"}),
+    ("camera_movement", ("--camera", "--camera-movement"), {"metavar": "MOVEMENT"}),
+    ("thinking_type", ("--thinking",), {"default": "auto", "metavar": "MODE", "help": "disabled | enabled | auto"}),
+    ("multi_clip", ("--multi-clip",), {"action": "store_true"}),
+)
+FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS}
+IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
+SETTINGS_FLAGS = ("model", "cache_dir")  # the settings generate uses
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="make one video from a prompt (and optional start/end images)")
     p.add_argument("prompt", nargs="?", default="", help="what to generate")
     p.add_argument("-o", "--output", required=True, type=Path, help="where to write the MP4")
-    p.add_argument("--duration", type=int, default=5, help="seconds, 1..15 (default 5)")
-    p.add_argument("--aspect-ratio", choices=ASPECT_RATIOS, default=None, help="default 16:9, or the image's own")
-    p.add_argument("--quality", choices=QUALITIES, default="720p")
-    p.add_argument("--seed", type=int, default=None, help="0..2147483647; drawn at random when absent")
-    p.add_argument("--negative-prompt", default=None)
-    p.add_argument("--no-audio", action="store_true", help="write no audio track")
-    p.add_argument("--image", type=Path, default=None, help="start frame (PNG, JPEG or WebP)")
-    p.add_argument("--end-image", type=Path, default=None, help="end frame; needs --image")
-    p.add_argument("--style", default="none")
-    p.add_argument("--camera", "--camera-movement", dest="camera_movement", default=None)
-    p.add_argument("--thinking", default="auto", help="disabled | enabled | auto")
-    p.add_argument("--multi-clip", action="store_true")
-    p.add_argument("--model", default=None, help="tiny (default) or a diffusers-format LTX-2 folder")
+    for field, flags, keywords in REQUEST_OPTIONS:
+        p.add_argument(*flags, dest=field, **keywords)
+    add_arguments(p, SETTINGS_FLAGS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def request_from_args(args: argparse.Namespace) -> dict:
-    body: dict = {"prompt": args.prompt, "duration": args.duration, "quality": args.quality,
-                  "generate_audio": not args.no_audio, "style": args.style, "thinking_type": args.thinking,
-                  "multi_clip": args.multi_clip}
-    for name in ("aspect_ratio", "seed", "negative_prompt", "camera_movement"):
-        value = getattr(args, name)
-        if value is not None:
-            body[name] = value
-    if args.image is not None:
-        body["image_input"] = _data_uri(args.image, "image")
-    if args.end_image is not None:
-        body["end_image_input"] = _data_uri(args.end_image, "end_image")
+    """The request body the flags describe; image files become data URIs."""
+    body: dict = {"prompt": args.prompt}
+    for field, _, _ in REQUEST_OPTIONS:
+        value = getattr(args, field)
+        if value is None:
+            continue
+        body[field] = _data_uri(value, FLAG_FOR_FIELD[field]) if field in IMAGE_FIELDS else value
     return body
 
 
-def _data_uri(path: Path, field: str) -> str:
+def parse_args_request(args: argparse.Namespace) -> VideoRequest:
+    """The validated request, or ``InvalidRequest`` naming the flag the user typed rather than the field."""
+    body = request_from_args(args)
+    try:
+        return parse_request(body)
+    except InvalidRequest as exc:
+        message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
+        raise InvalidRequest(_flags_for_fields(message), field=FLAG_FOR_FIELD.get(exc.field, exc.field)) from None
+
+
+_FIELD_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAG_FOR_FIELD, key=len, reverse=True)) + r")\b")
+
+
+def _flags_for_fields(message: str) -> str:
+    """``end_image_input needs image_input`` → ``--end-image needs --image`` (validation messages hold no input)."""
+    return _FIELD_NAMES.sub(lambda m: FLAG_FOR_FIELD[m.group(1)], message)
+
+
+def _data_uri(path: Path, flag: str) -> str:
     if not path.is_file():
-        raise InvalidRequest(f"{path} is not a file", field=field)
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+        raise InvalidRequest(f"{path} is not a file", field=flag)
+    return data_uri_from_bytes(path.read_bytes(), field=flag, name=str(path))
 
 
 class ProgressBar:
@@ -83,15 +112,27 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    request = parse_request(request_from_args(args))  # bad input fails before the model loads
+    request = parse_args_request(args)  # bad input fails before the model loads
+    # Signs nothing, so no signing secret (and no ./data folder) is made.
+    settings = load_settings({name: getattr(args, name) for name in SETTINGS_FLAGS}, secret=False)
     from pixgen.engine import load_engine
 
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     bar(Progress("load", 0, 1))
-    engine = load_engine(args.model)
+    try:
+        engine = load_engine(settings.model, cache_dir=settings.cache_dir)
+    except PixgenError as exc:
+        bar.done()
+        if exc.field in SETTINGS_FLAGS:  # name where the setting came from: the flag, else its variable
+            exc.field = _flag(exc.field) if getattr(args, exc.field) is not None else f"PIXGEN_{exc.field.upper()}"
+        raise
     try:
         result = engine.generate(request, args.output, on_progress=bar)
     finally:
         bar.done()
     print(result.summary())
     return 0
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

@@ -43,8 +43,8 @@ from pixgen.core.sizes import FPS, grid_size, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult, never_cancelled
 from pixgen.engine.decode import iter_decode, to_uint8_frames
-from pixgen.engine.extend import iter_source_frames, read_source, stitch_audio
 from pixgen.engine.extend import CROSSFADE_SECONDS as EXTEND_CROSSFADE_SECONDS
+from pixgen.engine.extend import iter_source_frames, read_source, stitch_audio
 from pixgen.engine.lora import PresetLoras
 from pixgen.engine.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.prompting import PromptPlan, plan_prompt

@@ -10,6 +10,8 @@ import warnings
 
 from PIL import Image, ImageOps
 
+from pixgen.core.sizes import nearest_aspect_ratio
+from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
@@ -53,6 +55,25 @@ def open_image(data: bytes, *, field: str = "image_input") -> Image.Image:
     return image.convert("RGB")
 
 
+def image_type(data: bytes) -> str | None:
+    """``png``, ``jpeg`` or ``webp`` from the image's first bytes (not its name or declared type); else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def data_uri_from_bytes(data: bytes, *, field: str = "image_input", name: str | None = None) -> str:
+    """An image file's bytes as a data URI typed by its bytes; ``InvalidRequest`` for anything but the three types."""
+    kind = image_type(data)
+    if kind is None:
+        raise InvalidRequest(f"{name or field} is not a PNG, JPEG or WebP image", field=field)
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 def image_from_data_uri(uri: str, *, field: str = "image_input") -> Image.Image:
     return open_image(decode_data_uri(uri, field=field), field=field)
 
@@ -60,3 +81,19 @@ def image_from_data_uri(uri: str, *, field: str = "image_input") -> Image.Image:
 def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
     """Centre-crop ``image`` to width:height, then resize to exactly width × height."""
     return ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def check_request_images(request: VideoRequest) -> VideoRequest:
+    """Decode a request's start and end frames once, when it is submitted.
+
+    An unreadable image is then a 400 before anything is queued or charged, not a failed job later; and with no
+    ``aspect_ratio`` the start image's nearest ratio is fixed here, so every answer reports the real size.
+    """
+    if request.image_input is None:
+        return request
+    start = image_from_data_uri(request.image_input, field="image_input")
+    if request.end_image_input is not None:
+        image_from_data_uri(request.end_image_input, field="end_image_input")
+    if request.aspect_ratio is None:
+        return request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
+    return request
