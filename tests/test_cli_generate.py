@@ -36,26 +36,13 @@ def test_model_from_pixgen_model_is_used_and_the_command_line_model_wins(tmp_pat
     assert out.stat().st_size > 0 and "640x360" in done.stdout
 
 
-def test_model_and_cache_dir_reach_the_engine_from_env_and_flags(tmp_path, monkeypatch, capsys):
-    import pixgen.engine
-
-    seen = []
-
-    def fake_load_engine(model, *, cache_dir=None, device=None):
-        seen.append((model, cache_dir))
-        raise SystemExit(7)  # stop before generating
-
-    monkeypatch.setattr(pixgen.engine, "load_engine", fake_load_engine)
-    monkeypatch.setenv("PIXGEN_MODEL", str(tmp_path / "env-model"))
-    monkeypatch.setenv("PIXGEN_CACHE_DIR", str(tmp_path / "env-cache"))
-    out = str(tmp_path / "o.mp4")
-    for argv, expected in [
-        ([], (str(tmp_path / "env-model"), tmp_path / "env-cache")),
-        (["--model", "tiny", "--cache-dir", str(tmp_path / "flag-cache")], ("tiny", tmp_path / "flag-cache")),
-    ]:
-        with pytest.raises(SystemExit):
-            main(["generate", "x", "-o", out, *argv])
-        assert seen[-1] == expected
+def test_cache_dir_flag_wins_over_pixgen_cache_dir(tmp_path):
+    from_env, from_flag = tmp_path / "env-cache", tmp_path / "flag-cache"
+    out = tmp_path / "o.mp4"
+    done = generate("a bird", *SHORT, "--cache-dir", str(from_flag), "-o", str(out),
+                    env={"PIXGEN_CACHE_DIR": str(from_env)})
+    assert done.returncode == 0, done.stderr
+    assert list(from_flag.rglob("model_index.json")) and not from_env.exists()  # the toy model was built there
 
 
 # -- errors name the flag ----------------------------------------------------------------------------------------
