@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 import httpx
 
 from pixgen.errors import InvalidRequest
-from pixgen.media.images import MAX_IMAGE_BYTES, open_image
+from pixgen.media.images import MAX_IMAGE_BYTES, image_type, open_image
 
 MAX_URL = 4096
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -95,7 +95,7 @@ def fetch_image(url: object, policy: FetchPolicy, *, field: str = "image_url",
                 resolve: Resolver | None = None) -> str:
     """The image at ``url`` as a ``data:image/(png|jpeg|webp);base64,...`` URI, or ``InvalidRequest(field=field)``."""
     data = fetch_bytes(url, policy, field=field, resolve=resolve)
-    kind = sniff_image_type(data)
+    kind = image_type(data)  # what the server claims in Content-Type is ignored
     if kind is None:
         raise InvalidRequest(f"{field} does not point at a PNG, JPEG or WebP image", field=field)
     open_image(data, field=field)  # decodes fully: pixel limits, truncated or disguised files
@@ -256,14 +256,3 @@ def _is_ip_literal(host: str) -> bool:
 
 def _norm_host(host: str) -> str:
     return host.strip().strip("[]").lower().rstrip(".")
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """``png``, ``jpeg`` or ``webp`` from the first bytes (what the server claims in Content-Type is ignored)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
