@@ -30,7 +30,9 @@ from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, postgres_database, start_worker, stop_process, write_results  # noqa: E402
+from common import machine, median, postgres_database, start_worker, write_results  # noqa: E402
+
+from pixgen.testing import stop_process  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORKER_COUNTS = (1, 2, 4)
