@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/decode_rss.py --seconds 2
 
-Random latents of the 21:9 1080p shape go through the same ``iter_decode → to_uint8_frames → Mp4Writer`` path as a
+Random latents of the 21:9 1080p shape go through the same ``stream_frames → Mp4Writer`` path as a
 job. Memory is bounded by tiles, not by duration, so a short clip shows the same peak as 15 s in minutes instead of
 the hour the toy model's full-size refine takes on 2 CPU cores (``engine_bench.py`` runs that whole job).
 """
@@ -29,7 +29,7 @@ def main() -> None:
 
     from pixgen.core.sizes import grid_size, num_frames
     from pixgen.engine import resolve_model_dir
-    from pixgen.engine.decode import iter_decode, to_uint8_frames
+    from pixgen.engine.decode import stream_frames
     from pixgen.media.mp4 import Mp4Writer
 
     vae = AutoencoderKLLTX2Video.from_pretrained(resolve_model_dir("tiny"), subfolder="vae").eval()
@@ -42,8 +42,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         with Mp4Writer(Path(tmp) / "d.mp4", width, height) as writer:
-            for chunk in iter_decode(vae, latents):
-                writer.write_frames(to_uint8_frames(chunk, width, height))
+            for frames in stream_frames(vae, latents, None, width, height):
+                writer.write_frames(frames)
+                del frames
         written = writer.frames_written
     print(json.dumps({"size": f"{width}x{height}", "frames": written, "seconds": round(time.perf_counter() - t0, 1),
                       "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),

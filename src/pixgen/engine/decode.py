@@ -22,6 +22,10 @@ TILE_PIXEL_FRAMES = 48 * 1280 * 736
 SPATIAL_TILING_ABOVE = 1280
 SPATIAL_TILE = 512
 SPATIAL_OVERLAP = 64
+# The assembled tile and the overlap kept for the next one are stored in half precision: at 2520×1080 they are the
+# largest buffers of a job (~850 MB in float32). The decoder itself still runs in its own dtype; float16's 11-bit
+# mantissa is far finer than the 8-bit frames these become (tested: at most 1 level apart after conversion).
+BUFFER_DTYPE = torch.float16
 
 
 def plan_tiles(vae, height: int, width: int) -> tuple[int, int]:
@@ -33,8 +37,10 @@ def plan_tiles(vae, height: int, width: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def iter_decode(vae, latents: torch.Tensor, temb: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Yield decoded video (B, C, f, H, W) in [-1, 1], in order, covering ``(F-1)·ratio + 1`` frames in all."""
+def iter_decode(vae, latents: torch.Tensor, temb: torch.Tensor | None = None, *,
+                dtype: torch.dtype = BUFFER_DTYPE) -> Iterator[torch.Tensor]:
+    """Yield decoded video (B, C, f, H, W) in [-1, 1] as ``dtype``, in order, covering ``(F-1)·ratio + 1`` frames
+    in all. With ``dtype`` the decoder's own, the result equals the VAE's own tiled decode exactly."""
     _, _, num_latent, latent_h, latent_w = latents.shape
     ratio = vae.temporal_compression_ratio
     height, width = latent_h * vae.spatial_compression_ratio, latent_w * vae.spatial_compression_ratio
@@ -46,7 +52,7 @@ def iter_decode(vae, latents: torch.Tensor, temb: torch.Tensor | None = None) ->
     emitted = 0
     tail = None  # the previous tile's last `blend` frames, all the next tile's blending reads
     for start in range(0, num_latent, stride_latent):
-        decoded = decode_spatially(vae, latents[:, :, start : start + tile_latent + 1], temb)
+        decoded = decode_spatially(vae, latents[:, :, start : start + tile_latent + 1], temb, dtype)
         if start > 0:
             decoded = decoded[:, :, :-1]
             out = vae.blend_t(tail, decoded, blend)[:, :, :stride_frames]
@@ -54,19 +60,24 @@ def iter_decode(vae, latents: torch.Tensor, temb: torch.Tensor | None = None) ->
             out = decoded[:, :, : stride_frames + 1]
         tail = decoded[:, :, -blend:].clone()
         out = out[:, :, : total - emitted]
+        # Hold this tile only through ``out``, and drop that once the consumer is done with it: otherwise the
+        # next tile is decoded while this one is still alive, two tile buffers at once (~570 MB each at 1080p).
+        del decoded
         if out.shape[2]:
             emitted += out.shape[2]
             yield out
+        del out
         if emitted >= total:
             break
 
 
-def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
-    """``vae.tiled_decode`` for frames over ``SPATIAL_TILING_ABOVE`` px, written into one buffer; else one call."""
+def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """``vae.tiled_decode`` for frames over ``SPATIAL_TILING_ABOVE`` px, written into one ``dtype`` buffer; else
+    one call."""
     spatial = vae.spatial_compression_ratio
     height, width = z.shape[-2] * spatial, z.shape[-1] * spatial
     if height <= max(SPATIAL_TILE, SPATIAL_TILING_ABOVE) and width <= max(SPATIAL_TILE, SPATIAL_TILING_ABOVE):
-        return vae.decoder(z, temb)
+        return vae.decoder(z, temb).to(dtype)
     tile, stride = SPATIAL_TILE, SPATIAL_TILE - SPATIAL_OVERLAP
     lat_tile, lat_stride = tile // spatial, stride // spatial
     out = None
@@ -77,7 +88,7 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None) -> torch.T
         for j in range(0, z.shape[-1], lat_stride):
             piece = vae.decoder(z[..., i : i + lat_tile, j : j + lat_tile], temb)
             if out is None:
-                out = piece.new_empty(*piece.shape[:3], height, width)
+                out = piece.new_empty(*piece.shape[:3], height, width, dtype=dtype)
             if i > 0:
                 piece = vae.blend_v(above[j], piece, SPATIAL_OVERLAP)
             if j > 0:
@@ -89,6 +100,30 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None) -> torch.T
             out[..., y : y + h, x : x + w] = piece[..., :h, :w]
         above = row
     return out
+
+
+def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, width: int, height: int, *,
+                  skip: int = 0, limit: int | None = None) -> Iterator[np.ndarray]:
+    """The decoded video as uint8 frames (f, height, width, 3), a temporal tile at a time, without its first
+    ``skip`` frames and ending after ``limit`` frames.
+
+    Each float tile is released before the next one is decoded, and a consumer should drop each uint8 chunk
+    before asking for the next: that, with the tiling, is what bounds a job's peak memory."""
+    left = limit
+    for chunk in iter_decode(vae, latents, temb):
+        count = chunk.shape[2]
+        start = min(skip, count)
+        skip -= start
+        stop = count if left is None else min(count, start + left)
+        frames = to_uint8_frames(chunk[:, :, start:stop], width, height) if stop > start else None
+        del chunk
+        if frames is not None:
+            if left is not None:
+                left -= stop - start
+            yield frames
+            del frames
+        if left == 0:
+            return
 
 
 CONVERT_FRAMES = 4  # frames converted at once: float temporaries at 2520×1080 are 33 MB a frame

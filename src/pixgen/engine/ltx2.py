@@ -42,7 +42,7 @@ from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, grid_size, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult, never_cancelled
-from pixgen.engine.decode import iter_decode, to_uint8_frames
+from pixgen.engine.decode import stream_frames
 from pixgen.engine.extend import CROSSFADE_SECONDS as EXTEND_CROSSFADE_SECONDS
 from pixgen.engine.extend import iter_source_frames, read_source, stitch_audio
 from pixgen.engine.lora import PresetLoras
@@ -416,27 +416,18 @@ class LTX2Engine:
         (``num_frames``: the whole video's, for progress)."""
         vae = self.text.vae
         latents, temb = self._prepare_decode(latents)
-        left = limit
         decode_s = encode_s = 0.0
         t0 = time.perf_counter()
-        for chunk in iter_decode(vae, latents, temb):
-            start = min(skip, chunk.shape[2])
-            skip -= start
-            stop = chunk.shape[2] if left is None else min(chunk.shape[2], start + left)
-            if stop > start:
-                frames = to_uint8_frames(chunk[:, :, start:stop], plan.width, plan.height)
-                t1 = time.perf_counter()
-                decode_s += t1 - t0
-                writer.write_frames(frames)
-                t0 = time.perf_counter()
-                encode_s += t0 - t1
-                if left is not None:
-                    left -= stop - start
-                on_progress(Progress("decode", writer.frames_written, num_frames))
+        for frames in stream_frames(vae, latents, temb, plan.width, plan.height, skip=skip, limit=limit):
+            t1 = time.perf_counter()
+            decode_s += t1 - t0
+            writer.write_frames(frames)
+            del frames  # not held while the next tile decodes (see stream_frames)
+            t0 = time.perf_counter()
+            encode_s += t0 - t1
+            on_progress(Progress("decode", writer.frames_written, num_frames))
             if should_cancel():
                 raise Cancelled("cancelled while decoding")
-            if left == 0:
-                break
         timings["decode"] = timings.get("decode", 0.0) + decode_s
         timings["encode"] = timings.get("encode", 0.0) + encode_s
 
