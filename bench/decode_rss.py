@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ def main() -> None:
     frames = num_frames(args.seconds)
     latents = torch.randn(1, 8, (frames - 1) // 8 + 1, gh * 2 // 32, gw * 2 // 32,
                           generator=torch.Generator().manual_seed(0))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_bytes()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         with Mp4Writer(Path(tmp) / "d.mp4", width, height) as writer:
@@ -47,8 +46,17 @@ def main() -> None:
                 del frames
         written = writer.frames_written
     print(json.dumps({"size": f"{width}x{height}", "frames": written, "seconds": round(time.perf_counter() - t0, 1),
-                      "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-                      "rss_before_decode_gb": round(base / 2**20, 3)}))
+                      "peak_rss_gib": round(peak_rss_bytes() / 2**30, 3),
+                      "peak_rss_before_decode_gib": round(base / 2**30, 3)}))
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS: ``VmHWM`` (its own address space's; ``ru_maxrss`` would start from the parent's
+    high-water mark at fork when a larger process starts this one)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 if __name__ == "__main__":
