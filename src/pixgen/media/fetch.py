@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 import httpx
 
 from pixgen.errors import InvalidRequest
-from pixgen.media.images import MAX_IMAGE_BYTES, image_type, open_image
+from pixgen.media.images import MAX_IMAGE_BYTES, image_type
 
 MAX_URL = 4096
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -93,12 +93,15 @@ def forbidden_address(ip: IPAddress) -> bool:
 
 def fetch_image(url: object, policy: FetchPolicy, *, field: str = "image_url",
                 resolve: Resolver | None = None) -> str:
-    """The image at ``url`` as a ``data:image/(png|jpeg|webp);base64,...`` URI, or ``InvalidRequest(field=field)``."""
+    """The image at ``url`` as a ``data:image/(png|jpeg|webp);base64,...`` URI, or ``InvalidRequest(field=field)``.
+
+    Typed by its bytes; it is decoded (pixel limits, truncated or disguised files) with every other start and
+    end frame when the job is submitted (``images.check_request_images``), not twice.
+    """
     data = fetch_bytes(url, policy, field=field, resolve=resolve)
     kind = image_type(data)  # what the server claims in Content-Type is ignored
     if kind is None:
         raise InvalidRequest(f"{field} does not point at a PNG, JPEG or WebP image", field=field)
-    open_image(data, field=field)  # decodes fully: pixel limits, truncated or disguised files
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
