@@ -48,6 +48,18 @@ def write_results(name: str, results: dict[str, Any], path: Path | None = None) 
     return path
 
 
+def vm_hwm_bytes(pid: int | str = "self") -> int | None:
+    """A process's peak RSS in bytes: ``VmHWM``, its own address space's high-water mark (Linux). None once it
+    has exited. Not ``getrusage``: a child's ``ru_maxrss`` starts from its parent's mark at fork (the mark
+    survives exec), so a child of a large process reads at least the parent's peak."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
+    return int(line.split()[1]) * 1024 if line else None
+
+
 # -- source trees (for before/after runs in the same conditions) -------------------------------------------------
 @contextmanager
 def source_tree(ref: str | None) -> Iterator[Path | None]:

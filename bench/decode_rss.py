@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import vm_hwm_bytes  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,7 +41,7 @@ def main() -> None:
     frames = num_frames(args.seconds)
     latents = torch.randn(1, 8, (frames - 1) // 8 + 1, gh * 2 // 32, gw * 2 // 32,
                           generator=torch.Generator().manual_seed(0))
-    base = peak_rss_bytes()
+    base = vm_hwm_bytes()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         with Mp4Writer(Path(tmp) / "d.mp4", width, height) as writer:
@@ -46,17 +50,8 @@ def main() -> None:
                 del frames
         written = writer.frames_written
     print(json.dumps({"size": f"{width}x{height}", "frames": written, "seconds": round(time.perf_counter() - t0, 1),
-                      "peak_rss_gib": round(peak_rss_bytes() / 2**30, 3),
+                      "peak_rss_gib": round(vm_hwm_bytes() / 2**30, 3),
                       "peak_rss_before_decode_gib": round(base / 2**30, 3)}))
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak RSS: ``VmHWM`` (its own address space's; ``ru_maxrss`` would start from the parent's
-    high-water mark at fork when a larger process starts this one)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 if __name__ == "__main__":
