@@ -81,6 +81,13 @@ class Cancelled(PixgenError):
     status = 409
 
 
+class IllegalTransition(PixgenError):
+    """A job move that the state machine (``jobs.states.TRANSITIONS``) does not have: a bug, never user input."""
+
+    code = "internal_error"
+    status = 500
+
+
 class ModelError(PixgenError):
     """The model folder is missing, incomplete or failed to load."""
 

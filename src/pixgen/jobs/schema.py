@@ -83,9 +83,27 @@ jobs = Table(
     Column("source_job_id", String(40), nullable=True),  # extend: the job whose video is continued
     Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
     Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
+    Column("timings", Text, nullable=True),  # the engine's seconds per stage: JSON {"text": 0.4, "denoise": 12.1, ...}
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
+)
+
+# The outbox: one row per thing that happened to a job, written in the transaction that made it happen (a state
+# move, a submit, a cancel request, a progress step). Webhook deliveries and metrics are read from here.
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),  # "evt_…": the webhook-id of every delivery of it
+    Column("job_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("kind", String(24), nullable=False),  # jobs.events.EventKind
+    Column("status", String(16), nullable=False),  # the job's status right after the event
+    Column("data", Text, nullable=False, default="{}"),  # JSON: progress, stage, error code... (events.Event)
+    Column("created_at", Float, nullable=False),
+    Index("ix_job_events_job", "job_id", "seq"),
+    Index("ix_job_events_created", "created_at"),
 )
 
 workers = Table(

@@ -1,7 +1,8 @@
 """The job state machine: pending → processing → completed | failed | cancelled.
 
-A processing job may also go back to pending (its lease expired, or its worker shut down cleanly). Every move is
-one guarded UPDATE (``WHERE status = <from>``) inside one transaction, so two actors can never both make it.
+A processing job may also go back to pending (its lease expired, or its worker shut down cleanly); a pending job
+may be cancelled. ``TRANSITIONS`` is the whole table: ``JobStore._move``, the one place a job changes state, refuses
+any other move with ``IllegalTransition``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class JobStatus(str, Enum):
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
     JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),

@@ -1,8 +1,12 @@
 """The durable job queue: submit, read, cancel (API side) and claim, heartbeat, finish (worker side).
 
-Every state change is one transaction holding a guarded UPDATE (``WHERE status = … AND lease_token = …``), with
-the credit charge or refund in the same transaction. A refund flips ``refunded`` false→true under the same guard,
-so it happens exactly once whoever gets there first (a cancel, a worker, a lease sweeper).
+Every state change goes through ``JobStore._move``, inside the caller's transaction:
+1. the move must be an edge of ``states.TRANSITIONS`` (else ``IllegalTransition``, a real error);
+2. one guarded UPDATE: the row must still have the status and lease token it was read with (``_as_read``), so
+   of two actors racing for one move exactly one makes it, and a worker that lost its lease writes nothing;
+3. a move to failed or cancelled refunds the charge by flipping ``refunded`` false→true under a guard, so it
+   happens exactly once whoever gets there first (a cancel, a worker, a lease sweeper);
+4. one event row (``jobs.events``, the outbox webhooks and metrics read) in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,12 +19,22 @@ import time
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixgen.core.spec import VideoRequest
-from pixgen.errors import Conflict, InsufficientCredits, InvalidRequest, NotFound, RateLimited, Unauthorized
+from pixgen.errors import (
+    Conflict,
+    IllegalTransition,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
+from pixgen.jobs import events
 from pixgen.jobs.db import Database
+from pixgen.jobs.events import EventKind
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
 
@@ -76,6 +90,7 @@ class Job:
     source_job_id: str | None = None
     remix_of: str | None = None
     shots: str | None = None
+    timings: str | None = None  # JSON {stage: seconds} of the engine's run
 
     @classmethod
     def from_row(cls, row: Any) -> "Job":
@@ -87,6 +102,34 @@ class Job:
 
     def video_request(self) -> VideoRequest:
         return VideoRequest.model_validate_json(self.request)
+
+    def request_dict(self) -> dict[str, Any]:
+        """The stored request as a dict (``{}`` if it cannot be read)."""
+        try:
+            data = json.loads(self.request)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def shot_list(self) -> list[dict[str, Any]] | None:
+        """A multi-clip video's shots, ``[{index, prompt, start, end}]`` (times in seconds), else None."""
+        if not self.shots:
+            return None
+        try:
+            shots = json.loads(self.shots)
+        except ValueError:
+            return None
+        return shots if isinstance(shots, list) else None
+
+    def timing_dict(self) -> dict[str, float] | None:
+        """Seconds per engine stage of the run that made the video, else None."""
+        if not self.timings:
+            return None
+        try:
+            data = json.loads(self.timings)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
 
 _JOB_FIELDS = tuple((f.name, f.default is MISSING) for f in fields(Job))  # (name, required) for ``from_row``
@@ -125,6 +168,7 @@ class Outcome:
     prompt: str
     original_prompt: str
     shots: list[dict[str, Any]] | None = None  # multi-clip: [{index, prompt, start, end}]
+    timings: dict[str, float] | None = None  # seconds per engine stage
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
@@ -233,6 +277,7 @@ class JobStore:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                          .values(credits=api_keys.c.credits - cost))
             job = self._get(conn, job_id)
+            self._event(conn, job, EventKind.CREATED, job.status, now, {"charged": cost})
             return Submitted(job=job, credits_remaining=int(key.credits - cost), replayed=False)
 
     def _replay(self, conn: Connection, key_id: str, idempotency_key: str, digest: str) -> Submitted | None:
@@ -263,10 +308,7 @@ class JobStore:
     def get(self, job_id: str, key_id: str | None = None) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another key: ids are not an oracle)."""
         with self.db.read() as conn:
-            job = self._find(conn, job_id)
-        if job is None or (key_id is not None and job.key_id != key_id):
-            raise NotFound(f"no job {job_id!r}")
-        return job
+            return self._owned(conn, job_id, key_id)
 
     def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
         """The job and, while it is pending, its 1-based place in the queue (1 = next to run).
@@ -312,15 +354,15 @@ class JobStore:
         """
         now = self.clock()
         with self.db.write() as conn:
-            job = self._find(conn, job_id, lock=True)
-            if job is None or (key_id is not None and job.key_id != key_id):
-                raise NotFound(f"no job {job_id!r}")
+            job = self._owned(conn, job_id, key_id, lock=True)
             if job.status is JobStatus.PENDING:
-                self._finish(conn, job, JobStatus.PENDING, JobStatus.CANCELLED, now,
-                             error_code="cancelled", error_message="cancelled by the user")
+                self._move(conn, job, JobStatus.CANCELLED, now, error_code="cancelled",
+                           error_message="cancelled by the user")
             elif job.status is JobStatus.PROCESSING and not job.cancel_requested:
-                conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.status == JobStatus.PROCESSING.value)
-                             .values(cancel_requested=True, updated_at=now))
+                flagged = conn.execute(update(jobs).where(*_as_read(job)).values(cancel_requested=True,
+                                                                                updated_at=now))
+                if flagged.rowcount == 1:
+                    self._event(conn, job, EventKind.CANCEL_REQUESTED, job.status, now)
             return self._get(conn, job_id)
 
     def delete(self, job_id: str, key_id: str | None = None) -> Job:
@@ -330,9 +372,7 @@ class JobStore:
         """
         now = self.clock()
         with self.db.write() as conn:
-            job = self._find(conn, job_id, lock=True)
-            if job is None or (key_id is not None and job.key_id != key_id):
-                raise NotFound(f"no job {job_id!r}")
+            job = self._owned(conn, job_id, key_id, lock=True)
             if not job.status.is_terminal():
                 raise Conflict(f"job {job_id} is {job.status.value}; cancel it and wait for it to stop first")
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(
@@ -347,19 +387,21 @@ class JobStore:
         with self.db.write() as conn:
             # PostgreSQL: SKIP LOCKED lets many workers claim at once without waiting on each other's row.
             # SQLite: ignored; BEGIN IMMEDIATE already makes this the only writer.
-            seq = conn.execute(select(jobs.c.seq).where(jobs.c.status == JobStatus.PENDING.value)
-                               .order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)).scalar()
-            if seq is None:
+            row = conn.execute(select(jobs).where(jobs.c.status == JobStatus.PENDING.value)
+                               .order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)).mappings().first()
+            if row is None:
                 return None
-            conn.execute(update(jobs).where(jobs.c.seq == seq, jobs.c.status == JobStatus.PENDING.value).values(
-                status=JobStatus.PROCESSING.value, lease_token=token, lease_expires_at=now + self.lease_seconds,
-                worker_id=worker_id, attempts=jobs.c.attempts + 1, progress=0, stage="queued",
-                started_at=now, updated_at=now))
-            job = Job.from_row(conn.execute(select(jobs).where(jobs.c.seq == seq)).mappings().one())
+            job = Job.from_row(row)
+            self._move(conn, job, JobStatus.PROCESSING, now, lease_token=token,
+                       lease_expires_at=now + self.lease_seconds, worker_id=worker_id,
+                       attempts=jobs.c.attempts + 1, progress=0, stage="queued", started_at=now)
+            job = self._get(conn, job.id)
         return Claim(job=job, token=token)
 
     def heartbeat(self, job_id: str, token: str, *, progress: int | None = None, stage: str | None = None) -> Beat:
-        """Renew the lease and record progress; says whether the lease still holds and whether to cancel."""
+        """Renew the lease and record progress; says whether the lease still holds and whether to cancel.
+
+        A new stage, or progress into the next tenth, is also a ``progress`` event."""
         now = self.clock()
         values: dict[str, Any] = {"lease_expires_at": now + self.lease_seconds, "updated_at": now}
         if progress is not None:
@@ -367,20 +409,22 @@ class JobStore:
         if stage is not None:
             values["stage"] = stage
         with self.db.write() as conn:
-            result = conn.execute(update(jobs).where(self._leased(job_id, token)).values(**values))
-            if result.rowcount != 1:
+            job = self._find(conn, job_id, lock=True)
+            if not _holds_lease(job, token):
                 return Beat(lease_ok=False, cancel_requested=False)
-            flag = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
-        return Beat(lease_ok=True, cancel_requested=bool(flag))
+            assert job is not None
+            conn.execute(update(jobs).where(*_as_read(job)).values(**values))
+            new_progress, new_stage = values.get("progress", job.progress), values.get("stage", job.stage)
+            if new_stage != job.stage or new_progress // 10 != job.progress // 10:
+                self._event(conn, job, EventKind.PROGRESS, job.status, now,
+                            {"progress": new_progress, "stage": new_stage})
+        return Beat(lease_ok=True, cancel_requested=job.cancel_requested)
 
     def cancel_requested(self, job_id: str, token: str) -> bool:
         """A cheap read between heartbeats: True when a cancel was asked (or the lease is gone)."""
         with self.db.read() as conn:
-            row = conn.execute(select(jobs.c.cancel_requested, jobs.c.lease_token, jobs.c.status)
-                               .where(jobs.c.id == job_id)).first()
-        if row is None or row.lease_token != token or row.status != JobStatus.PROCESSING.value:
-            return True
-        return bool(row.cancel_requested)
+            job = self._find(conn, job_id)
+        return not _holds_lease(job, token) or bool(job and job.cancel_requested)
 
     def complete(self, job_id: str, token: str, outcome: Outcome) -> bool:
         """processing → completed with the result; False (nothing written) when the lease was lost."""
@@ -391,7 +435,8 @@ class JobStore:
                          video_file=outcome.video_file, thumb_file=outcome.thumb_file, width=outcome.width,
                          height=outcome.height, seconds=outcome.seconds, has_audio=outcome.has_audio,
                          seed=outcome.seed, prompt=outcome.prompt, original_prompt=outcome.original_prompt,
-                         shots=json.dumps(shots) if shots is not None else None)
+                         shots=json.dumps(shots) if shots is not None else None,
+                         timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None)
 
     def fail(self, job_id: str, token: str, code: str, message: str) -> bool:
         """processing → failed and refunded; False when the lease was lost."""
@@ -404,12 +449,7 @@ class JobStore:
 
     def release(self, job_id: str, token: str) -> bool:
         """processing → pending, attempt not counted: the worker is shutting down cleanly, another will run it."""
-        now = self.clock()
-        with self.db.write() as conn:
-            result = conn.execute(update(jobs).where(self._leased(job_id, token)).values(
-                status=JobStatus.PENDING.value, lease_token=None, lease_expires_at=None, worker_id=None,
-                attempts=jobs.c.attempts - 1, progress=0, stage=None, updated_at=now))
-            return result.rowcount == 1
+        return self._end(job_id, token, JobStatus.PENDING, attempts=jobs.c.attempts - 1)
 
     def requeue_expired(self) -> list[str]:
         """Jobs whose lease ran out (their worker died or hung): back to pending, or — after ``max_attempts``
@@ -422,18 +462,14 @@ class JobStore:
                                 .with_for_update(skip_locked=True)).mappings().all()
             for row in rows:
                 job = Job.from_row(row)
-                guard = dict(token=job.lease_token)
                 if job.cancel_requested:
-                    self._finish(conn, job, JobStatus.PROCESSING, JobStatus.CANCELLED, now, **guard,
-                                 error_code="cancelled", error_message="cancelled by the user")
+                    self._move(conn, job, JobStatus.CANCELLED, now, error_code="cancelled",
+                               error_message="cancelled by the user")
                 elif job.attempts >= self.max_attempts:
-                    self._finish(conn, job, JobStatus.PROCESSING, JobStatus.FAILED, now, **guard,
-                                 error_code="internal_error",
-                                 error_message=f"the worker stopped responding on each of {job.attempts} attempts")
+                    self._move(conn, job, JobStatus.FAILED, now, error_code="internal_error",
+                               error_message=f"the worker stopped responding on each of {job.attempts} attempts")
                 else:
-                    conn.execute(update(jobs).where(self._leased(job.id, job.lease_token)).values(
-                        status=JobStatus.PENDING.value, lease_token=None, lease_expires_at=None, worker_id=None,
-                        progress=0, stage=None, updated_at=now))
+                    self._move(conn, job, JobStatus.PENDING, now)
                 touched.append(job.id)
         return touched
 
@@ -455,38 +491,61 @@ class JobStore:
                                                                            updated_at=self.clock()))
 
     # -- internals --------------------------------------------------------------------------------------------
-    @staticmethod
-    def _leased(job_id: str, token: str | None):  # noqa: ANN205
-        return and_(jobs.c.id == job_id, jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_token == token)
-
     def _end(self, job_id: str, token: str, to: JobStatus, **values: Any) -> bool:
+        """The worker's own move of its job (lease ``token``): False, nothing written, when the lease is lost."""
         now = self.clock()
         with self.db.write() as conn:
             job = self._find(conn, job_id, lock=True)
-            if job is None or job.status is not JobStatus.PROCESSING or job.lease_token != token:
+            if not _holds_lease(job, token):
                 return False
-            return self._finish(conn, job, JobStatus.PROCESSING, to, now, token=token, **values)
+            assert job is not None
+            return self._move(conn, job, to, now, **values)
 
-    def _finish(self, conn: Connection, job: Job, frm: JobStatus, to: JobStatus, now: float, *,
-                token: str | None = None, **values: Any) -> bool:
-        """One guarded move to a terminal state, with the refund (at most once) and ZDR scrubbing."""
-        assert frm.can_become(to) and to.is_terminal(), (frm, to)
-        guard = [jobs.c.id == job.id, jobs.c.status == frm.value]
-        if frm is JobStatus.PROCESSING:
-            guard.append(jobs.c.lease_token == token)
-        values.update(status=to.value, lease_token=None, lease_expires_at=None, finished_at=now, updated_at=now)
-        if self.zero_data_retention:
-            values.update(_scrubbed(job))
-        result = conn.execute(update(jobs).where(*guard).values(**values))
+    def _move(self, conn: Connection, job: Job, to: JobStatus, now: float, **values: Any) -> bool:
+        """THE state move: ``job`` (as read in this transaction) → ``to``, with ``values`` written alongside.
+
+        Checks the transition table, guards the row against a concurrent change (``_as_read``), clears the lease
+        on leaving processing, refunds at most once on failed/cancelled, scrubs under zero data retention and
+        records the event; all in the caller's transaction. False when another actor changed the row first.
+        """
+        if not job.status.can_become(to):
+            raise IllegalTransition(f"job {job.id}: {job.status.value} → {to.value} is not a move of the job "
+                                    f"state machine")
+        values.update(status=to.value, updated_at=now)
+        if job.status is JobStatus.PROCESSING:  # the lease ends with the move
+            values.update(lease_token=None, lease_expires_at=None)
+        if to is JobStatus.PENDING:  # back in the queue, as if never started
+            values.update(worker_id=None, progress=0, stage=None)
+        if to.is_terminal():
+            values["finished_at"] = now
+            if self.zero_data_retention:
+                values.update(_scrubbed(job))
+        result = conn.execute(update(jobs).where(*_as_read(job)).values(**values))
         if result.rowcount != 1:
             return False
+        data: dict[str, Any] = {}
         if to in REFUNDING:
             flipped = conn.execute(update(jobs).where(jobs.c.id == job.id, jobs.c.refunded.is_(False))
                                    .values(refunded=True))
             if flipped.rowcount == 1:
                 conn.execute(update(api_keys).where(api_keys.c.id == job.key_id)
                              .values(credits=api_keys.c.credits + job.credit_cost))
+                data["refunded"] = job.credit_cost
+            data.update(error_code=values.get("error_code"), error_message=values.get("error_message"))
+        self._event(conn, job, EventKind.of_move(to), to, now, data)
         return True
+
+    def _event(self, conn: Connection, job: Job, kind: EventKind, status: JobStatus, now: float,
+               data: dict[str, Any] | None = None) -> None:
+        events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
+                      data={"surface": job.surface, "quality": job.quality, **(data or {})})
+
+    def _owned(self, conn: Connection, job_id: str, key_id: str | None, *, lock: bool = False) -> Job:
+        """The job, or ``NotFound`` (also when it belongs to another key than ``key_id``)."""
+        job = self._find(conn, job_id, lock=lock)
+        if job is None or (key_id is not None and job.key_id != key_id):
+            raise NotFound(f"no job {job_id!r}")
+        return job
 
     def _find(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
         row = conn.execute(_FIND_FOR_UPDATE if lock else _FIND, {"job_id": job_id}).mappings().first()
@@ -496,6 +555,17 @@ class JobStore:
         job = self._find(conn, job_id)
         assert job is not None
         return job
+
+
+def _holds_lease(job: Job | None, token: str) -> bool:
+    """The lease check, in Python, on a row read in this transaction: the job runs under ``token``."""
+    return job is not None and job.status is JobStatus.PROCESSING and job.lease_token == token
+
+
+def _as_read(job: Job) -> tuple:
+    """The lease guard, in SQL: the row still has the status and lease token ``job`` was read with."""
+    token = jobs.c.lease_token.is_(None) if job.lease_token is None else jobs.c.lease_token == job.lease_token
+    return (jobs.c.id == job.id, jobs.c.status == job.status.value, token)
 
 
 # Statements of the hot paths, built once: SQLAlchemy then skips rebuilding them and their cache keys per call.
@@ -511,10 +581,7 @@ _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value
 
 def _scrubbed(job: Job) -> dict[str, Any]:
     """Zero data retention: keep the shape of the request (for billing and support), not its content."""
-    try:
-        data = json.loads(job.request)
-    except ValueError:
-        data = {}
+    data = job.request_dict()
     for name in ("prompt", "negative_prompt", "image_input", "end_image_input"):
         if data.get(name):
             data[name] = "" if name.endswith("prompt") else None
