@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +40,10 @@ TEMPLATE = "template.mp4"
 
 # -- claim throughput --------------------------------------------------------------------------------------------
 class CopyEngine:
-    """A no-op-fast engine: one progress event, then a copy of a tiny ready-made MP4."""
+    """A no-op-fast engine: one progress event, then a copy of a tiny ready-made MP4 (cheaper than
+    ``pixgen.testing.FakeEngine``, which encodes each video, so the claim path is what is measured)."""
+
+    from pixgen.engine import FAKE_CAPABILITIES as capabilities
 
     def __init__(self, template: Path) -> None:
         self.data = template.read_bytes()
@@ -51,8 +53,11 @@ class CopyEngine:
 
         on_progress(Progress("denoise", 1, 1))
         Path(out_path).write_bytes(self.data)
-        return SimpleNamespace(width=64, height=64, seconds=1 / 24, has_audio=False, seed=request.seed,
-                               prompt=request.prompt, original_prompt=request.prompt, extra={})
+        from pixgen.engine.base import GenerationResult
+
+        return GenerationResult(path=Path(out_path), width=64, height=64, num_frames=1, seconds=1 / 24,
+                                has_audio=False, seed=request.seed or 0, prompt=request.prompt,
+                                original_prompt=request.prompt)
 
 
 def make_template(path: Path) -> None:

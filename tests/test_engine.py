@@ -69,7 +69,7 @@ def test_start_frame_sets_the_ratio_from_the_image_and_changes_the_video(engine,
     plain = engine.generate(small(aspect_ratio="1:1"), tmp_path / "plain.mp4")
     red = engine.generate(small(image_input=data_uri("red", (300, 290))), tmp_path / "red.mp4")
     blue = engine.generate(small(image_input=data_uri("blue", (300, 290))), tmp_path / "blue.mp4")
-    assert red.extra["aspect_ratio"] == "1:1"
+    assert red.aspect_ratio == "1:1"
     assert probe(red.path).width == probe(red.path).height == 360
     frames = {k: read_frames(r.path).astype(np.int16) for k, r in
               {"plain": plain, "red": red, "blue": blue}.items()}
@@ -96,7 +96,7 @@ def test_1080p_goes_two_stage_and_lands_on_the_exact_size(engine, tmp_path):
     progress: list[Progress] = []
     result = engine.generate(small(quality="1080p", aspect_ratio="16:9", generate_audio=False),
                              tmp_path / "hd.mp4", on_progress=progress.append)
-    assert result.extra["two_stage"] is True and result.extra["generation_size"] == "960x544"
+    assert result.two_stage is True and result.generation_size == (960, 544)
     facts = probe(result.path)
     assert (facts.width, facts.height, facts.num_frames) == (1920, 1080, 25)
     stages = [p.stage for p in progress]

@@ -461,18 +461,21 @@ def test_migration_0003_gives_existing_jobs_the_generate_kind(tmp_path):
     db.dispose()
 
 
-def test_worker_reports_engine_shots_in_the_job_api_form():
-    from dataclasses import dataclass
+def test_the_engines_typed_shots_and_timings_become_the_stored_outcome():
+    from pathlib import Path
 
-    from pixgen.jobs.worker import _shots
+    from pixgen.engine.base import GenerationResult, ShotInfo, Timings
+    from pixgen.jobs.store import Outcome
 
-    @dataclass(frozen=True)
-    class Shot:
-        index: int
-        prompt: str
-        start: float
-        end: float
-
-    assert _shots([Shot(0, "a", 0.0, 1.0), {"index": 1, "prompt": "b", "start": 1.0, "end": 2.0416666}]) == [
-        {"index": 0, "prompt": "a", "start": 0.0, "end": 1.0}, {"index": 1, "prompt": "b", "start": 1.0, "end": 2.042}]
-    assert _shots(None) is None and _shots([]) is None
+    result = GenerationResult(path=Path("x.mp4"), width=640, height=360, num_frames=49, seconds=49 / 24, seed=3,
+                              has_audio=True, prompt="Shot 1: a Shot 2: b", original_prompt="a. b.",
+                              shots=(ShotInfo(0, "a", 0.0, 1.0), ShotInfo(1, "b", 1.0, 2.0416666)),
+                              timings=Timings(text=0.25, denoise=3.0))
+    outcome = Outcome.from_result(result, video_file="v.mp4", thumb_file=None)
+    assert outcome.shots == [{"index": 0, "prompt": "a", "start": 0.0, "end": 1.0},
+                             {"index": 1, "prompt": "b", "start": 1.0, "end": 2.042}]
+    assert outcome.timings == {"text": 0.25, "denoise": 3.0} and (outcome.width, outcome.seed) == (640, 3)
+    single = Outcome.from_result(GenerationResult(path=Path("y.mp4"), width=2, height=2, num_frames=1, seconds=1 / 24,
+                                                  seed=0, has_audio=False, prompt="p", original_prompt="p"),
+                                 video_file="y.mp4", thumb_file=None)
+    assert single.shots is None and single.timings is None

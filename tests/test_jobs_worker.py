@@ -1,7 +1,7 @@
 """The worker loop against the Engine protocol: results, cancel within a step, lost leases, failures, shutdown.
 
-The engine here is a small stand-in that honours the protocol (progress per step, ``should_cancel`` checked
-each step, a real MP4 written); the real toy model runs in ``test_service_e2e.py``.
+The engine is ``pixgen.testing.FakeEngine``, the whole protocol without a model (progress per step,
+``should_cancel`` checked each step, a real MP4 written); the real toy model runs in ``test_service_e2e.py``.
 """
 
 from __future__ import annotations
@@ -11,53 +11,20 @@ import multiprocessing
 import os
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pixgen.core.progress import Progress
 from pixgen.core.spec import parse_request
-from pixgen.engine.base import GenerationResult
-from pixgen.errors import Cancelled, GenerationError
 from pixgen.jobs.db import connect, migrate
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import JobStore
 from pixgen.jobs.worker import Worker
 from pixgen.settings import Settings
+from pixgen.testing import FakeEngine
 
 REQ = parse_request({"prompt": "a paper boat", "duration": 1, "quality": "360p"})
-
-
-class StepEngine:
-    """Runs ``steps`` denoising steps of ``step_seconds``; checks ``should_cancel`` before each, like LTX-2."""
-
-    name = "steps"
-
-    def __init__(self, steps: int = 3, step_seconds: float = 0.01, fail: Exception | None = None,
-                 on_step=None) -> None:  # noqa: ANN001
-        self.steps, self.step_seconds, self.fail, self.on_step = steps, step_seconds, fail, on_step
-        self.steps_run = 0
-
-    def generate(self, request, out_path: Path, on_progress, should_cancel) -> GenerationResult:  # noqa: ANN001
-        from pixgen.media.mp4 import Mp4Writer
-
-        for step in range(self.steps):
-            if should_cancel():
-                raise Cancelled("cancelled")
-            time.sleep(self.step_seconds)
-            self.steps_run += 1
-            on_progress(Progress("denoise", step + 1, self.steps))
-            if self.on_step:
-                self.on_step(step)
-        if self.fail is not None:
-            raise self.fail
-        with Mp4Writer(out_path, 64, 64) as writer:
-            writer.write_frames(np.zeros((3, 64, 64, 3), dtype=np.uint8))
-        return GenerationResult(path=out_path, width=64, height=64, num_frames=3, seconds=0.125,
-                                seed=request.seed, has_audio=False, prompt=request.prompt + " (used)",
-                                original_prompt=request.prompt)
 
 
 @pytest.fixture
@@ -107,11 +74,12 @@ def wait_until(predicate, timeout: float = 20):  # noqa: ANN001, ANN201
 
 def test_worker_runs_a_job_to_completed_with_video_and_thumbnail(settings, store):
     key_id, job_id = submit(store)
-    worker = Worker(settings, engine_factory=lambda: StepEngine())
+    worker = Worker(settings, engine_factory=lambda: FakeEngine())
     assert worker.run(max_jobs=1) == 1
     job = store.get(job_id)
     assert job.status is JobStatus.COMPLETED and job.progress == 100
-    assert job.prompt == "a paper boat (used)" and job.original_prompt == "a paper boat"
+    assert job.prompt == "a paper boat (fake)" and job.original_prompt == "a paper boat"
+    assert (job.width, job.height) == (640, 360) and set(job.timing_dict()) == {"prepare", "denoise", "encode"}
     assert (settings.media_dir / job.video_file).stat().st_size > 0
     assert (settings.media_dir / job.thumb_file).read_bytes()[:3] == b"\xff\xd8\xff"
     assert store.credits(key_id) == 0
@@ -119,7 +87,7 @@ def test_worker_runs_a_job_to_completed_with_video_and_thumbnail(settings, store
 
 def test_progress_is_written_while_the_job_runs(settings, store, run_in_thread):
     _, job_id = submit(store)
-    engine = StepEngine(steps=8, step_seconds=0.3)
+    engine = FakeEngine(steps=8, step_seconds=0.3)
     run_in_thread(Worker(settings, engine_factory=lambda: engine))
     seen = set()
     while store.get(job_id).status is not JobStatus.COMPLETED:
@@ -132,7 +100,7 @@ def test_progress_is_written_while_the_job_runs(settings, store, run_in_thread):
 
 def test_cancel_stops_a_running_job_within_one_step_and_refunds(settings, store, run_in_thread):
     key_id, job_id = submit(store)
-    engine = StepEngine(steps=100, step_seconds=0.25)
+    engine = FakeEngine(steps=100, step_seconds=0.25)
     run_in_thread(Worker(settings, engine_factory=lambda: engine))
     wait_until(lambda: engine.steps_run >= 2)
     store.cancel(job_id, key_id)
@@ -153,7 +121,7 @@ def test_worker_that_lost_its_lease_writes_nothing(settings, store):
             store.claim("other-worker")
             taken.set()
 
-    engine = StepEngine(steps=30, step_seconds=0.1, on_step=take_over)
+    engine = FakeEngine(steps=30, step_seconds=0.1, on_step=take_over)
     worker = Worker(settings, engine_factory=lambda: engine)
     worker.run(max_jobs=1)
     assert taken.is_set()
@@ -165,7 +133,7 @@ def test_worker_that_lost_its_lease_writes_nothing(settings, store):
 
 def test_engine_error_fails_the_job_with_its_message_and_refunds(settings, store):
     key_id, job_id = submit(store)
-    worker = Worker(settings, engine_factory=lambda: StepEngine(fail=GenerationError("decoder ran out of memory")))
+    worker = Worker(settings, engine_factory=lambda: FakeEngine(fail="decoder ran out of memory"))
     worker.run(max_jobs=1)
     job = store.get(job_id)
     assert job.status is JobStatus.FAILED and job.error_message == "decoder ran out of memory"
@@ -175,7 +143,10 @@ def test_engine_error_fails_the_job_with_its_message_and_refunds(settings, store
 def test_unexpected_exception_fails_the_job_and_the_worker_goes_on(settings, store):
     _, first = submit(store)
     _, second = submit(store)
-    worker = Worker(settings, engine_factory=lambda: StepEngine(fail=RuntimeError("boom")))
+    def boom(step: int) -> None:
+        raise RuntimeError("boom")
+
+    worker = Worker(settings, engine_factory=lambda: FakeEngine(on_step=boom))
     worker.run(max_jobs=2)
     assert store.get(first).status is JobStatus.FAILED and "boom" in store.get(first).error_message
     assert store.get(second).status is JobStatus.FAILED  # same engine, same failure; the loop went on
@@ -183,7 +154,7 @@ def test_unexpected_exception_fails_the_job_and_the_worker_goes_on(settings, sto
 
 def test_stopping_worker_hands_its_job_back_without_counting_the_attempt(settings, store, run_in_thread):
     _, job_id = submit(store)
-    engine = StepEngine(steps=100, step_seconds=0.1)
+    engine = FakeEngine(steps=100, step_seconds=0.1)
     worker = Worker(settings, engine_factory=lambda: engine)
     thread = run_in_thread(worker)
     wait_until(lambda: engine.steps_run >= 1)
@@ -194,13 +165,10 @@ def test_stopping_worker_hands_its_job_back_without_counting_the_attempt(setting
 
 
 def _crashing_worker(settings: Settings) -> None:
-    class Crash:
-        name = "crash"
+    def die(step: int) -> None:
+        os._exit(17)  # the process dies mid-job, as on an OOM kill
 
-        def generate(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-            os._exit(17)  # the process dies mid-job, as on an OOM kill
-
-    Worker(settings, engine_factory=Crash).run()
+    Worker(settings, engine_factory=lambda: FakeEngine(on_step=die)).run()
 
 
 def test_job_that_kills_its_worker_fails_after_max_attempts(settings, store):
@@ -223,7 +191,7 @@ def test_job_that_kills_its_worker_fails_after_max_attempts(settings, store):
 def test_zero_data_retention_deletes_outputs_after_their_ttl(settings, store, run_in_thread):
     settings = dataclasses.replace(settings, zero_data_retention=True, output_ttl=0.2, lease_seconds=1)
     _, job_id = submit(store)
-    run_in_thread(Worker(settings, engine_factory=lambda: StepEngine()))
+    run_in_thread(Worker(settings, engine_factory=lambda: FakeEngine()))
     done = wait_until(lambda: (j := store.get(job_id)).status is JobStatus.COMPLETED and j)
     assert done.prompt is None and "paper boat" not in done.request
     wait_until(lambda: store.get(job_id).media_deleted, timeout=10)
@@ -260,7 +228,7 @@ def test_a_starting_worker_takes_over_an_expired_lease_at_once(settings, store, 
     dead = JobStore(store.db, lease_seconds=0.01).claim("dead-worker")  # its worker died at once
     assert dead is not None
     time.sleep(0.05)
-    worker = Worker(settings, engine_factory=lambda: StepEngine(steps=3, step_seconds=0.05), worker_id="fresh")
+    worker = Worker(settings, engine_factory=lambda: FakeEngine(steps=3, step_seconds=0.05), worker_id="fresh")
     run_in_thread(worker)
     wait_until(lambda: store.get(job_id).status is JobStatus.COMPLETED)
     job = store.get(job_id)

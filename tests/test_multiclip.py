@@ -126,10 +126,10 @@ def test_a_multi_clip_video_has_the_exact_frames_audio_and_shot_times(engine, tm
     facts = probe(result.path)
     assert (facts.width, facts.height, facts.num_frames, result.num_frames) == (640, 360, 49, 49)
     assert abs(facts.audio_seconds - 48 / 24) <= 0.1
-    shots = result.extra["shots"]
-    assert [s["prompt"] for s in shots] == ["A red kite rises over the beach.", "A dog runs along the surf."]
-    assert shots[0]["start"] == 0 and shots[-1]["end"] == pytest.approx(49 / 24, abs=1e-3)
-    assert all(a["end"] == b["start"] for a, b in zip(shots, shots[1:]))
+    shots = result.shots
+    assert [s.prompt for s in shots] == ["A red kite rises over the beach.", "A dog runs along the surf."]
+    assert shots[0].start == 0 and shots[-1].end == pytest.approx(49 / 24, abs=1e-3)
+    assert all(a.end == b.start for a, b in zip(shots, shots[1:]))
     assert result.prompt == "Shot 1: A red kite rises over the beach. Shot 2: A dog runs along the surf."
     percents = [p.percent for p in progress]
     assert percents == sorted(percents) and percents[-1] == 100
@@ -138,7 +138,7 @@ def test_a_multi_clip_video_has_the_exact_frames_audio_and_shot_times(engine, tm
 
     # The sound runs on across the cut: no drop-out in the 10 ms windows around it.
     audio = read_audio(result.path)
-    cut = round(shots[1]["start"] * engine.audio_sample_rate)
+    cut = round(shots[1].start * engine.audio_sample_rate)
     window = engine.audio_sample_rate // 100
     rms = [np.sqrt((audio[:, i : i + window] ** 2).mean()) for i in range(cut - 5 * window, cut + 5 * window, window)]
     assert min(rms) > 0.25 * np.median(rms)
@@ -163,4 +163,4 @@ def test_the_start_frame_opens_the_first_shot_and_the_end_frame_closes_the_last(
                                    image_input=data_uri("red"), end_image_input=data_uri("green"),
                                    generate_audio=False), tmp_path / "se.mp4")
     assert routes == [("image", []), ("text", []), ("condition", [-1])]
-    assert probe(result.path).num_frames == 73 and len(result.extra["shots"]) == 3
+    assert probe(result.path).num_frames == 73 and len(result.shots) == 3

@@ -134,7 +134,7 @@ def test_style_and_camera_change_the_video_with_the_same_seed(videos):
     plain = read_frames(videos("plain").path).astype(np.int16)
     anime = videos("anime", style="anime")
     zoom = videos("zoom", camera_movement="zoom_in")
-    assert anime.prompt.startswith(STYLES["anime"].prompt) and anime.extra["negative_prompt"].endswith(
+    assert anime.prompt.startswith(STYLES["anime"].prompt) and anime.negative_prompt.endswith(
         STYLES["anime"].negative)
     assert zoom.prompt.endswith(CAMERA_MOVEMENTS["zoom_in"].prompt)
     assert np.abs(read_frames(anime.path) - plain).mean() > 1.0
@@ -144,7 +144,7 @@ def test_style_and_camera_change_the_video_with_the_same_seed(videos):
 def test_the_result_reports_the_prompt_used_and_the_original(engine, tmp_path):
     result = engine.generate(request(), tmp_path / "auto.mp4")  # thinking "auto" (the default) on a short prompt
     assert result.original_prompt == "a red kite over a beach"
-    assert result.prompt == rewrite_prompt("a red kite over a beach") and result.extra["thinking"] == "rewritten"
+    assert result.prompt == rewrite_prompt("a red kite over a beach") and result.thinking == "rewritten"
 
 
 def test_enabled_thinking_uses_the_folders_enhancer_when_it_has_one(engine, tmp_path, monkeypatch):
@@ -159,7 +159,7 @@ def test_enabled_thinking_uses_the_folders_enhancer_when_it_has_one(engine, tmp_
     result = engine.generate(request(thinking_type="enabled", style="comic"), tmp_path / "enh.mp4")
     assert calls == [("a red kite over a beach", 7, None)]
     assert result.prompt == f"{STYLES['comic'].prompt} A kite dances on the wind above the surf, its red tail snapping."
-    assert result.extra["thinking"] == "model" and result.original_prompt == "a red kite over a beach"
+    assert result.thinking == "model" and result.original_prompt == "a red kite over a beach"
 
 
 def test_a_preset_lora_in_the_folder_is_used_for_its_job_only(engine, videos, tmp_path):
@@ -183,9 +183,9 @@ def test_a_preset_lora_in_the_folder_is_used_for_its_job_only(engine, videos, tm
 
     with_lora = load_engine(str(folder))
     styled = with_lora.generate(request(thinking_type="disabled", style="anime"), tmp_path / "lora.mp4")
-    assert styled.extra["loras"] == ["style_anime"]
+    assert styled.loras == ("style_anime",)
     assert np.abs(read_frames(styled.path).astype(np.int16) - read_frames(videos("anime", style="anime").path)
                   ).mean() > 1.0
     after = with_lora.generate(request(thinking_type="disabled"), tmp_path / "after.mp4")
-    assert after.extra["loras"] == []
+    assert after.loras == ()
     assert np.array_equal(read_frames(after.path), read_frames(videos("plain").path))  # switched off after the job

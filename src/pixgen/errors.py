@@ -95,6 +95,13 @@ class ModelError(PixgenError):
     status = 500
 
 
+class ConfigError(PixgenError):
+    """A setting (flag, ``PIXGEN_*`` variable) that cannot be used; ``field`` names the setting."""
+
+    code = "invalid_config"
+    status = 500
+
+
 class GenerationError(PixgenError):
     code = "internal_error"
     status = 500

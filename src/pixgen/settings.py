@@ -24,6 +24,7 @@ class Settings:
     port: int = 8000
     data_dir: Path = Path("data")
     database_url: str = ""  # "" → sqlite:///{data_dir}/pixgen.db
+    engine: str = "ltx2"  # the backend id (pixgen.engine.BACKENDS)
     model: str = "tiny"
     cache_dir: Path | None = None  # where the toy model is built; None → the engine's default
     workers: int = 1
@@ -166,6 +167,7 @@ _HELP = {
     "port": "port to listen on (default 8000)",
     "data_dir": "folder for the database, media and signing secret (default ./data)",
     "database_url": "sqlite:///PATH or postgresql://USER@HOST/DB (default sqlite in the data folder)",
+    "engine": "model backend: ltx2 (default) or fake (solid-colour videos, for tests)",
     "model": "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder",
     "cache_dir": "where the toy model is built (default ~/.cache/pixgen)",
     "workers": "worker processes to start next to the API (default 1; 0 = API only)",
@@ -203,7 +205,7 @@ def settings_from_args(args: Any, *, secret: bool = True) -> Settings:
     return load_settings({name: getattr(args, name, None) for name in _FIELD_TYPES}, secret=secret)
 
 
-SERVICE_FLAGS = ("data_dir", "database_url", "model", "cache_dir", "lease_seconds", "max_attempts",
+SERVICE_FLAGS = ("data_dir", "database_url", "engine", "model", "cache_dir", "lease_seconds", "max_attempts",
                  "zero_data_retention", "output_ttl", "poll_interval")
 API_FLAGS = ("host", "port", "workers", "max_body_bytes", "price", "prices", "rate_limit_per_minute",
              "max_concurrent_jobs", "media_url_ttl", "signing_secret", "public_base_url", "fetch_allow_hosts",

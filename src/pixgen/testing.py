@@ -1,7 +1,10 @@
 """Run the real service on loopback: ``pixgen serve`` and ``pixgen worker`` as child processes, and fresh
 PostgreSQL databases. The test suite and the benchmarks both use it; so can a user's own integration tests.
 
-Nothing here is a stand-in: every helper starts the same command line an operator would run.
+Nothing here is a stand-in for pixgen: every helper starts the same command line an operator would run. The one
+stand-in is for the model: ``FakeEngine`` implements the whole ``Engine`` protocol (capabilities, load, generate,
+extend, progress, cancel) and writes real MP4s of solid colour, fast, so tests of everything around the model
+need no weights (as httpx ships ``MockTransport``). ``pixgen serve --engine fake`` runs it in real workers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
+import numpy as np
+
+from pixgen.core.progress import Progress, ProgressCallback, no_progress
+from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
+from pixgen.core.spec import VideoRequest
+from pixgen.engine import FAKE_CAPABILITIES
+from pixgen.engine.base import Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.errors import Cancelled, GenerationError, InvalidRequest
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -39,6 +50,155 @@ def wait_for(predicate: Callable[[], Any], timeout: float, every: float = 0.2) -
             return value
         time.sleep(every)
     raise AssertionError(f"not true within {timeout} s")
+
+
+# -- the model stand-in ----------------------------------------------------------------------------------------
+class FakeEngine:
+    """The ``Engine`` protocol in full, without a model: ``steps`` "denoising" steps of ``step_seconds`` each
+    (``should_cancel`` checked before every one, ``Progress`` after it), then a real H.264 MP4 of the contract's
+    frame count, one colour per seed, with a quiet AAC tone unless ``generate_audio`` is false.
+
+    ``scale`` shrinks the contract's size (``0.25``: 1280×720 → 320×180) for speed; ``fail`` makes every job fail
+    with that message after its steps; ``on_step(step)`` is called after each step (tests use it to act mid-job).
+    """
+
+    name = "fake"
+    capabilities = FAKE_CAPABILITIES
+    SAMPLE_RATE = 16_000
+
+    def __init__(self, *, steps: int = 4, step_seconds: float = 0.0, scale: float = 1.0, fail: str | None = None,
+                 on_step: Callable[[int], None] | None = None) -> None:
+        self.steps, self.step_seconds, self.scale, self.fail, self.on_step = steps, step_seconds, scale, fail, on_step
+        self.steps_run = 0
+        self.jobs_run = 0
+
+    @classmethod
+    def load(cls, source: Path, *, device: str | None = None) -> "FakeEngine":
+        """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
+        (what ``--model`` holds with ``--engine fake``)."""
+        text = str(source)
+        if text in ("", "tiny", "."):
+            return cls()
+        options: dict[str, Any] = {}
+        kinds = {"steps": int, "step_seconds": float, "scale": float, "fail": str}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            if name.strip() not in kinds:
+                raise InvalidRequest(f"the fake engine takes {', '.join(kinds)}; not {name.strip()!r}", field="model")
+            options[name.strip()] = kinds[name.strip()](value.strip())
+        return cls(**options)
+
+    def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
+                 should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        started = time.perf_counter()
+        req = request.with_seed()
+        ratio = req.aspect_ratio or self._image_ratio(req) or "16:9"
+        width, height = self._size(*output_size(ratio, req.quality))
+        frames = req.num_frames
+        began = self._denoise(on_progress, should_cancel)
+        encode_started = time.perf_counter()
+        self._write(Path(out_path), width, height, [(frames, req.seed)], req.generate_audio, on_progress,
+                    should_cancel)
+        shots: tuple[ShotInfo, ...] = ()
+        if req.multi_clip:
+            cut = frames // 2
+            shots = (ShotInfo(0, req.prompt, 0.0, cut / FPS), ShotInfo(1, req.prompt, cut / FPS, frames / FPS))
+        self.jobs_run += 1
+        return GenerationResult(
+            path=Path(out_path), width=width, height=height, num_frames=frames, seconds=frames / FPS, seed=req.seed,
+            has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)", original_prompt=request.prompt,
+            negative_prompt=req.negative_prompt, aspect_ratio=ratio, quality=req.quality,
+            generation_size=(width, height), shots=shots,
+            timings=Timings(prepare=began - started, denoise=encode_started - began,
+                            encode=time.perf_counter() - encode_started))
+
+    def extend(self, source: Path, request: VideoRequest, out_path: Path,
+               on_progress: ProgressCallback = no_progress,
+               should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        import av
+
+        started = time.perf_counter()
+        req = request.with_seed()
+        try:
+            with av.open(str(source)) as container:
+                stream = container.streams.video[0]
+                width, height = stream.codec_context.width, stream.codec_context.height
+                source_frames = sum(1 for _ in container.decode(stream))
+        except (av.FFmpegError, IndexError, OSError):
+            raise InvalidRequest("the video to extend cannot be read", field="video") from None
+        new_frames = req.duration * FPS
+        self._denoise(on_progress, should_cancel)
+        encode_started = time.perf_counter()
+        self._write(Path(out_path), width, height, [(source_frames, 0), (new_frames, req.seed)],
+                    req.generate_audio, on_progress, should_cancel, source=Path(source))
+        total = source_frames + new_frames
+        self.jobs_run += 1
+        return GenerationResult(
+            path=Path(out_path), width=width, height=height, num_frames=total, seconds=total / FPS, seed=req.seed,
+            has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)", original_prompt=request.prompt,
+            negative_prompt=req.negative_prompt, quality=req.quality, generation_size=(width, height),
+            extension=Extension(source_frames=source_frames, new_frames=new_frames, context_frames=1),
+            timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
+
+    # -- parts ------------------------------------------------------------------------------------------------
+    def _size(self, width: int, height: int) -> tuple[int, int]:
+        return max(2, round(width * self.scale / 2) * 2), max(2, round(height * self.scale / 2) * 2)
+
+    @staticmethod
+    def _image_ratio(req: VideoRequest) -> str | None:
+        if req.image_input is None:
+            return None
+        from pixgen.media.images import image_from_data_uri
+
+        image = image_from_data_uri(req.image_input)
+        return nearest_aspect_ratio(*image.size)
+
+    def _denoise(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> float:
+        """The steps; returns when they began (``time.perf_counter``)."""
+        on_progress(Progress("text", 1, 1))
+        began = time.perf_counter()
+        for step in range(self.steps):
+            if should_cancel():
+                raise Cancelled("cancelled")
+            time.sleep(self.step_seconds)
+            self.steps_run += 1
+            on_progress(Progress("denoise", step + 1, self.steps))
+            if self.on_step is not None:
+                self.on_step(step)
+        if self.fail is not None:
+            raise GenerationError(self.fail)
+        return began
+
+    def _write(self, out_path: Path, width: int, height: int, parts: list[tuple[int, int]], audio: bool,
+               on_progress: ProgressCallback, should_cancel: Callable[[], bool], source: Path | None = None) -> None:
+        """``parts``: (frames, seed) runs; seed 0 of the first part with ``source``: that video's own frames."""
+        import av
+
+        from pixgen.media.mp4 import Mp4Writer
+
+        total = sum(n for n, _ in parts)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with Mp4Writer(out_path, width, height, audio_sample_rate=self.SAMPLE_RATE if audio else None) as writer:
+            if audio:
+                t = np.arange(round(total / FPS * self.SAMPLE_RATE)) / self.SAMPLE_RATE
+                tone = (0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+                writer.write_audio(np.stack([tone, tone]))
+            for index, (count, seed) in enumerate(parts):
+                if source is not None and index == 0:
+                    with av.open(str(source)) as container:
+                        for frame in container.decode(video=0):
+                            writer.write_frames(frame.to_ndarray(format="rgb24")[None])
+                    continue
+                colour = np.array([seed % 251, (seed // 251) % 251, (seed // 63001) % 251], dtype=np.uint8)
+                block = np.broadcast_to(colour, (min(count, FPS), height, width, 3)).copy()
+                written = 0
+                while written < count:
+                    if should_cancel():
+                        raise Cancelled("cancelled while encoding")
+                    n = min(len(block), count - written)
+                    writer.write_frames(block[:n])
+                    written += n
+                    on_progress(Progress("encode", writer.frames_written, total))
 
 
 # -- processes -------------------------------------------------------------------------------------------------

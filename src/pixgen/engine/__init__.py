@@ -1,13 +1,25 @@
-"""Engine: turns a ``VideoRequest`` into an MP4 with LTX-2. Importing this package does not import torch;
-``load_engine`` does."""
+"""Engine backends, by id: what each can do (static ``Capabilities``, readable without torch) and how to load it.
+
+``load_engine(model, backend=...)`` imports the chosen backend's module (torch, for LTX-2) and loads it once;
+``backend(id)`` only reads the registry, so the API process can describe the model it serves without loading it.
+
+- ``ltx2``: LTX-2 on diffusers pipelines; ``model`` is ``tiny`` (the toy model, built once) or a model folder.
+- ``fake``: ``pixgen.testing.FakeEngine``, for tests of everything around the model: a real MP4 of solid
+  colour, fast; ``model`` carries its options (``steps=20,step_seconds=0.2,scale=0.25``, or ``tiny`` for the
+  defaults).
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from pixgen.engine.base import Engine, GenerationResult, never_cancelled
+from pixgen.engine.base import Capabilities, Engine
+from pixgen.errors import ConfigError, ModelError
 
-__all__ = ["Engine", "GenerationResult", "load_engine", "never_cancelled", "resolve_model_dir"]
+DEFAULT_BACKEND = "ltx2"
 
 
 def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
@@ -18,15 +30,46 @@ def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
         return tiny_model_dir(cache_dir)
     path = Path(model).expanduser()
     if not path.is_dir():
-        from pixgen.errors import ModelError
-
         raise ModelError(f"model folder {str(path)!r} does not exist (use --model tiny or a diffusers-format "
                          f"LTX-2 folder)", field="model")
     return path
 
 
-def load_engine(model: str | None = "tiny", *, cache_dir: Path | None = None, device: str | None = None) -> Engine:
-    """Load the LTX-2 backend from ``model`` once; the returned engine serves many requests."""
-    from pixgen.engine.ltx2 import LTX2Engine
+@dataclass(frozen=True)
+class Backend:
+    id: str
+    description: str
+    capabilities: Capabilities
+    engine: str  # "module:Class" of the Engine, imported only when it is loaded
+    resolve: Callable[[str | None, Path | None], Path]  # (model setting, cache dir) → what ``Engine.load`` takes
 
-    return LTX2Engine.load(resolve_model_dir(model, cache_dir), device=device)
+    def engine_class(self) -> type[Engine]:
+        module, _, name = self.engine.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+LTX2_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
+FAKE_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
+
+BACKENDS: dict[str, Backend] = {b.id: b for b in (
+    Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2:LTX2Engine",
+            resolve_model_dir),
+    Backend("fake", "solid-colour MP4s for tests (pixgen.testing.FakeEngine)", FAKE_CAPABILITIES,
+            "pixgen.testing:FakeEngine", lambda model, _cache: Path(model or "tiny")),
+)}
+
+
+def backend(backend_id: str = DEFAULT_BACKEND) -> Backend:
+    """The registered backend ``backend_id``, or ``ConfigError`` naming the ``engine`` setting."""
+    try:
+        return BACKENDS[backend_id]
+    except KeyError:
+        raise ConfigError(f"unknown engine {backend_id!r}; this pixgen has {', '.join(sorted(BACKENDS))}",
+                          field="engine") from None
+
+
+def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND, cache_dir: Path | None = None,
+                device: str | None = None) -> Engine:
+    """Load backend ``backend_id`` for ``model`` once; the returned engine serves many requests."""
+    chosen = backend(backend_id)
+    return chosen.engine_class().load(chosen.resolve(model, cache_dir), device=device)

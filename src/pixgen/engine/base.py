@@ -1,15 +1,20 @@
-"""The one small protocol an engine plugs in through: load once, then ``generate`` many times.
+"""The one small protocol an engine plugs in through: load once, then ``generate`` (and ``extend``) many times.
 
-This module imports no torch, so the job layer can name these types without loading the model stack.
+This module imports no torch, so the job layer and the API can name these types, and read a backend's
+``Capabilities``, without loading the model stack.
+
+An engine hands back a ``GenerationResult``: typed fields only (no bag of extras), so the worker stores what it
+reports (shots, timings) without guessing at shapes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Mapping, Protocol
 
 from pixgen.core.progress import ProgressCallback, no_progress
+from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest
 
 
@@ -18,18 +23,96 @@ def never_cancelled() -> bool:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, as static data: the API reads it (``/api/v1/models``, refusals at submit) without
+    loading the backend."""
+
+    extend: bool  # continue a finished video (``Engine.extend``)
+    end_frame: bool  # an end frame as well as a start frame
+    multi_clip: bool  # several shots with cuts in one video
+    audio: bool  # a generated sound track
+    durations: tuple[int, int] = (1, 15)  # shortest and longest video, in seconds
+    qualities: tuple[str, ...] = QUALITIES
+    aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
+
+    def sizes(self) -> dict[str, dict[str, str]]:
+        """``{ratio: {quality: "WxH"}}``: the contract's size table for what this backend offers."""
+        return {ratio: {q: "{}x{}".format(*output_size(ratio, q)) for q in self.qualities}
+                for ratio in self.aspect_ratios}
+
+
+@dataclass(frozen=True)
+class ShotInfo:
+    """One shot of a multi-clip video: its prompt as used and its times on the video's clock (seconds)."""
+
+    index: int
+    prompt: str
+    start: float
+    end: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"index": self.index, "prompt": self.prompt, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds an engine spent per stage of one job (None: the stage did not run or was not timed apart)."""
+
+    prepare: float | None = None
+    text: float | None = None
+    denoise: float | None = None
+    upsample: float | None = None
+    audio: float | None = None
+    decode: float | None = None
+    encode: float | None = None
+
+    @classmethod
+    def from_mapping(cls, seconds: Mapping[str, float]) -> "Timings":
+        """From ``{stage: seconds}``; a stage this class does not name is a ``ValueError`` (a typo, not data)."""
+        unknown = set(seconds) - cls.stages()
+        if unknown:
+            raise ValueError(f"unknown timing stage(s) {sorted(unknown)}; known: {sorted(cls.stages())}")
+        return cls(**{name: float(value) for name, value in seconds.items()})
+
+    @classmethod
+    def stages(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+    def as_dict(self) -> dict[str, float]:
+        """The stages that ran, ``{stage: seconds}`` rounded to the millisecond."""
+        return {f.name: round(value, 3) for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What ``extend`` did: frames kept from the source, frames added, source frames that conditioned them."""
+
+    source_frames: int
+    new_frames: int
+    context_frames: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     path: Path
     width: int
     height: int
     num_frames: int
-    seconds: float
+    seconds: float  # num_frames / fps: the video's length
     seed: int
     has_audio: bool
-    prompt: str  # the prompt actually used (after thinking / style / camera)
+    prompt: str  # the prompt actually used (after thinking / style / camera; shots joined as "Shot n: ...")
     original_prompt: str
-    timings: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, object] = field(default_factory=dict)
+    negative_prompt: str = ""  # as used (request's + presets')
+    thinking: str = "verbatim"  # how the prompt was made: "verbatim", "rewritten" (built-in) or "model" (enhancer)
+    aspect_ratio: str | None = None
+    quality: str | None = None
+    generation_size: tuple[int, int] | None = None  # (width, height) the model denoised at
+    two_stage: bool = False  # generated at half size, upsampled ×2 and refined
+    loras: tuple[str, ...] = ()  # preset adapters that were on for this job
+    shots: tuple[ShotInfo, ...] = ()  # multi-clip only
+    extension: Extension | None = None  # extend only
+    timings: Timings = field(default_factory=Timings)
 
     def summary(self) -> str:
         audio = "with audio" if self.has_audio else "no audio"
@@ -41,7 +124,13 @@ class Engine(Protocol):
     """Generates one video file for one request (or extends one). Loaded once, serves many requests, one at a
     time."""
 
-    name: str
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def load(cls, source: Path, *, device: str | None = None) -> "Engine":
+        """Load once (weights, pipelines). ``source`` is what the backend registry made of the ``model`` setting
+        (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""
+        ...
 
     def generate(
         self,
@@ -63,5 +152,6 @@ class Engine(Protocol):
     ) -> GenerationResult:
         """Continue the finished video ``source`` by ``request.duration`` seconds from its last frames, sound
         continuing; write the WHOLE video (source + new frames, source + new audio) to ``out_path``, at the
-        source's size. Raises ``InvalidRequest(field="video")`` for a source it cannot continue."""
+        source's size. Raises ``InvalidRequest(field="video")`` for a source it cannot continue. Only called when
+        ``capabilities.extend``."""
         ...

@@ -41,7 +41,8 @@ from PIL import Image
 from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, grid_size, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
-from pixgen.engine.base import GenerationResult, never_cancelled
+from pixgen.engine import LTX2_CAPABILITIES
+from pixgen.engine.base import Extension, GenerationResult, ShotInfo, Timings, never_cancelled
 from pixgen.engine.decode import stream_frames
 from pixgen.engine.extend import CROSSFADE_SECONDS as EXTEND_CROSSFADE_SECONDS
 from pixgen.engine.extend import iter_source_frames, read_source, stitch_audio
@@ -72,6 +73,7 @@ class Plan:
 
 class LTX2Engine:
     name = "ltx2"
+    capabilities = LTX2_CAPABILITIES
 
     def __init__(self, folder: Path, text: LTX2Pipeline, upsampler: LTX2LatentUpsamplerModel | None,
                  sampling: SamplingSettings, device: torch.device) -> None:
@@ -190,15 +192,14 @@ class LTX2Engine:
                                         should_cancel, limit=shot.num_frames)
         used = prompts[0].prompt if len(shots) == 1 else " ".join(
             f"Shot {shot.index + 1}: {prompt.prompt}" for shot, prompt in zip(shots, prompts))
-        extra = {"aspect_ratio": req.ratio, "quality": req.quality, "two_stage": plan.two_stage,
-                 "generation_size": f"{plan.gen_width}x{plan.gen_height}",
-                 "negative_prompt": prompts[0].negative_prompt, "thinking": prompts[0].thinking, "loras": adapters}
-        if req.multi_clip:
-            extra["shots"] = [shot.describe(prompt.prompt) for shot, prompt in zip(shots, prompts)]
         return GenerationResult(
             path=Path(out_path), width=plan.width, height=plan.height, num_frames=num_frames, seconds=num_frames / FPS,
             seed=req.seed, has_audio=audio is not None, prompt=used, original_prompt=request.prompt,
-            timings=timings, extra=extra)
+            negative_prompt=prompts[0].negative_prompt, thinking=prompts[0].thinking, aspect_ratio=req.ratio,
+            quality=req.quality, generation_size=(plan.gen_width, plan.gen_height), two_stage=plan.two_stage,
+            loras=tuple(adapters), timings=Timings.from_mapping(timings),
+            shots=tuple(ShotInfo(**shot.describe(prompt.prompt)) for shot, prompt in zip(shots, prompts))
+            if req.multi_clip else ())
 
     def _render_shot(self, plan: Plan, shot: Shot, prompt: PromptPlan, num_shots: int, step_offset: int,
                      total_steps: int, audio_samples: int, timings: dict, on_progress: ProgressCallback,
@@ -313,10 +314,9 @@ class LTX2Engine:
         return GenerationResult(
             path=Path(out_path), width=src.width, height=src.height, num_frames=num_frames, seconds=num_frames / FPS,
             seed=req.seed, has_audio=audio is not None, prompt=prompt.prompt, original_prompt=request.prompt,
-            timings=timings,
-            extra={"source_frames": src.num_frames, "new_frames": new_frames, "context_frames": context,
-                   "generation_size": f"{gen_w}x{gen_h}", "negative_prompt": prompt.negative_prompt,
-                   "thinking": prompt.thinking, "loras": adapters},
+            negative_prompt=prompt.negative_prompt, thinking=prompt.thinking, quality=req.quality,
+            generation_size=(gen_w, gen_h), loras=tuple(adapters), timings=Timings.from_mapping(timings),
+            extension=Extension(source_frames=src.num_frames, new_frames=new_frames, context_frames=context),
         )
 
     # -- stages ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixgen.core.spec import VideoRequest
+from pixgen.engine.base import GenerationResult
 from pixgen.errors import (
     Conflict,
     IllegalTransition,
@@ -169,6 +170,15 @@ class Outcome:
     original_prompt: str
     shots: list[dict[str, Any]] | None = None  # multi-clip: [{index, prompt, start, end}]
     timings: dict[str, float] | None = None  # seconds per engine stage
+
+    @classmethod
+    def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None) -> "Outcome":
+        """The engine's typed result, as the store keeps it (file names inside the media store)."""
+        return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
+                   seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
+                   original_prompt=result.original_prompt,
+                   shots=[shot.as_dict() for shot in result.shots] or None,
+                   timings=result.timings.as_dict() or None)
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from pixgen.core.progress import Progress
+from pixgen.engine.base import Engine
 from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError
 from pixgen.jobs import fleet
 from pixgen.jobs.db import Database, connect, migrate
@@ -34,7 +35,7 @@ PROGRESS_EVERY = 0.5  # at most this often a progress write (the lease is renewe
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, engine_factory: Callable[[], object] | None = None,
+    def __init__(self, settings: Settings, *, engine_factory: Callable[[], Engine] | None = None,
                  worker_id: str | None = None) -> None:
         self.settings = settings
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -44,10 +45,10 @@ class Worker:
         self.db: Database | None = None
         self.store: JobStore | None = None
 
-    def _load_engine(self) -> object:
+    def _load_engine(self) -> Engine:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
 
-        return load_engine(self.settings.model, cache_dir=self.settings.cache_dir)
+        return load_engine(self.settings.model, backend_id=self.settings.engine, cache_dir=self.settings.cache_dir)
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, *, max_jobs: int | None = None) -> int:
@@ -77,7 +78,7 @@ class Worker:
             self.db.dispose()
         return done
 
-    def _run_job(self, engine, claim: Claim) -> None:  # noqa: ANN001
+    def _run_job(self, engine: Engine, claim: Claim) -> None:
         store, job, token = self.store, claim.job, claim.token
         assert store is not None
         self._current = job.id
@@ -89,11 +90,10 @@ class Worker:
         log.info("job %s: attempt %d", job.id, job.attempts)
         try:
             if job.kind == "extend":  # continue the source's video; the result is the whole video
-                source = self._source_video(job)
-                extend = getattr(engine, "extend", None)
-                if extend is None:
+                if not engine.capabilities.extend:
                     raise GenerationError("this model backend cannot extend videos")
-                result = extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
+                source = self._source_video(job)
+                result = engine.extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
             else:
                 result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel)
         except Cancelled:
@@ -125,10 +125,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - a video without a thumbnail is still a result
             log.exception("job %s: no thumbnail", job.id)
             thumb = None
-        outcome = Outcome(video_file=video.name, thumb_file=thumb.name if thumb else None, width=result.width,
-                          height=result.height, seconds=result.seconds, has_audio=result.has_audio,
-                          seed=result.seed, prompt=result.prompt, original_prompt=result.original_prompt,
-                          shots=_shots(getattr(result, "extra", {}).get("shots")))
+        outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None)
         if not store.complete(job.id, token, outcome):
             log.warning("job %s: finished after losing its lease; result dropped", job.id)
             _remove(video)
@@ -231,19 +228,6 @@ class _Lease:
                     self.cancel_requested = self.store.cancel_requested(self.job_id, self.token)
                 except Exception:  # noqa: BLE001
                     log.exception("job %s: cancel check failed", self.job_id)
-
-
-def _shots(shots: object) -> list[dict] | None:
-    """The engine's multi-clip shots as ``[{index, prompt, start, end}]`` (JSON-safe), or None."""
-    if not isinstance(shots, (list, tuple)) or not shots:
-        return None
-    out = []
-    for i, shot in enumerate(shots):
-        item = shot if isinstance(shot, dict) else {k: getattr(shot, k) for k in ("index", "prompt", "start", "end")
-                                                    if hasattr(shot, k)}
-        out.append({"index": int(item.get("index", i)), "prompt": str(item.get("prompt", "")),
-                    "start": round(float(item.get("start", 0.0)), 3), "end": round(float(item.get("end", 0.0)), 3)})
-    return out
 
 
 def _remove(path: Path) -> None:
