@@ -396,3 +396,17 @@ def test_https_certificate_for_another_name_is_refused(tls_host):
     policy = FetchPolicy(allow_hosts=frozenset({"other.test"}), timeout=5, verify=trust)
     error = refused(f"https://other.test:{port}/img.png", policy, resolve=_to_loopback)
     assert "certificate of other.test could not be verified" in error.message
+
+
+def test_openai_input_reference_by_url_is_fetched_at_submit_like_the_job_apis(fetch_server, host):
+    import openai
+
+    key = fetch_server.new_key(credits=100)
+    client = openai.OpenAI(api_key=key, base_url=fetch_server.url + "/v1", max_retries=0)
+    video = client.videos.create(prompt="a card", seconds="1", size="640x360",
+                                 extra_body={"input_reference": {"image_url": host + "/img.png"}})
+    assert _stored_request(fetch_server, video.id)["image_input"] == \
+        f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.videos.create(prompt="a card", extra_body={"input_reference": {"image_url": host + "/text"}})
+    assert err.value.body["param"] == "input_reference"

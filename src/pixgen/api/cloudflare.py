@@ -22,18 +22,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import service
+from pixgen.api import mapping, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import media_url
 from pixgen.api.surface import Surface
+from pixgen.core.models import CLOUDFLARE_MODEL_ID as MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
-from pixgen.errors import Conflict, GenerationError, InvalidRequest, ModelNotFound, PixgenError, error_for_code
+from pixgen.errors import Conflict, GenerationError, InvalidRequest, PixgenError, error_for_code
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 
-MODEL_ID = "pixverse/v6"
 PREFIX = "/client/v4"
 POLL = (0.1, 0.5)  # seconds between looks at the job while waiting: from the first to the most
 
@@ -71,8 +72,7 @@ class ErrorResponse(BaseModel):
 # -- pure mapping ----------------------------------------------------------------------------------------------
 def check_model(model_name: str) -> None:
     """Only ``pixverse/v6`` runs here: any other id is 404 ``model_not_found``."""
-    if model_name.strip("/") != MODEL_ID:
-        raise ModelNotFound(f"model {model_name!r} not found; this server runs {MODEL_ID!r}", field="model")
+    mapping.check_model(model_name, MODEL_ID)
 
 
 def to_video_request(body: Any, *, model_name: str = MODEL_ID) -> VideoRequest:
@@ -110,15 +110,13 @@ def to_video_request_wrapped(body: Any) -> VideoRequest:
     try:
         return _parse(model_input)
     except InvalidRequest as exc:
-        raise InvalidRequest(exc.message, field=f"input.{exc.field}" if exc.field else "input") from None
+        raise mapping.renamed(exc, prefix="input.") from None
 
 
 def _parse(model_input: Any) -> VideoRequest:
     """Workers AI requires ``prompt`` (the job API alone lets ``image_input`` stand without one)."""
     if isinstance(model_input, Mapping):
-        prompt = model_input.get("prompt")
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+        mapping.require_prompt(model_input)
     return parse_request(model_input)
 
 
@@ -130,10 +128,9 @@ def from_job(job: Job | None, video_url: str) -> dict[str, Any]:
 
 def job_error(job: Job) -> PixgenError | None:
     """The error to answer for a job that ended without a video (failed or cancelled); None if it has one."""
-    status = str(getattr(job.status, "value", job.status))
-    if status == "completed":
+    if job.status is JobStatus.COMPLETED:
         return None
-    if status == "cancelled":
+    if job.status is JobStatus.CANCELLED:
         return Conflict(job.error_message or "the job was cancelled before it finished")
     return error_for_code(job.error_code, job.error_message or "the video could not be generated")
 

@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from pixgen.engine import backend
+from pixgen.engine.base import Capabilities
 from pixgen.errors import Unauthorized
 from pixgen.jobs.db import Database
 from pixgen.jobs.keys import ApiKey, authenticate, hash_key
@@ -68,9 +70,11 @@ class AppContext:
     db: Database
     store: JobStore
     keys: KeyCache = field(init=False)
+    capabilities: Capabilities = field(init=False)  # of the configured backend: static data, no torch
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", KeyCache(self.db))
+        object.__setattr__(self, "capabilities", backend(self.settings.engine).capabilities)
 
 
 # The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on the thread pool, one thread hop per

@@ -14,11 +14,10 @@ Pure mapping first (``extension``, ``remix``), then the submit helpers the route
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from pixgen.api import service
+from pixgen.api import mapping, service
 from pixgen.api.context import AppContext
 from pixgen.core.sizes import nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest, parse_request
@@ -72,7 +71,7 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
         if name not in EXTEND_FIELDS:
             raise InvalidRequest(f"unknown field {name!r}; an extension takes {', '.join(EXTEND_FIELDS)}",
                                  field=name)
-    base = _stored_request(source)
+    base = source.request_dict()
     spec: dict[str, Any] = {
         "prompt": fields["prompt"] if "prompt" in fields else (source.original_prompt or ""),
         "duration": fields.get("duration", DEFAULT_EXTENSION),
@@ -103,28 +102,23 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
         if name != "prompt":
             raise InvalidRequest(f"{name} cannot be set on a remix: it keeps every setting and the seed of its "
                                  f"source; give only prompt", field=name)
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequest("prompt is required for a remix (1 to 2048 characters)", field="prompt")
+    mapping.require_prompt(fields, what=" for a remix")
+    prompt = fields["prompt"]
+    if not isinstance(prompt, str):
+        raise InvalidRequest("prompt must be a string", field="prompt")
     if source.prompt is None:  # zero data retention scrubbed it, and the rest of its request with it
         raise InvalidRequest(f"the settings of job {source.id} were not kept (zero data retention), so it cannot "
                              f"be remixed", field=source_field)
-    request = parse_request({**_stored_request(source), "prompt": prompt})
+    request = parse_request({**source.request_dict(), "prompt": prompt})
     return Derived(request, source.kind, source.source_job_id, source.id, source.duration)
-
-
-def _stored_request(source: Job) -> dict[str, Any]:
-    try:
-        data = json.loads(source.request)
-    except ValueError:
-        data = None
-    return data if isinstance(data, dict) else {}
 
 
 # -- submitting ------------------------------------------------------------------------------------------------
 async def submit_extension(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                            source_field: str, idempotency_key: str | None = None,
                            surface: str = "jobs") -> Submitted:
+    if not ctx.capabilities.extend:
+        raise InvalidRequest("this server's model cannot extend videos", field=source_field)
     source = await _source(ctx, key, source_id, source_field)
     derived = extension(source, fields, source_field=source_field)
     return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
@@ -135,6 +129,9 @@ async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Map
                        source_field: str, idempotency_key: str | None = None, surface: str = "jobs") -> Submitted:
     source = await _source(ctx, key, source_id, source_field)
     derived = remix(source, fields, source_field=source_field)
+    if derived.source_job_id is not None and not ctx.capabilities.extend:
+        raise InvalidRequest("this server's model cannot extend videos, so an extension cannot be remixed",
+                             field=source_field)
     if derived.source_job_id is not None:  # a remixed extension continues the same video again: still there?
         check_source(await _source(ctx, key, derived.source_job_id, source_field), source_field, "remixed")
     return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,

@@ -13,54 +13,50 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import derived, service
+from pixgen.api import derived, mapping, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import job_api_error
 from pixgen.api.media import base_url, media_url
 from pixgen.api.surface import Surface
-from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
+from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
-from pixgen.errors import InvalidRequest, ModelNotFound
+from pixgen.engine.base import Capabilities
+from pixgen.errors import InvalidRequest
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
-from pixgen.media.fetch import FetchPolicy, check_url, fetch_image
+from pixgen.media.fetch import check_url
 
 PREFIX = "/api/v1"
-MODEL_ID = service.MODEL_ID
 MAX_LIST = 100
 IMAGE_URLS = {"image_url": "image_input", "end_image_url": "end_image_input"}  # URL field → canonical field
-# Stands in for a not yet fetched image while the rest of a body is checked (a data URI of the right form).
-PLACEHOLDER_IMAGE = "data:image/png;base64,AAAA"
 
 router = APIRouter(prefix=PREFIX, tags=["job API"])
 
 
 # -- pure mapping ----------------------------------------------------------------------------------------------
 def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
-    """The body's ``image_url`` / ``end_image_url`` (null = absent), checked for form only: no network here."""
+    """The body's ``image_url`` / ``end_image_url`` (null = absent) by the canonical field they fill, checked for
+    form only: no network here (``service.submit`` fetches them)."""
     urls = {}
     for name, target in IMAGE_URLS.items():
         if body.get(name) is None:
             continue
         if body.get(target) is not None:
             raise InvalidRequest(f"give {name} or {target}, not both", field=name)
-        urls[name] = str(check_url(body[name], name))
-    if "end_image_url" in urls and body.get("image_url") is None and body.get("image_input") is None:
+        urls[target] = str(check_url(body[name], name))
+    if "end_image_input" in urls and body.get("image_url") is None and body.get("image_input") is None:
         raise InvalidRequest("end_image_url needs a start frame (image_url or image_input)", field="end_image_url")
     return urls
 
 
-def to_video_request(body: Mapping[str, Any], fetched: Mapping[str, str] | None = None) -> VideoRequest:
-    """The job API body as the canonical request: ``resolution`` is ``quality``; ``image_url`` /
-    ``end_image_url`` become ``image_input`` / ``end_image_input`` from ``fetched`` (URL field → data URI)."""
+def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
+    """The job API body as the canonical request: ``resolution`` is ``quality``; ``image_url`` / ``end_image_url``
+    hold ``mapping.PLACEHOLDER_IMAGE`` in ``image_input`` / ``end_image_input`` until they are fetched."""
     data = dict(body)
     for name, target in IMAGE_URLS.items():
-        url = data.pop(name, None)
-        if url is not None:
-            if fetched is None or name not in fetched:
-                raise InvalidRequest(f"{name} was not fetched", field=name)
-            data[target] = fetched[name]
+        if data.pop(name, None) is not None:
+            data[target] = mapping.PLACEHOLDER_IMAGE
     if "resolution" in data:
         resolution = data.pop("resolution")
         if "quality" in data and data["quality"] != resolution:
@@ -69,7 +65,7 @@ def to_video_request(body: Mapping[str, Any], fetched: Mapping[str, str] | None 
     try:
         return parse_request(data)
     except InvalidRequest as exc:
-        raise exc.renamed(sent_names(body)) from None
+        raise mapping.renamed(exc, sent_names(body)) from None
 
 
 def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
@@ -84,18 +80,19 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
              thumbnail_url: str | None = None, status_url: str | None = None) -> dict[str, Any]:
     """A job as the job API shows it."""
     status = job.status
-    width, height = (job.width, job.height) if job.width else output_size(job.aspect_ratio or "16:9", job.quality)
+    width, height = mapping.job_size(job)
+    ended_badly = status in (JobStatus.FAILED, JobStatus.CANCELLED)
     body: dict[str, Any] = {
         "jobId": job.id,
         "status": status.value,
-        "progress": 100 if status is JobStatus.COMPLETED else job.progress,
+        "progress": mapping.job_progress(job),
         "stage": job.stage,
         "output": {"video": video_url, "thumbnail": thumbnail_url} if video_url else None,
         "seed": job.seed,
         "prompt": job.prompt,
         "originalPrompt": job.original_prompt,
-        "error": job.error_message if status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
-        "errorCode": job.error_code if status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
+        "error": job.error_message if ended_badly else None,
+        "errorCode": job.error_code if ended_badly else None,
         "creditCost": job.credit_cost,
         "refunded": job.refunded,
         "model": job.model,
@@ -112,7 +109,8 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
         "kind": job.kind,
         "sourceJobId": job.source_job_id,
         "remixOf": job.remix_of,
-        "shots": shots_json(job),
+        "shots": job.shot_list(),
+        "timings": job.timing_dict(),
     }
     if status is JobStatus.PENDING:
         body["queuePosition"] = position
@@ -121,32 +119,27 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
     return body
 
 
-def shots_json(job: Job) -> list[dict[str, Any]] | None:
-    """A multi-clip video's shots, ``[{index, prompt, start, end}]`` (times in seconds), else None."""
-    if not job.shots:
-        return None
-    try:
-        shots = json.loads(job.shots)
-    except ValueError:
-        return None
-    return shots if isinstance(shots, list) else None
-
-
 def progress_json(job: Job, position: int | None) -> dict[str, Any]:
-    return {"jobId": job.id, "status": job.status.value,
-            "progress": 100 if job.status is JobStatus.COMPLETED else job.progress, "stage": job.stage,
+    return {"jobId": job.id, "status": job.status.value, "progress": mapping.job_progress(job), "stage": job.stage,
             "queuePosition": position}
 
 
-def models_json() -> dict[str, Any]:
+def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int]) -> dict[str, Any]:
+    """``GET /api/v1/models``: the one model, what its backend can do, its sizes and its prices."""
+    features = ["text-to-video", "image-to-video", "video-remix"]
+    features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
+                                       ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio)) if on]
+    low, high = capabilities.durations
     return {"models": [{
         "id": MODEL_ID,
         "name": "Pixverse V6 (self-hosted, LTX-2)",
         "type": "video",
-        "creditCost": None,  # filled per server
-        "capabilities": ["text-to-video", "image-to-video", "video-extend", "video-remix"],
-        "parameters": {"resolution": list(QUALITIES), "aspect_ratio": list(ASPECT_RATIOS),
-                       "duration": {"min": 1, "max": 15, "default": 5}},
+        "creditCost": price,
+        "creditCostByResolution": dict(prices),
+        "capabilities": features,
+        "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
+                       "duration": {"min": low, "max": high, "default": 5}},
+        "sizes": capabilities.sizes(),
     }]}
 
 
@@ -161,22 +154,13 @@ def render(ctx: AppContext, request: Request, job: Job, position: int | None = N
 @router.post("/models/{model_id}/run")
 async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
-    if model_id != MODEL_ID:
-        raise ModelNotFound(f"model {model_id!r} not found; this server runs {MODEL_ID!r}", field="model")
+    mapping.check_model(model_id, MODEL_ID)
     body = await read_json(request)
     urls = image_urls(body)
-    if urls:  # the rest of the body is checked before anything is fetched
-        to_video_request(body, {name: PLACEHOLDER_IMAGE for name in urls})
-    video_request = to_video_request(body, await fetch_images(ctx, urls))
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key,
+    video_request = to_video_request(body)  # the whole body is checked before anything is fetched
+    submitted = await service.submit(ctx, key, video_request, image_urls=urls, idempotency_key=idempotency_key,
                                      field_names=sent_names(body))
     return submitted_json(ctx, request, submitted)
-
-
-async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
-    """Each URL's image as a data URI, fetched through the SSRF guard (400 naming the field on any failure)."""
-    policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
-    return {name: await run_in_threadpool(fetch_image, url, policy, field=name) for name, url in urls.items()}
 
 
 @router.post("/jobs/{job_id}/extend")
@@ -213,10 +197,8 @@ async def _optional_json(request: Request) -> dict[str, Any]:
 
 @router.get("/models")
 def list_models(ctx: Ctx, key: AuthKey) -> dict[str, Any]:
-    body = models_json()
-    body["models"][0]["creditCost"] = ctx.settings.price
-    body["models"][0]["creditCostByResolution"] = {q: ctx.settings.price_for(q) for q in QUALITIES}
-    return body
+    caps = ctx.capabilities
+    return models_json(caps, ctx.settings.price, {q: ctx.settings.price_for(q) for q in caps.qualities})
 
 
 @router.get("/jobs")

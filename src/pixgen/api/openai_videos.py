@@ -39,19 +39,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from pixgen.api import derived, service
+from pixgen.api import derived, mapping, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import media_file
 from pixgen.api.surface import Surface
+from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest, parse_request
-from pixgen.errors import InvalidRequest, ModelNotFound, NotFound, PixgenError
+from pixgen.errors import InvalidRequest, NotFound, PixgenError
+from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
+from pixgen.media.fetch import check_url
 from pixgen.media.images import data_uri_from_bytes
 
-MODEL_ID = "pixverse-v6"
 PREFIX = "/v1"
 POLL_AFTER_MS = 500  # told to the SDK's create_and_poll / poll (header openai-poll-after-ms) while a job runs
 DELETE_WAIT = 10.0  # seconds DELETE gives a running job to stop before it answers 409 (which the SDK retries)
@@ -70,8 +72,8 @@ _SAME_AS = {"duration": "seconds", "aspect_ratio": "size", "quality": "size", "i
 _INT_FIELDS = ("seed", "duration")
 _BOOL_FIELDS = ("generate_audio", "multi_clip")
 # Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
-STATUS = {"pending": "queued", "processing": "in_progress", "completed": "completed", "failed": "failed",
-          "cancelled": "failed"}
+STATUS = {JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
+          JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
 Status = Literal["queued", "in_progress", "completed", "failed"]
 
 
@@ -137,8 +139,8 @@ def _open_body(body: Mapping[str, Any], *, form: bool) -> dict[str, Any]:
         raise InvalidRequest("the request body must be a JSON object", field="body")
     body = _nest_brackets(body) if form else dict(body)
     model = body.pop("model", None)
-    if model is not None and model != MODEL_ID:
-        raise ModelNotFound(f"model {model!r} not found; this server runs {MODEL_ID!r}", field="model")
+    if model is not None:
+        mapping.check_model(model, MODEL_ID)
     return body
 
 
@@ -150,9 +152,8 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
     ``ModelNotFound`` for another model id.
     """
     body = _open_body(body, form=form)
-    prompt = body.get("prompt")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+    mapping.require_prompt(body)
+    prompt = body["prompt"]
     for canonical, own in _SAME_AS.items():
         if canonical in body and own in body:
             raise InvalidRequest(f"give {own} or {canonical}, not both", field=canonical)
@@ -166,11 +167,24 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
     if "size" in body:
         spec["aspect_ratio"], spec["quality"] = parse_size(body["size"])
     if body.get("input_reference") is not None:
-        spec["image_input"] = parse_input_reference(body["input_reference"])
+        reference = parse_input_reference(body["input_reference"])
+        spec["image_input"] = reference if reference.startswith("data:") else mapping.PLACEHOLDER_IMAGE
     try:
         return parse_request(spec)
     except InvalidRequest as exc:
-        raise exc.renamed(sent_names(body)) from None
+        raise mapping.renamed(exc, sent_names(body)) from None
+
+
+def image_urls(body: Mapping[str, Any], *, form: bool = False) -> dict[str, str]:
+    """``{"image_input": URL}`` when ``input_reference`` names its image by an http(s) URL (fetched at submit by
+    ``service.submit``), else ``{}``."""
+    if not isinstance(body, Mapping):
+        return {}
+    reference = (_nest_brackets(body) if form else body).get("input_reference")
+    if reference is None:
+        return {}
+    value = parse_input_reference(reference)
+    return {} if value.startswith("data:") else {"image_input": value}
 
 
 def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
@@ -189,9 +203,7 @@ def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple
         video = video.get("id")
     if not isinstance(video, str) or not video.strip():
         raise InvalidRequest('video is required: {"id": "<the id of a completed video>"}', field="video")
-    prompt = body.get("prompt")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        raise InvalidRequest("prompt is required (1 to 2048 characters)", field="prompt")
+    mapping.require_prompt(body)
     for name in ("size", "input_reference"):
         if name in body:
             raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size of the video it "
@@ -223,7 +235,8 @@ def parse_size(value: Any) -> tuple[str, str]:
 
 
 def parse_input_reference(value: Any) -> str:
-    """A data URI from ``input_reference``: the URI itself or ``{"image_url": URI}``."""
+    """The start frame of ``input_reference`` — the data URI itself or ``{"image_url": URI}``, where ``URI`` may
+    also be an http(s) URL — as a data URI or a URL checked for form (fetched at submit)."""
     if isinstance(value, Mapping):
         unknown = set(value) - {"image_url", "file_id"}
         if unknown:
@@ -233,9 +246,12 @@ def parse_input_reference(value: Any) -> str:
             raise InvalidRequest("input_reference.file_id is not supported here; upload the image or give "
                                  "image_url as a data:image/...;base64 URI", field="input_reference.file_id")
         value = value.get("image_url")
+    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+        return str(check_url(value, "input_reference"))
     if not isinstance(value, str) or not value.startswith("data:image/"):
-        raise InvalidRequest("input_reference must be an uploaded PNG/JPEG/WebP image or a "
-                             "data:image/(png|jpeg|webp);base64,... URI", field="input_reference")
+        raise InvalidRequest("input_reference must be an uploaded PNG/JPEG/WebP image, a "
+                             "data:image/(png|jpeg|webp);base64,... URI or an http(s) URL of one",
+                             field="input_reference")
     return value
 
 
@@ -282,26 +298,23 @@ def _from_form(name: str, value: Any) -> Any:
 # -- pure mapping: response ------------------------------------------------------------------------------------
 def from_job(job: Job, *, expires_at: float | None = None) -> dict[str, Any]:
     """A job as OpenAI's Video object."""
-    status = str(getattr(job.status, "value", job.status))
+    status = job.status
     error = None
-    if status == "cancelled":
+    if status is JobStatus.CANCELLED:
         error = VideoError(code="cancelled", message=job.error_message or "the job was cancelled")
-    elif status == "failed":
+    elif status is JobStatus.FAILED:
         error = VideoError(code=job.error_code or "internal_error",
                            message=job.error_message or "the video could not be generated")
-    if job.width and job.height:
-        width, height = job.width, job.height
-    else:
-        width, height = output_size(job.aspect_ratio or "16:9", job.quality)
-    finished = job.finished_at if status in ("completed", "failed", "cancelled") else None
+    width, height = mapping.job_size(job)
+    finished = job.finished_at if status.is_terminal() else None
     return Video(
         id=job.id,
         model=job.model,
         status=STATUS[status],
-        progress=100 if status == "completed" else int(job.progress or 0),
+        progress=mapping.job_progress(job),
         created_at=int(job.created_at),
         completed_at=int(finished) if finished else None,
-        expires_at=int(expires_at) if expires_at and status == "completed" else None,
+        expires_at=int(expires_at) if expires_at and status is JobStatus.COMPLETED else None,
         seconds=str(job.duration),
         size=f"{width}x{height}",
         error=error,
@@ -355,7 +368,8 @@ async def create_video(request: Request, ctx: Ctx, key: AuthKey,
     """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
     body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
     video_request = to_video_request(body, form=form)
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="openai",
+    submitted = await service.submit(ctx, key, video_request, image_urls=image_urls(body, form=form),
+                                     idempotency_key=idempotency_key, surface="openai",
                                      field_names=sent_names(_nest_brackets(body) if form else body))
     return _video_response(ctx, submitted.job)
 
@@ -370,9 +384,7 @@ async def extend_video(request: Request, ctx: Ctx, key: AuthKey,
         submitted = await derived.submit_extension(ctx, key, source_id, fields, source_field="video",
                                                    idempotency_key=idempotency_key, surface="openai")
     except InvalidRequest as exc:
-        if exc.field == "duration" and "seconds" in body:
-            raise InvalidRequest(exc.message.replace("duration", "seconds"), field="seconds") from None
-        raise
+        raise mapping.renamed(exc, {"duration": "seconds"} if "seconds" in body else {}) from None
     return _video_response(ctx, submitted.job)
 
 
@@ -424,8 +436,8 @@ async def download_content(video_id: str, ctx: Ctx, key: AuthKey, variant: str =
     if variant not in files:
         raise InvalidRequest(f"variant must be 'video' or 'thumbnail', not {variant!r}", field="variant")
     job = await service.get_job(ctx, key, video_id)
-    if job.status.value != "completed":
-        raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status.value]}", field="video_id")
+    if job.status is not JobStatus.COMPLETED:
+        raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status]}", field="video_id")
     name, media_type = files[variant]
     return FileResponse(media_file(ctx, job, name), media_type=media_type)
 

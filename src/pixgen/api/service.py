@@ -1,4 +1,5 @@
-"""The job operations every surface shares: submit (price, caps, idempotency), wait, watch.
+"""The job operations every surface shares: submit (image URLs, images, capabilities, price, caps, idempotency),
+read, cancel, watch.
 
 Route handlers of every surface (job API, Cloudflare, OpenAI) call these; the store does the transactions.
 The async helpers poll the database, so they see changes made by any worker on any node.
@@ -13,13 +14,15 @@ from typing import Any, AsyncIterator, Mapping
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api.context import AppContext
+from pixgen.api.mapping import check_capabilities, renamed
+from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job, Submitted
+from pixgen.media.fetch import FetchPolicy, fetch_image
 from pixgen.media.images import check_request_images
 
-MODEL_ID = "pixverse-v6"
 POLL = 0.25  # seconds between database looks while waiting on a job
 KEEPALIVE = 15.0  # a watcher hears from us at least this often, so proxies keep an idle stream open
 
@@ -29,6 +32,7 @@ async def submit(
     key: ApiKey,
     request: VideoRequest,
     *,
+    image_urls: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
     surface: str = "jobs",
     model: str = MODEL_ID,
@@ -37,17 +41,31 @@ async def submit(
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
-    The start and end frames are decoded first (``check_request_images``): a bad image is a 400 naming the field
-    as the surface calls it (``field_names``: canonical → sent), and nothing is queued or charged.
+    1. ``image_urls`` (canonical field → http(s) URL; the request holds ``mapping.PLACEHOLDER_IMAGE`` there) are
+       fetched through the SSRF guard and put in place, for any surface that takes an image by URL;
+    2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame;
+    3. the request is checked against what the backend can do (``Capabilities``);
+    then the store charges and queues it in one transaction. Any refusal is a 400 naming the field as the surface
+    calls it (``field_names``: canonical → sent), and nothing is queued or charged.
     ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
     """
+    names = field_names or {}
     try:
+        if image_urls:
+            request = request.model_copy(update=await fetch_images(ctx, image_urls))
         request = await run_in_threadpool(check_request_images, request)
     except InvalidRequest as exc:
-        raise exc.renamed(field_names or {}) from None
+        raise renamed(exc, names) from None
+    check_capabilities(request, ctx.capabilities, names)
     cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
                                    idempotency_key=idempotency_key, surface=surface, model=model, **origin)
+
+
+async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
+    """Each URL's image as a data URI, fetched through the SSRF guard (400 naming the canonical field)."""
+    policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
+    return {name: await run_in_threadpool(fetch_image, url, policy, field=name) for name, url in urls.items()}
 
 
 async def get_job(ctx: AppContext, key: ApiKey, job_id: str) -> Job:
@@ -62,16 +80,6 @@ async def cancel(ctx: AppContext, key: ApiKey, job_id: str, *, wait: float = 0.0
         await asyncio.sleep(0.1)
         job = await run_in_threadpool(ctx.store.get, job_id, key.id)
     return job
-
-
-async def wait_for(ctx: AppContext, job_id: str, *, timeout: float | None = None) -> Job:
-    """The job once it is completed, failed or cancelled (or as it is when ``timeout`` runs out)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        job = await run_in_threadpool(ctx.store.get, job_id)
-        if job.status.is_terminal() or (deadline is not None and time.monotonic() >= deadline):
-            return job
-        await asyncio.sleep(POLL)
 
 
 async def watch(ctx: AppContext, key: ApiKey, job_id: str) -> AsyncIterator[tuple[Job, int | None]]:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult
 from pixgen.errors import (
@@ -230,7 +231,7 @@ class JobStore:
         cost: int,
         idempotency_key: str | None = None,
         surface: str = "jobs",
-        model: str = "pixverse-v6",
+        model: str = MODEL_ID,
         kind: str = "generate",
         source_job_id: str | None = None,
         remix_of: str | None = None,
