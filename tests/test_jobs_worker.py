@@ -6,7 +6,6 @@ The engine is ``pixgen.testing.FakeEngine``, the whole protocol without a model 
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import threading
@@ -63,6 +62,11 @@ def run_in_thread():
         assert not thread.is_alive()
 
 
+def files_of(settings: Settings, job_id: str) -> list:
+    """The job's files anywhere a worker writes them: the media store (a folder here) and the work folder."""
+    return [*settings.media_dir.glob(f"{job_id}*"), *settings.work_dir.glob(f"{job_id}*")]
+
+
 def wait_until(predicate, timeout: float = 20):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,7 +112,7 @@ def test_cancel_stops_a_running_job_within_one_step_and_refunds(settings, store,
     wait_until(lambda: store.get(job_id).status is JobStatus.CANCELLED, timeout=5)
     assert engine.steps_run - at_cancel <= 1
     assert store.credits(key_id) == 10
-    assert not list(settings.media_dir.glob(f"{job_id}*"))
+    assert not files_of(settings, job_id)
 
 
 def test_worker_that_lost_its_lease_writes_nothing(settings, store):
@@ -127,7 +131,7 @@ def test_worker_that_lost_its_lease_writes_nothing(settings, store):
     assert taken.is_set()
     job = store.get(job_id)
     assert job.status is JobStatus.PROCESSING and job.worker_id == "other-worker" and job.attempts == 2
-    assert job.video_file is None and not list(settings.media_dir.glob(f"{job_id}*"))
+    assert job.video_file is None and not files_of(settings, job_id)
     assert engine.steps_run < 30  # it noticed and stopped early
 
 
@@ -172,7 +176,7 @@ def _crashing_worker(settings: Settings) -> None:
 
 
 def test_job_that_kills_its_worker_fails_after_max_attempts(settings, store):
-    settings = dataclasses.replace(settings, lease_seconds=0.5)
+    settings = settings.model_copy(update={"lease_seconds": 0.5})
     key_id, job_id = submit(store)
     ctx = multiprocessing.get_context("fork")
     for attempt in range(1, settings.max_attempts + 1):
@@ -189,13 +193,13 @@ def test_job_that_kills_its_worker_fails_after_max_attempts(settings, store):
 
 
 def test_zero_data_retention_deletes_outputs_after_their_ttl(settings, store, run_in_thread):
-    settings = dataclasses.replace(settings, zero_data_retention=True, output_ttl=0.2, lease_seconds=1)
+    settings = settings.model_copy(update={"zero_data_retention": True, "output_ttl": 0.2, "lease_seconds": 1})
     _, job_id = submit(store)
     run_in_thread(Worker(settings, engine_factory=lambda: FakeEngine()))
     done = wait_until(lambda: (j := store.get(job_id)).status is JobStatus.COMPLETED and j)
     assert done.prompt is None and "paper boat" not in done.request
     wait_until(lambda: store.get(job_id).media_deleted, timeout=10)
-    assert not list(settings.media_dir.glob(f"{job_id}*"))
+    assert not files_of(settings, job_id)
 
 
 def test_a_new_stage_is_written_at_once_and_progress_within_a_stage_is_throttled(settings, store, monkeypatch):

@@ -1,7 +1,25 @@
 """The one exception tree of pixgen.
 
 Every error a user can cause or meet is a ``PixgenError`` with a stable ``code`` (the job API's error codes) and
-an HTTP ``status``. Each HTTP surface has one function that turns these into its own error body.
+an HTTP ``status``. Each HTTP surface has one function that turns these into its own error body; the command line
+prints ``pixgen: error (field): message`` and exits 2.
+
+    PixgenError                     internal_error         500
+    ├── InvalidRequest              invalid_request        400   bad input; ``field`` names it
+    ├── Unauthorized                unauthorized           401
+    ├── InsufficientCredits         insufficient_credits   402
+    ├── Forbidden                   forbidden              403   a media link unsigned, forged or expired
+    ├── NotFound                    not_found              404
+    ├── ModelNotFound               model_not_found        404
+    ├── MethodNotAllowed            invalid_request        405
+    ├── Conflict                    conflict               409
+    ├── PayloadTooLarge             payload_too_large      413
+    ├── RateLimited                 rate_limited           429   ``retry_after`` seconds
+    ├── Cancelled                   cancelled              409   inside generation only, never an HTTP answer
+    ├── ConfigError                 invalid_config         500   a setting that cannot be used; ``field`` names it
+    ├── IllegalTransition           internal_error         500   a job move off the state machine (a bug)
+    ├── ModelError                  internal_error         500   the model folder is missing or broken
+    └── GenerationError             internal_error         500
 """
 
 from __future__ import annotations
@@ -45,6 +63,13 @@ class InsufficientCredits(PixgenError):
     status = 402
 
 
+class Forbidden(PixgenError):
+    """A signed media link that is unsigned, forged or expired."""
+
+    code = "forbidden"
+    status = 403
+
+
 class NotFound(PixgenError):
     code = "not_found"
     status = 404
@@ -53,6 +78,11 @@ class NotFound(PixgenError):
 class ModelNotFound(PixgenError):
     code = "model_not_found"
     status = 404
+
+
+class MethodNotAllowed(PixgenError):
+    code = "invalid_request"
+    status = 405
 
 
 class Conflict(PixgenError):

@@ -1,64 +1,142 @@
 """Service settings, read in one place: command-line flags over ``PIXGEN_*`` environment variables over defaults.
 
-``Settings`` is frozen and passed down; nothing else reads the environment. ``load_settings`` is the one way in.
-Each field's environment variable is ``PIXGEN_`` + its upper-cased name (``PIXGEN_DATABASE_URL``, ...).
+Each setting is declared once, as a field of ``Settings`` (pydantic-settings): its type, default, help text and
+the commands that take it. Its flag (``--data-dir``), its variable (``PIXGEN_DATA_DIR``) and the conversions come
+from that one declaration. ``Settings`` is frozen and passed down; nothing else reads the environment.
+``load_settings`` is the one way in; a value that cannot be used is a ``ConfigError`` naming the setting.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import os
 import secrets
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-from pixgen.errors import InvalidRequest
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from pixgen.errors import ConfigError
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
+ENV_PREFIX = "PIXGEN_"
+
+# Which commands take a setting as a flag: "service" (serve and worker), "api" (serve), "db" (every command that
+# opens the database: serve, worker, keys, status, webhooks).
+SERVICE, API, DB = "service", "api", "db"
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("data")
-    database_url: str = ""  # "" → sqlite:///{data_dir}/pixgen.db
-    engine: str = "ltx2"  # the backend id (pixgen.engine.BACKENDS)
-    model: str = "tiny"
-    cache_dir: Path | None = None  # where the toy model is built; None → the engine's default
-    workers: int = 1
-    lease_seconds: float = 60.0
-    max_attempts: int = 3
-    max_body_bytes: int = 25 * 1024 * 1024
-    price: int = DEFAULT_PRICE
-    prices: Mapping[str, int] = field(default_factory=dict)  # per quality, e.g. {"1080p": 20}; else ``price``
-    rate_limit_per_minute: int = 60  # accepted submits per key per rolling minute (0 = no limit)
-    max_concurrent_jobs: int = 8  # pending + processing jobs per key (0 = no cap)
-    media_url_ttl: int = 24 * 3600
-    signing_secret: str = ""  # "" → generated once and kept in {data_dir}/signing_secret
-    zero_data_retention: bool = False
-    output_ttl: int = 3600  # seconds outputs are kept in zero-data-retention mode
-    public_base_url: str = ""  # e.g. https://video.example.com; "" → taken from each request
-    poll_interval: float = 0.2  # how often an idle worker looks for work
-    fetch_allow_hosts: str = ""  # comma-separated hosts image_url may fetch from even on private addresses
-    fetch_timeout: float = 10.0  # seconds for fetching one image_url, redirects included
+def setting(default: Any, help: str, *scopes: str, **constraints: Any) -> Any:
+    """One setting's declaration: default, help (shown by ``--help``) and the command scopes that take its flag."""
+    return Field(default, description=help, json_schema_extra={"scopes": list(scopes)}, **constraints)
 
-    def __post_init__(self) -> None:
-        # Derived defaults are filled here so every constructor (tests included) gets the same rules.
-        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-        if not self.database_url:
-            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'pixgen.db'}")
-        if self.workers < 0:
-            raise InvalidRequest("workers must be 0 or more", field="workers")
-        if self.lease_seconds <= 0:
-            raise InvalidRequest("lease_seconds must be positive", field="lease_seconds")
-        if self.max_attempts < 1:
-            raise InvalidRequest("max_attempts must be at least 1", field="max_attempts")
 
+class _Environ(EnvSettingsSource):
+    """``PIXGEN_*`` variables from a given mapping (``load_settings(environ=...)``) instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+_ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("pixgen_environ", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_ignore_empty=True,
+                                      validate_default=True)
+
+    host: str = setting("127.0.0.1", "address to listen on (default 127.0.0.1)", API)
+    port: int = setting(8000, "port to listen on (default 8000)", API, ge=0, le=65535)
+    data_dir: Path = setting(Path("data"), "folder for the database, media and signing secret (default ./data)",
+                             SERVICE, DB)
+    database_url: str = setting("", "sqlite:///PATH or postgresql://USER@HOST/DB (default sqlite in the data folder)",
+                                SERVICE, DB)
+    engine: str = setting("ltx2", "model backend: ltx2 (default) or fake (solid-colour videos, for tests)", SERVICE)
+    model: str = setting("tiny", "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder", SERVICE)
+    cache_dir: Path | None = setting(None, "where the toy model is built (default ~/.cache/pixgen)", SERVICE)
+    workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
+    lease_seconds: float = setting(60.0, "a job's lease; a worker silent this long loses the job (default 60)",
+                                   SERVICE, gt=0)
+    max_attempts: int = setting(3, "attempts before a job whose worker keeps dying fails (default 3)", SERVICE, ge=1)
+    max_body_bytes: int = setting(25 * 1024 * 1024, "largest request body accepted (default 25 MB)", API, ge=1)
+    price: int = setting(DEFAULT_PRICE, "credits per video (default 10)", API, ge=0)
+    prices: Annotated[dict[str, int], NoDecode] = setting({}, "per-quality prices, e.g. 1080p=20,720p=10", API)
+    rate_limit_per_minute: int = setting(60, "submits per key per minute (default 60; 0 = no limit)", API, ge=0)
+    max_concurrent_jobs: int = setting(8, "queued + running jobs per key (default 8; 0 = no cap)", API, ge=0)
+    media_url_ttl: int = setting(24 * 3600, "seconds a signed media link stays valid (default 86400)", API, ge=1)
+    signing_secret: str = setting("", "secret for media links (default: generated once in the data folder)", API)
+    zero_data_retention: bool = setting(False, "keep no prompt or image after a job ends; delete outputs after "
+                                               "--output-ttl", SERVICE)
+    output_ttl: float = setting(3600.0, "seconds outputs are kept under --zero-data-retention (default 3600)", SERVICE,
+                              ge=0)
+    public_base_url: str = setting("", "the server's public address for links (default: from each request)", API)
+    poll_interval: float = setting(0.2, "seconds an idle worker waits between looks at the queue (default 0.2)",
+                                   SERVICE, gt=0)
+    fetch_allow_hosts: str = setting("", "comma-separated hosts image_url may fetch from although they resolve to "
+                                         "private addresses (default none)", API)
+    fetch_timeout: float = setting(10.0, "seconds to fetch one image_url, redirects included (default 10)", API,
+                                   gt=0)
+    media_store: str = setting("", "where videos are kept: the data folder (default) or s3://bucket/prefix",
+                               SERVICE)
+    s3_endpoint_url: str = setting("", "address of an S3-compatible service for --media-store s3://... "
+                                       "(default: AWS)", SERVICE)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(exc, values) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, **_others: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init values) over ``PIXGEN_*`` variables; no dotenv or secrets files."""
+        environ = _ENVIRON.get()
+        return init_settings, (env_settings if environ is None else _Environ(settings_cls, environ))
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> Any:
+        """``"1080p=20, 720p=12"`` (flag or variable) → ``{"1080p": 20, "720p": 12}``."""
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("give QUALITY=CREDITS pairs separated by commas, e.g. 1080p=20,720p=10")
+            return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """Defaults that follow other settings: the database sits in the data folder unless given."""
+        if isinstance(data, dict) and not data.get("database_url"):
+            folder = Path(data.get("data_dir") or "data").expanduser()
+            data = {**data, "database_url": f"sqlite:///{folder / 'pixgen.db'}"}
+        return data
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    # -- derived values ---------------------------------------------------------------------------------------
     @property
     def media_dir(self) -> Path:
+        """The local media folder (the default media store)."""
         return self.data_dir / "media"
+
+    @property
+    def work_dir(self) -> Path:
+        """Where a worker writes a video before it goes into the media store."""
+        return self.data_dir / "work"
 
     @property
     def heartbeat_interval(self) -> float:
@@ -72,71 +150,57 @@ class Settings:
         """These settings with a signing secret: the given one, or the one kept in the data folder."""
         if self.signing_secret:
             return self
-        return dataclasses.replace(self, signing_secret=_stored_secret(self.data_dir))
+        return self.model_copy(update={"signing_secret": _stored_secret(self.data_dir)})
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``PIXGEN_*`` variables, so a worker subprocess reads exactly these settings."""
         env = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, Mapping):
                 value = ",".join(f"{k}={v}" for k, v in value.items())
             elif isinstance(value, bool):
                 value = "1" if value else "0"
-            env[_env_name(f.name)] = str(value)
+            env[env_name(name)] = str(value)
         return env
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, *,
                   secret: bool = True) -> Settings:
-    """Defaults, then ``PIXGEN_*`` variables, then ``overrides`` (parsed CLI flags; None values are ignored).
+    """Defaults, then ``PIXGEN_*`` variables (``environ``, else the process's), then ``overrides`` (parsed CLI
+    flags; None values are ignored).
 
     ``secret=False``: leave ``signing_secret`` as given, for commands that sign nothing (``keys``, ``status``),
     so they never create the data folder and its secret file where they are run.
     """
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        raw = environ.get(_env_name(f.name))
-        if raw is not None and raw != "":
-            values[f.name] = _convert(f.name, raw)
-    for name, value in (overrides or {}).items():
-        if value is not None and name in _FIELD_TYPES:
-            values[name] = _convert(name, value) if isinstance(value, str) else value
-    settings = Settings(**values)
+    flags = {name: value for name, value in (overrides or {}).items()
+             if value is not None and name in Settings.model_fields}
+    token = _ENVIRON.set(environ)
+    try:
+        settings = Settings(**flags)
+    finally:
+        _ENVIRON.reset(token)
     return settings.with_secret() if secret else settings
 
 
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
-
-
-def _env_name(name: str) -> str:
-    return "PIXGEN_" + name.upper()
-
-
-def _convert(name: str, raw: str) -> Any:
-    kind = _FIELD_TYPES[name]
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind in ("Path", "Path | None"):
-            return Path(raw)
-        if kind.startswith("Mapping"):
-            pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
-            return {k.strip(): int(v) for k, v in pairs}
-    except ValueError:
-        raise InvalidRequest(f"{_env_name(name)}={raw!r} is not a valid {kind}", field=name) from None
-    return raw
+def _config_error(exc: ValidationError, flags: Mapping[str, Any]) -> ConfigError:
+    """The first problem, naming the setting where it came from: its flag when one was given, else its variable."""
+    err = exc.errors()[0]
+    name = str(err.get("loc", ("settings",))[0])
+    source = f"{flag_name(name)} {flags[name]!r}" if name in flags else f"{env_name(name)}={err.get('input')!r}"
+    if name not in Settings.model_fields:
+        return ConfigError(f"unknown setting {name!r}", field=name)
+    return ConfigError(f"{source}: {err.get('msg', 'invalid value')}", field=name)
 
 
 def _stored_secret(data_dir: Path) -> str:
@@ -155,58 +219,33 @@ def _stored_secret(data_dir: Path) -> str:
         text = path.read_text().strip()
         if text:
             return text
-        import time
-
         time.sleep(0.01)
-    raise RuntimeError(f"{path} is empty")
+    raise ConfigError(f"{path} is empty", field="signing_secret")
 
 
-# -- command-line flags: one flag per field, same name with dashes; absent flags leave env / defaults alone ------
-_HELP = {
-    "host": "address to listen on (default 127.0.0.1)",
-    "port": "port to listen on (default 8000)",
-    "data_dir": "folder for the database, media and signing secret (default ./data)",
-    "database_url": "sqlite:///PATH or postgresql://USER@HOST/DB (default sqlite in the data folder)",
-    "engine": "model backend: ltx2 (default) or fake (solid-colour videos, for tests)",
-    "model": "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder",
-    "cache_dir": "where the toy model is built (default ~/.cache/pixgen)",
-    "workers": "worker processes to start next to the API (default 1; 0 = API only)",
-    "lease_seconds": "a job's lease; a worker silent this long loses the job (default 60)",
-    "max_attempts": "attempts before a job whose worker keeps dying fails (default 3)",
-    "max_body_bytes": "largest request body accepted (default 25 MB)",
-    "price": "credits per video (default 10)",
-    "prices": "per-quality prices, e.g. 1080p=20,720p=10",
-    "rate_limit_per_minute": "submits per key per minute (default 60; 0 = no limit)",
-    "max_concurrent_jobs": "queued + running jobs per key (default 8; 0 = no cap)",
-    "media_url_ttl": "seconds a signed media link stays valid (default 86400)",
-    "signing_secret": "secret for media links (default: generated once in the data folder)",
-    "zero_data_retention": "keep no prompt or image after a job ends; delete outputs after --output-ttl",
-    "output_ttl": "seconds outputs are kept under --zero-data-retention (default 3600)",
-    "public_base_url": "the server's public address for links (default: from each request)",
-    "poll_interval": "seconds an idle worker waits between looks at the queue (default 0.2)",
-    "fetch_allow_hosts": "comma-separated hosts image_url may fetch from although they resolve to private "
-                         "addresses (default none)",
-    "fetch_timeout": "seconds to fetch one image_url, redirects included (default 10)",
-}
+# -- command-line flags: one flag per setting, named after it; absent flags leave variables and defaults alone --
+def names_for(scope: str) -> tuple[str, ...]:
+    """The settings whose flag commands of ``scope`` take (``SERVICE``, ``API``, ``DB``)."""
+    return tuple(name for name, f in Settings.model_fields.items()
+                 if scope in (f.json_schema_extra or {}).get("scopes", ()))  # type: ignore[union-attr]
 
 
 def add_arguments(parser: Any, names: tuple[str, ...]) -> None:
-    """Add ``--flag`` for each settings field in ``names`` (defaults None: the environment or default stands)."""
+    """Add ``--flag`` for each setting in ``names`` (defaults None: the variable or default stands)."""
     for name in names:
-        flag = "--" + name.replace("_", "-")
-        kind = _FIELD_TYPES[name]
-        if kind == "bool":
-            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=_HELP[name])
+        field = Settings.model_fields[name]
+        help_text = f"{field.description} [{env_name(name)}]"
+        if field.annotation is bool:
+            parser.add_argument(flag_name(name), dest=name, action="store_const", const=True, default=None,
+                                help=help_text)
         else:
-            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=_HELP[name])
+            parser.add_argument(flag_name(name), dest=name, default=None, metavar=name.upper(), help=help_text)
 
 
 def settings_from_args(args: Any, *, secret: bool = True) -> Settings:
-    return load_settings({name: getattr(args, name, None) for name in _FIELD_TYPES}, secret=secret)
+    return load_settings({name: getattr(args, name, None) for name in Settings.model_fields}, secret=secret)
 
 
-SERVICE_FLAGS = ("data_dir", "database_url", "engine", "model", "cache_dir", "lease_seconds", "max_attempts",
-                 "zero_data_retention", "output_ttl", "poll_interval")
-API_FLAGS = ("host", "port", "workers", "max_body_bytes", "price", "prices", "rate_limit_per_minute",
-             "max_concurrent_jobs", "media_url_ttl", "signing_secret", "public_base_url", "fetch_allow_hosts",
-             "fetch_timeout")
+SERVICE_FLAGS = names_for(SERVICE)
+API_FLAGS = tuple(name for name in names_for(API) if name not in SERVICE_FLAGS)
+DB_FLAGS = names_for(DB)

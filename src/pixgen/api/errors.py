@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pixgen.errors import InvalidRequest, NotFound, PixgenError, RateLimited
+from pixgen.errors import InvalidRequest, MethodNotAllowed, NotFound, PixgenError, RateLimited
 
 log = logging.getLogger("pixgen.api")
 
@@ -71,10 +71,9 @@ def as_pixgen_error(exc: Exception) -> PixgenError:
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return NotFound("no such endpoint")
-        error = PixgenError(str(exc.detail))
-        error.status = exc.status_code  # e.g. 405 method not allowed
-        error.code = "invalid_request" if exc.status_code < 500 else "internal_error"
-        return error
+        if exc.status_code == 405:
+            return MethodNotAllowed(f"{exc.detail}: this endpoint does not take that method")
+        return PixgenError(str(exc.detail))
     return PixgenError("internal error; the server log has the details")
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixgen.settings import add_arguments, settings_from_args
-
-DB_FLAGS = ("data_dir", "database_url")
+from pixgen.settings import DB_FLAGS, add_arguments, settings_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from pixgen.settings import add_arguments, settings_from_args
+from pixgen.settings import DB_FLAGS, add_arguments, settings_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("status", help="show queue depth, running jobs and live workers")
-    add_arguments(parser, ("data_dir", "database_url", "lease_seconds"))
+    add_arguments(parser, (*DB_FLAGS, "lease_seconds"))
     parser.set_defaults(func=run)
 
 
