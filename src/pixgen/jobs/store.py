@@ -379,7 +379,7 @@ class JobStore:
     def delete(self, job_id: str, key_id: str | None = None) -> Job:
         """Hide a finished job for good (``Conflict`` while it is pending or running: cancel it first).
 
-        Returns the job as it was, so the caller can remove its files (``api.media.media_file``).
+        Returns the job as it was, so the caller can remove its files from the media store.
         """
         now = self.clock()
         with self.db.write() as conn:
@@ -420,11 +420,13 @@ class JobStore:
         if stage is not None:
             values["stage"] = stage
         with self.db.write() as conn:
-            job = self._find(conn, job_id, lock=True)
+            # Read without a lock: a worker that lost its lease must not hold up a claim of its (pending) job.
+            job = self._find(conn, job_id)
             if not _holds_lease(job, token):
                 return Beat(lease_ok=False, cancel_requested=False)
             assert job is not None
-            conn.execute(update(jobs).where(*_as_read(job)).values(**values))
+            if conn.execute(update(jobs).where(*_as_read(job)).values(**values)).rowcount != 1:
+                return Beat(lease_ok=False, cancel_requested=False)
             new_progress, new_stage = values.get("progress", job.progress), values.get("stage", job.stage)
             if new_stage != job.stage or new_progress // 10 != job.progress // 10:
                 self._event(conn, job, EventKind.PROGRESS, job.status, now,
