@@ -20,6 +20,7 @@ from pixgen.jobs.db import Database
 from pixgen.jobs.keys import ApiKey, authenticate, hash_key
 from pixgen.jobs.store import JobStore
 from pixgen.settings import Settings
+from pixgen.storage import MediaStore, media_store_for
 
 
 class KeyCache:
@@ -71,9 +72,11 @@ class AppContext:
     store: JobStore
     keys: KeyCache = field(init=False)
     capabilities: Capabilities = field(init=False)  # of the configured backend: static data, no torch
+    media: MediaStore = field(init=False)  # where finished videos are kept (shared with the workers)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", KeyCache(self.db))
+        object.__setattr__(self, "media", media_store_for(self.settings))
         object.__setattr__(self, "capabilities", backend(self.settings.engine).capabilities)
 
 

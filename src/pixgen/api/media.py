@@ -1,8 +1,11 @@
-"""Signed, expiring, absolute media links, and the route that serves them (video/mp4 with range requests).
+"""Signed, expiring, absolute media links, and serving stored media (video/mp4 with range requests).
 
-A link is ``{base}/media/{job_id}/{variant}?exp={unix}&sig={hmac}``, the HMAC-SHA256 over ``path + "\n" + exp``
-with the server's signing secret. The route never turns request text into a path: the job id must match
-``job_[0-9a-f]{24}``, the variant is one of two names, and the file name comes from the job's database row.
+Media lives in the ``MediaStore`` (``pixgen.storage``). When the store signs URLs of its own (S3 presigned URLs,
+which serve range requests themselves), those are the links handed out. Otherwise (a local folder) a link is
+``{base}/media/{job_id}/{variant}?exp={unix}&sig={hmac}``, the HMAC-SHA256 over ``path + "\n" + exp`` with the
+server's signing secret, and the route streams the file from the store. The route never turns request text into a
+path: the job id must match ``job_[0-9a-f]{24}``, the variant is one of two names, and the file name comes from
+the job's database row.
 """
 
 from __future__ import annotations
@@ -12,24 +15,19 @@ import hashlib
 import hmac
 import re
 import time
-from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from pixgen.api.context import AppContext, Ctx
-from pixgen.errors import NotFound, PixgenError
+from pixgen.errors import Forbidden, NotFound
 from pixgen.jobs.store import Job
+from pixgen.storage import MediaStore
 
 VARIANTS = {"video.mp4": ("video_file", "video/mp4"), "thumbnail.jpg": ("thumb_file", "image/jpeg")}
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 
 router = APIRouter(tags=["media"])
-
-
-class Forbidden(PixgenError):
-    code = "forbidden"
-    status = 403
 
 
 def _signature(secret: str, path: str, expires: int) -> str:
@@ -67,38 +65,72 @@ def media_url(ctx: AppContext, request: Request, job: Job, variant: str = "video
     """The absolute signed link to a finished job's video (or ``thumbnail.jpg``); None when there is none.
 
     ``base``: ``base_url(ctx, request)`` when the caller already has it."""
-    field, _ = VARIANTS[variant]
-    if not getattr(job, field) or job.media_deleted:
+    name, media_type = stored_name(job, variant), VARIANTS[variant][1]
+    if name is None:
         return None
+    direct = ctx.media.url(name, ttl=ctx.settings.media_url_ttl, content_type=media_type)
+    if direct is not None:
+        return direct
     signed, _ = sign_path(ctx.settings.signing_secret, media_path(job.id, variant), ctx.settings.media_url_ttl)
     return (base if base is not None else base_url(ctx, request)) + signed
 
 
-def media_expiry(ctx: AppContext) -> int:
-    """When links made now expire (UNIX seconds), e.g. for OpenAI's ``expires_at``."""
-    return int(time.time() + ctx.settings.media_url_ttl)
-
-
-def media_file(ctx: AppContext, job: Job, variant: str) -> Path:
-    """The file behind a job's variant, checked to lie inside the media folder; ``NotFound`` otherwise."""
+def stored_name(job: Job, variant: str) -> str | None:
+    """The name of a job's stored file for ``variant``, or None (none made, or deleted)."""
     field, _ = VARIANTS[variant]
     name = getattr(job, field)
-    if not name or job.media_deleted:
+    return None if not name or job.media_deleted else name
+
+
+def stored_response(store: MediaStore, job: Job, variant: str, range_header: str | None) -> Response:
+    """The job's stored file, whole (200) or one byte range (206; 416 when the range is past the end)."""
+    name = stored_name(job, variant)
+    size = store.size(name) if name else None
+    if name is None or size is None:
         raise NotFound(f"job {job.id} has no {variant.split('.')[0]}")
-    root = ctx.settings.media_dir.resolve()
-    path = (root / name).resolve()
-    if path.parent != root or not path.is_file():
-        raise NotFound(f"job {job.id} has no {variant.split('.')[0]}")
-    return path
+    media_type = VARIANTS[variant][1]
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    wanted = parse_range(range_header, size)
+    if wanted is None:
+        return StreamingResponse(store.open(name), media_type=media_type,
+                                 headers={**headers, "Content-Length": str(size)})
+    if wanted == "unsatisfiable":
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = wanted
+    return StreamingResponse(store.open(name, start, end), status_code=206, media_type=media_type,
+                             headers={**headers, "Content-Length": str(end - start + 1),
+                                      "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """One ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range as (first, last) inclusive; None to send the whole
+    file (no range, several ranges or a malformed one, as RFC 9110 allows); ``"unsatisfiable"`` past the end."""
+    match = _RANGE.match((header or "").strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # the last n bytes
+        n = int(last)
+        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
 
 
 @router.get("/media/{job_id}/{variant}", include_in_schema=False)
-def serve_media(job_id: str, variant: str, request: Request, ctx: Ctx) -> FileResponse:
+def serve_media(job_id: str, variant: str, request: Request, ctx: Ctx) -> Response:
     if not JOB_ID.match(job_id) or variant not in VARIANTS:
         raise NotFound("no such media")
     verify(ctx.settings.signing_secret, media_path(job_id, variant), request.query_params.get("exp"),
            request.query_params.get("sig"))
     job = ctx.store.get(job_id)
-    path = media_file(ctx, job, variant)
-    _, media_type = VARIANTS[variant]
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    name = stored_name(job, variant)
+    direct = ctx.media.url(name, ttl=ctx.settings.media_url_ttl, content_type=VARIANTS[variant][1]) if name else None
+    if direct is not None:  # a link made before the store signed its own: send the client there
+        return RedirectResponse(direct, status_code=307)
+    return stored_response(ctx.media, job, variant, request.headers.get("range"))

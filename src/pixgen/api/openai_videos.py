@@ -33,7 +33,7 @@ import re
 from typing import Any, Literal, Mapping
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -43,7 +43,7 @@ from pixgen.api import derived, mapping, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
-from pixgen.api.media import media_file
+from pixgen.api.media import stored_response
 from pixgen.api.surface import Surface
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
@@ -420,26 +420,25 @@ async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     """Cancel the job if it is still queued or running (credits refunded), then delete it and its files."""
     await service.cancel(ctx, key, video_id, wait=DELETE_WAIT)
     job = await run_in_threadpool(ctx.store.delete, video_id, key.id)  # 409 while it is still stopping
-    for variant in ("video.mp4", "thumbnail.jpg"):
-        try:
-            media_file(ctx, job, variant).unlink(missing_ok=True)
-        except NotFound:
-            pass
+    for name in (job.video_file, job.thumb_file):
+        if name and not job.media_deleted:
+            await run_in_threadpool(ctx.media.delete, name)
     return deleted(job.id)
 
 
 @router.get("/videos/{video_id}/content", responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
                                                      **_RESPONSES})
-async def download_content(video_id: str, ctx: Ctx, key: AuthKey, variant: str = "video") -> FileResponse:
-    """The finished video (``video/mp4``, range requests) or its first-frame thumbnail (``image/jpeg``)."""
-    files = {"video": ("video.mp4", "video/mp4"), "thumbnail": ("thumbnail.jpg", "image/jpeg")}
+async def download_content(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                           variant: str = "video") -> Response:
+    """The finished video (``video/mp4``, range requests) or its first-frame thumbnail (``image/jpeg``), streamed
+    from the media store."""
+    files = {"video": "video.mp4", "thumbnail": "thumbnail.jpg"}
     if variant not in files:
         raise InvalidRequest(f"variant must be 'video' or 'thumbnail', not {variant!r}", field="variant")
     job = await service.get_job(ctx, key, video_id)
     if job.status is not JobStatus.COMPLETED:
         raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status]}", field="video_id")
-    name, media_type = files[variant]
-    return FileResponse(media_file(ctx, job, name), media_type=media_type)
+    return await run_in_threadpool(stored_response, ctx.media, job, files[variant], request.headers.get("range"))
 
 
 def _video_response(ctx: AppContext, job: Job) -> Response:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from pixgen.core.progress import Progress
-from pixgen.engine.base import Engine
+from pixgen.engine.base import Engine, GenerationResult
 from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError
 from pixgen.jobs import fleet
 from pixgen.jobs.db import Database, connect, migrate
@@ -27,6 +27,7 @@ from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Claim, Job, JobStore, Outcome
 from pixgen.jobs.thumbnail import make_thumbnail
 from pixgen.settings import Settings
+from pixgen.storage import MediaStore, media_store_for
 
 log = logging.getLogger("pixgen.worker")
 
@@ -44,6 +45,7 @@ class Worker:
         self._current: str | None = None
         self.db: Database | None = None
         self.store: JobStore | None = None
+        self.media: MediaStore = media_store_for(settings)
 
     def _load_engine(self) -> Engine:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
@@ -56,7 +58,7 @@ class Worker:
         self.db = connect(self.settings.database_url, pool_size=3)
         migrate(self.db)
         self.store = JobStore.from_settings(self.db, self.settings)
-        self.settings.media_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         engine = self._engine_factory()
         fleet.register_worker(self.db, self.id, self.settings.model)
         log.info("worker %s ready (model %s)", self.id, self.settings.model)
@@ -84,7 +86,8 @@ class Worker:
         self._current = job.id
         # One file name per attempt: a worker that lost its lease and still runs never writes over the new one.
         stem = f"{job.id}-{token[:8]}"
-        video = self.settings.media_dir / f"{stem}.mp4"
+        video = self.settings.work_dir / f"{stem}.mp4"
+        source: Path | None = None
         lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.stop)
         lease.start()
         log.info("job %s: attempt %d", job.id, job.attempts)
@@ -92,7 +95,7 @@ class Worker:
             if job.kind == "extend":  # continue the source's video; the result is the whole video
                 if not engine.capabilities.extend:
                     raise GenerationError("this model backend cannot extend videos")
-                source = self._source_video(job)
+                source = self._source_video(job, stem)
                 result = engine.extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
             else:
                 result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel)
@@ -118,32 +121,52 @@ class Worker:
             return
         finally:
             self._current = None
+            if source is not None and source.parent == self.settings.work_dir:
+                _remove(source)  # a download of the source (the local store hands its own file)
         lease.close()
-        thumb = self.settings.media_dir / f"{stem}.jpg"
+        self._finish(job, token, result, video, stem)
+
+    def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str) -> None:
+        """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost)."""
+        assert self.store is not None
+        thumb: Path | None = self.settings.work_dir / f"{stem}.jpg"
         try:
             make_thumbnail(video, thumb)
         except Exception:  # noqa: BLE001 - a video without a thumbnail is still a result
             log.exception("job %s: no thumbnail", job.id)
             thumb = None
-        outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None)
-        if not store.complete(job.id, token, outcome):
-            log.warning("job %s: finished after losing its lease; result dropped", job.id)
+        try:
+            self.media.put(video.name, video, "video/mp4")
+            if thumb is not None:
+                self.media.put(thumb.name, thumb, "image/jpeg")
+        except Exception as exc:  # noqa: BLE001 - storage down: the job fails (refunded), the worker goes on
+            log.exception("job %s: could not store the video", job.id)
             _remove(video)
-            if thumb:
+            if thumb is not None:
                 _remove(thumb)
+            self.store.fail(job.id, token, "internal_error", f"the video could not be stored: {type(exc).__name__}")
+            return
+        outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None)
+        if not self.store.complete(job.id, token, outcome):
+            log.warning("job %s: finished after losing its lease; result dropped", job.id)
+            self.media.delete(video.name)
+            if thumb is not None:
+                self.media.delete(thumb.name)
 
-    def _source_video(self, job: Job) -> Path:
+    def _source_video(self, job: Job, stem: str) -> Path:
         """The finished MP4 an extend job continues (its source may have been deleted since it was queued)."""
         assert self.store is not None
         try:
             source = self.store.get(job.source_job_id or "")
         except NotFound:
             raise GenerationError(f"job {job.source_job_id}, whose video this one extends, was deleted") from None
-        path = self.settings.media_dir / (source.video_file or "")
-        if source.status is not JobStatus.COMPLETED or source.media_deleted or not source.video_file \
-                or not path.is_file():
-            raise GenerationError(f"the video of job {source.id} to extend is no longer kept")
-        return path
+        gone = GenerationError(f"the video of job {source.id} to extend is no longer kept")
+        if source.status is not JobStatus.COMPLETED or source.media_deleted or not source.video_file:
+            raise gone
+        try:
+            return self.media.local_copy(source.video_file, self.settings.work_dir)
+        except FileNotFoundError:
+            raise gone from None
 
     def _housekeeping(self) -> None:
         assert self.db is not None and self.store is not None
@@ -168,7 +191,7 @@ class Worker:
         for job in expired:
             for name in (job.video_file, job.thumb_file):
                 if name:
-                    _remove(self.settings.media_dir / name)
+                    self.media.delete(name)
         self.store.mark_media_deleted(j.id for j in expired)
 
 
