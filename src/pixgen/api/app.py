@@ -7,13 +7,12 @@ This module and everything it imports stay free of torch: the model runs in work
 from __future__ import annotations
 
 import contextlib
-import importlib
 from typing import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
-from pixgen import __version__
-from pixgen.api import health, jobs_api, media
+from pixgen import __version__, web
+from pixgen.api import cloudflare, health, jobs_api, media, openai_videos
 from pixgen.api.body import BodyLimit
 from pixgen.api.context import AppContext
 from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
@@ -22,8 +21,9 @@ from pixgen.jobs.db import connect, migrate
 from pixgen.jobs.store import JobStore
 from pixgen.settings import Settings
 
-# Surfaces built in their own modules; each exposes ``SURFACE`` (a ``Surface``) or at least ``router``.
-OPTIONAL_SURFACES = ("pixgen.api.cloudflare", "pixgen.api.openai_videos", "pixgen.web")
+# Every surface, each built in its own module: its router and the error shape under its URL prefix.
+SURFACES = (jobs_api.SURFACE, cloudflare.SURFACE, openai_videos.SURFACE, Surface(media.router),
+            Surface(health.router), Surface(web.router))
 
 
 def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastAPI:
@@ -42,27 +42,10 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
                               "OpenAI Videos form.")
     app.state.ctx = ctx
     registry = ErrorRegistry(default=job_api_error)
-    for surface in [jobs_api.SURFACE, Surface(media.router), Surface(health.router), *_optional(), *surfaces]:
+    for surface in (*SURFACES, *surfaces):
         app.include_router(surface.router)
         if surface.prefix and surface.error_response:
             registry.register(surface.prefix, surface.error_response)
     install_error_handlers(app, registry)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
     return app
-
-
-def _optional() -> list[Surface]:
-    found = []
-    for name in OPTIONAL_SURFACES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        surface = getattr(module, "SURFACE", None)
-        if surface is None and getattr(module, "router", None) is not None:
-            surface = Surface(router=module.router)
-        if surface is not None:
-            found.append(surface)
-    return found

@@ -7,24 +7,18 @@ Heavy imports (torch, the model) happen inside ``func``, so ``pixgen --help`` st
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from pixgen.cli import generate_cmd, keys_cmd, model_cmd, serve_cmd, status_cmd, worker_cmd
 from pixgen.errors import PixgenError
 
-SUBCOMMANDS = ("generate", "model", "serve", "worker", "keys", "status")
+SUBCOMMANDS = (generate_cmd, model_cmd, serve_cmd, worker_cmd, keys_cmd, status_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixgen", description="Self-hosted text/image-to-video with sound.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"pixgen.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"pixgen.cli.{name}_cmd":
-                continue  # sub-command not built yet
-            raise
+    for module in SUBCOMMANDS:
         module.register(sub)
     return parser
 

@@ -56,14 +56,6 @@ def authenticate(db: Database, secret: str | None) -> ApiKey:
     return _to_key(row)
 
 
-def get_key(db: Database, key_id: str) -> ApiKey:
-    with db.read() as conn:
-        row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"no API key {key_id!r}")
-    return _to_key(row)
-
-
 def add_credits(db: Database, key_id: str, amount: int) -> int:
     """Add (or, negative, take) credits; returns the new balance."""
     with db.write() as conn:
