@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from pixgen.errors import InvalidRequest
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")  # the engine's (pixgen.engine.ltx2.loading)
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,11 @@ class Settings:
     database_url: str = ""  # "" → sqlite:///{data_dir}/pixgen.db
     model: str = "tiny"
     cache_dir: Path | None = None  # where the toy model is built; None → the engine's default
+    device: str = "auto"  # auto (the worker's GPU if any, else the CPU) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bfloat16 on a GPU, float32 on a CPU) | bfloat16 | float16 | float32
     workers: int = 1
+    gpus: str = ""  # GPUs for serve's workers, one each (CUDA_VISIBLE_DEVICES ids); "" → those visible
+    share_gpus: bool = False  # allow more workers than GPUs (they take turns round-robin)
     lease_seconds: float = 60.0
     max_attempts: int = 3
     max_body_bytes: int = 25 * 1024 * 1024
@@ -54,6 +59,8 @@ class Settings:
             raise InvalidRequest("lease_seconds must be positive", field="lease_seconds")
         if self.max_attempts < 1:
             raise InvalidRequest("max_attempts must be at least 1", field="max_attempts")
+        if self.dtype not in DTYPE_CHOICES:
+            raise InvalidRequest(f"dtype must be one of {', '.join(DTYPE_CHOICES)}", field="dtype")
 
     @property
     def media_dir(self) -> Path:
@@ -168,6 +175,10 @@ _HELP = {
     "database_url": "sqlite:///PATH or postgresql://USER@HOST/DB (default sqlite in the data folder)",
     "model": "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder",
     "cache_dir": "where the toy model is built (default ~/.cache/pixgen)",
+    "device": "where the model runs: auto (the GPU if there is one), cpu, cuda or cuda:N (default auto)",
+    "dtype": "weights and activations: auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, float16, float32",
+    "gpus": "GPUs for the workers, one each, e.g. 0,1 (default: those CUDA_VISIBLE_DEVICES or nvidia-smi shows)",
+    "share_gpus": "allow more --workers than GPUs (several workers then share a GPU)",
     "workers": "worker processes to start next to the API (default 1; 0 = API only)",
     "lease_seconds": "a job's lease; a worker silent this long loses the job (default 60)",
     "max_attempts": "attempts before a job whose worker keeps dying fails (default 3)",
@@ -203,8 +214,8 @@ def settings_from_args(args: Any, *, secret: bool = True) -> Settings:
     return load_settings({name: getattr(args, name, None) for name in _FIELD_TYPES}, secret=secret)
 
 
-SERVICE_FLAGS = ("data_dir", "database_url", "model", "cache_dir", "lease_seconds", "max_attempts",
-                 "zero_data_retention", "output_ttl", "poll_interval")
-API_FLAGS = ("host", "port", "workers", "max_body_bytes", "price", "prices", "rate_limit_per_minute",
-             "max_concurrent_jobs", "media_url_ttl", "signing_secret", "public_base_url", "fetch_allow_hosts",
-             "fetch_timeout")
+SERVICE_FLAGS = ("data_dir", "database_url", "model", "cache_dir", "device", "dtype", "lease_seconds",
+                 "max_attempts", "zero_data_retention", "output_ttl", "poll_interval")
+API_FLAGS = ("host", "port", "workers", "gpus", "share_gpus", "max_body_bytes", "price", "prices",
+             "rate_limit_per_minute", "max_concurrent_jobs", "media_url_ttl", "signing_secret", "public_base_url",
+             "fetch_allow_hosts", "fetch_timeout")

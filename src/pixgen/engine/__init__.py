@@ -12,7 +12,7 @@ __all__ = ["Engine", "GenerationResult", "load_engine", "never_cancelled", "reso
 
 def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
     """``tiny`` (or None) → the toy LTX-2, built once into a cache folder; anything else → that folder."""
-    from pixgen.engine.toy import tiny_model_dir
+    from pixgen.engine.ltx2.toy import tiny_model_dir
 
     if model in (None, "", "tiny"):
         return tiny_model_dir(cache_dir)
@@ -25,8 +25,11 @@ def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
     return path
 
 
-def load_engine(model: str | None = "tiny", *, cache_dir: Path | None = None, device: str | None = None) -> Engine:
-    """Load the LTX-2 backend from ``model`` once; the returned engine serves many requests."""
-    from pixgen.engine.ltx2 import LTX2Engine
+def load_engine(model: str | None = "tiny", *, cache_dir: Path | None = None, device: str | None = None,
+                dtype: str | None = None, recipe: str | None = None) -> Engine:
+    """Load the LTX-2 backend from ``model`` once; the returned engine serves many requests. ``device`` and
+    ``dtype`` default to the GPU in bfloat16 when there is one (else the CPU in float32); ``recipe`` overrides the
+    folder's detected sampling recipe."""
+    from pixgen.engine.ltx2.engine import LTX2Engine
 
-    return LTX2Engine.load(resolve_model_dir(model, cache_dir), device=device)
+    return LTX2Engine.load(resolve_model_dir(model, cache_dir), device=device, dtype=dtype, recipe=recipe)

@@ -47,7 +47,8 @@ class Worker:
     def _load_engine(self) -> object:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
 
-        return load_engine(self.settings.model, cache_dir=self.settings.cache_dir)
+        return load_engine(self.settings.model, cache_dir=self.settings.cache_dir, device=self.settings.device,
+                           dtype=self.settings.dtype)
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, *, max_jobs: int | None = None) -> int:
