@@ -151,7 +151,8 @@ def to_uint8_frames(video: torch.Tensor, crop: Crop) -> np.ndarray:
     for start in range(0, count, CONVERT_FRAMES):
         frames = video[0, :, start : start + CONVERT_FRAMES, crop.top : crop.top + crop.height,
                        crop.left : crop.left + crop.width]
-        frames = frames.float().clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 3, 0)
+        # clamp (not clamp_) first: on a float32 video .float() is the caller's tensor itself
+        frames = frames.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 3, 0)
         n = frames.shape[0]
         out[start : start + n] = _to_host(frames, None if host is None else host[:n])
     return out
