@@ -86,6 +86,9 @@ class Run:
 
     on_progress: ProgressCallback
     should_cancel: Callable[[], bool]
+    # Waits for the device's queued work: GPU kernels run asynchronously, so a stage's time is only its own once
+    # its work has finished (one wait per stage, not per step).
+    sync: Callable[[], None] = lambda: None
     seed: int = 0  # the job's (decode noise, for a VAE that takes it)
     total_steps: int = 0
     steps_done: int = 0
@@ -100,6 +103,7 @@ class Run:
         try:
             yield
         finally:
+            self.sync()
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def check_cancel(self, where: str) -> None:
@@ -240,7 +244,7 @@ class LTX2Engine:
     # -- generate ---------------------------------------------------------------------------------------------
     def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
                  should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
-        run = Run(on_progress, should_cancel)
+        run = self._run(on_progress, should_cancel)
         run.report("prepare")
         with run.timed("prepare"):
             plan = self.plan(request)
@@ -311,7 +315,7 @@ class LTX2Engine:
         The blocks are ``generate``'s: text, stage 1 conditioned on the source's last frames at index 0, audio,
         and the streaming decode after the source's own frames.
         """
-        run = Run(on_progress, should_cancel)
+        run = self._run(on_progress, should_cancel)
         run.report("prepare")
         with run.timed("prepare"):
             req = request.with_seed()
@@ -364,6 +368,11 @@ class LTX2Engine:
         )
 
     # -- stage blocks ---------------------------------------------------------------------------------------
+    def _run(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> Run:
+        if self.device.type == "cuda":
+            return Run(on_progress, should_cancel, sync=lambda: torch.cuda.synchronize(self.device))
+        return Run(on_progress, should_cancel)
+
     def _text(self, run: Run, prompt: PromptPlan, seed: int,
               image: Image.Image | None) -> tuple[PromptPlan, Embeds]:
         """The prompt as used (rewritten by the folder's enhancer when asked), and its embeddings."""

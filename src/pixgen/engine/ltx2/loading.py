@@ -87,7 +87,11 @@ def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype) ->
         base.to(device)
         if upsampler is not None:
             upsampler.to(device)
-    scheduler_config = dict(base.scheduler.config)
+    return pipelines_from(base, upsampler)
+
+
+def pipelines_from(base: LTX2Pipeline, upsampler: LTX2LatentUpsamplerModel | None) -> Pipelines:
+    """Every pipeline pixgen runs, over ``base``'s modules (nothing is copied or cast)."""
     as_given = FlowMatchEulerDiscreteScheduler.from_config(base.scheduler.config, use_dynamic_shifting=False,
                                                            shift_terminal=None, shift=1.0)
     components = {**base.components, "scheduler": as_given}
@@ -96,7 +100,7 @@ def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype) ->
         image=_build(LTX2ImageToVideoPipeline, components),
         condition=_build(LTX2ConditionPipeline, components),
         upsample=LTX2LatentUpsamplePipeline(vae=base.vae, latent_upsampler=upsampler) if upsampler else None,
-        scheduler_config=scheduler_config,
+        scheduler_config=dict(base.scheduler.config),
     )
     for pipe in (pipes.text, pipes.image, pipes.condition, pipes.upsample):
         if pipe is not None:
