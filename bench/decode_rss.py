@@ -32,7 +32,7 @@ def main() -> None:
 
     from pixgen.core.sizes import grid_size, num_frames
     from pixgen.engine import resolve_model_dir
-    from pixgen.engine.decode import stream_frames
+    from pixgen.engine.ltx2.decode import stream_frames
     from pixgen.media.mp4 import Mp4Writer
 
     vae = AutoencoderKLLTX2Video.from_pretrained(resolve_model_dir("tiny"), subfolder="vae").eval()

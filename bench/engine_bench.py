@@ -44,7 +44,7 @@ def stage_times() -> dict:
                                                 "duration": 5, "quality": "720p", "seed": 42}), Path(tmp) / "a.mp4")
         total = time.perf_counter() - t0
     return {"load_s": round(load_s, 2), "total_s": round(total, 2),
-            "stages_s": {k: round(v, 3) for k, v in result.timings.items()}}
+            "stages_s": result.timings.as_dict()}
 
 
 def run_with_peak_rss(cmd: list[str]) -> tuple[subprocess.CompletedProcess, int]:

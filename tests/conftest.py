@@ -71,3 +71,32 @@ def server(tmp_path_factory):
                           timeout=240)
     yield server
     server.stop()
+
+
+# -- the toy LTX-2 under another recipe ------------------------------------------------------------------------
+@pytest.fixture
+def toy_variant(tmp_path):
+    """``make(recipe, sampling, files)``: a folder with the toy's weights (linked, not copied), its own
+    ``pixgen.json`` naming ``recipe`` with ``sampling`` overrides, and extra ``files`` ({name: bytes}) at its root."""
+    import json
+
+    from pixgen.engine import resolve_model_dir
+
+    toy = resolve_model_dir("tiny")
+    made = 0
+
+    def make(recipe: str, sampling: dict | None = None, files: dict | None = None):
+        nonlocal made
+        made += 1
+        folder = tmp_path / f"toy-variant-{made}"
+        folder.mkdir()
+        for item in toy.iterdir():
+            if item.name != "pixgen.json":
+                (folder / item.name).symlink_to(item)
+        (folder / "pixgen.json").write_text(json.dumps({"recipe": recipe, "sampling": {
+            "max_sequence_length": 64, **(sampling or {})}}))
+        for name, data in (files or {}).items():
+            (folder / name).write_bytes(data)
+        return folder
+
+    return make

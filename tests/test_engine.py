@@ -79,16 +79,16 @@ def test_start_frame_sets_the_ratio_from_the_image_and_changes_the_video(engine,
 
 def test_start_and_end_frame_route_through_the_condition_pipeline(engine, tmp_path, monkeypatch):
     calls = []
-    original = engine.condition.__call__.__func__
+    original = engine.pipes.condition.__call__.__func__
 
     def spy(pipe, *args, **kwargs):
-        calls.append([(c.index, c.frames.size) for c in kwargs["conditions"]])
+        calls.append([(c.index, c.frames.shape) for c in kwargs["conditions"]])
         return original(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(type(engine.condition), "__call__", spy)
+    monkeypatch.setattr(type(engine.pipes.condition), "__call__", spy)
     result = engine.generate(small(image_input=data_uri("red"), end_image_input=data_uri("green"),
                                    aspect_ratio="16:9"), tmp_path / "se.mp4")
-    assert calls == [[(0, (640, 352)), (-1, (640, 352))]]
+    assert calls == [[(0, (1, 384, 640, 3)), (-1, (1, 384, 640, 3))]]  # the grid covering 640x360
     assert probe(result.path).num_frames == 25
 
 
@@ -96,13 +96,13 @@ def test_1080p_goes_two_stage_and_lands_on_the_exact_size(engine, tmp_path):
     progress: list[Progress] = []
     result = engine.generate(small(quality="1080p", aspect_ratio="16:9", generate_audio=False),
                              tmp_path / "hd.mp4", on_progress=progress.append)
-    assert result.two_stage is True and result.generation_size == (960, 544)
+    assert result.two_stage is True and result.generation_size == (1920, 1088)
     facts = probe(result.path)
     assert (facts.width, facts.height, facts.num_frames) == (1920, 1080, 25)
     stages = [p.stage for p in progress]
     assert "upsample" in stages
     steps = [p.step for p in progress if p.stage == "denoise"]
-    total = engine.sampling.num_inference_steps + len(engine.sampling.refine_sigmas)
+    total = engine.recipe.num_inference_steps + len(engine.recipe.refine_sigmas)
     assert steps == list(range(1, total + 1))
 
 
@@ -113,7 +113,7 @@ def test_progress_goes_through_the_stages_in_order_and_reaches_100(engine, tmp_p
     assert order == ["prepare", "text", "denoise", "decode", "encode"]
     percents = [p.percent for p in progress]
     assert percents == sorted(percents) and percents[-1] == 100
-    assert [p.step for p in progress if p.stage == "denoise"] == list(range(1, engine.sampling.num_inference_steps
+    assert [p.step for p in progress if p.stage == "denoise"] == list(range(1, engine.recipe.num_inference_steps
                                                                             + 1))
 
 

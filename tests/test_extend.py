@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pixgen.core.spec import parse_request
-from pixgen.engine.extend import context_frames, read_source, stitch_audio
+from pixgen.engine.ltx2.extend import context_frames, read_source, stitch_audio
 from pixgen.errors import Cancelled, InvalidRequest
 from pixgen.media.mp4 import Mp4Writer
 from pixgen.media.probe import probe, read_audio, read_frames
@@ -84,7 +84,7 @@ def test_extend_returns_the_whole_video_at_the_sources_size(engine, tmp_path):
     facts = probe(result.path)
     assert (facts.width, facts.height, facts.num_frames) == (360, 480, 13 + 24)
     assert (result.width, result.height, result.num_frames, result.seed) == (360, 480, 37, 5)
-    assert result.extension.context_frames == 9 and result.generation_size == (352, 480)
+    assert result.extension.context_frames == 9 and result.generation_size == (384, 480)
     frames = read_frames(result.path).astype(np.int16)
     assert np.abs(frames[:13] - read_frames(source)).mean() < 3.0  # the source, re-encoded (CRF 20)
     assert np.abs(frames[13:] - frames[12]).mean() > 5.0  # then new (toy noise) frames

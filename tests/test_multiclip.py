@@ -13,16 +13,8 @@ from PIL import Image
 
 from pixgen.core.progress import Progress
 from pixgen.core.spec import parse_request
-from pixgen.engine.multiclip import (
-    FRAMINGS,
-    MAX_SHOTS,
-    join_audio,
-    plan_shots,
-    shot_sample_lengths,
-    shot_seed,
-    split_sentences,
-    split_shots,
-)
+from pixgen.engine.ltx2.multiclip import join_audio, plan_shots, shot_sample_lengths, shot_seed
+from pixgen.engine.shots import FRAMINGS, MAX_SHOTS, split_sentences, split_shots
 from pixgen.media.probe import probe, read_audio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,13 +103,13 @@ def engine():
 
 def test_a_multi_clip_video_has_the_exact_frames_audio_and_shot_times(engine, tmp_path, monkeypatch):
     calls = []
-    original = type(engine.text).__call__
+    original = type(engine.pipes.text).__call__
 
     def spy(pipe, *args, **kwargs):
         calls.append((kwargs["num_frames"], kwargs["generator"].initial_seed()))
         return original(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(type(engine.text), "__call__", spy)
+    monkeypatch.setattr(type(engine.pipes.text), "__call__", spy)
     progress: list[Progress] = []
     result = engine.generate(multi("A red kite rises over the beach. A dog runs along the surf."),
                              tmp_path / "mc.mp4", on_progress=progress.append)
@@ -134,7 +126,7 @@ def test_a_multi_clip_video_has_the_exact_frames_audio_and_shot_times(engine, tm
     percents = [p.percent for p in progress]
     assert percents == sorted(percents) and percents[-1] == 100
     steps = [p.step for p in progress if p.stage == "denoise"]
-    assert steps == list(range(1, 2 * engine.sampling.num_inference_steps + 1))
+    assert steps == list(range(1, 2 * engine.recipe.num_inference_steps + 1))
 
     # The sound runs on across the cut: no drop-out in the 10 ms windows around it.
     audio = read_audio(result.path)
@@ -151,7 +143,8 @@ def test_the_start_frame_opens_the_first_shot_and_the_end_frame_closes_the_last(
         return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
     routes = []
-    for pipe, name in ((engine.text, "text"), (engine.image, "image"), (engine.condition, "condition")):
+    pipes = engine.pipes
+    for pipe, name in ((pipes.text, "text"), (pipes.image, "image"), (pipes.condition, "condition")):
         original = type(pipe).__call__
 
         def spy(p, *args, _name=name, _original=original, **kwargs):

@@ -154,8 +154,8 @@ def test_enabled_thinking_uses_the_folders_enhancer_when_it_has_one(engine, tmp_
         calls.append((prompt, seed, image))
         return ["A kite dances on the wind above the surf, its red tail snapping."]
 
-    monkeypatch.setattr(engine.text, "processor", object())  # what enhance_prompt needs besides a Gemma model
-    monkeypatch.setattr(engine.text, "enhance_prompt", enhance_prompt)
+    monkeypatch.setattr(engine.pipes.text, "processor", object())  # what enhance_prompt needs besides a Gemma model
+    monkeypatch.setattr(engine.pipes.text, "enhance_prompt", enhance_prompt)
     result = engine.generate(request(thinking_type="enabled", style="comic"), tmp_path / "enh.mp4")
     assert calls == [("a red kite over a beach", 7, None)]
     assert result.prompt == f"{STYLES['comic'].prompt} A kite dances on the wind above the surf, its red tail snapping."

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pixgen.engine import toy
+from pixgen.engine.ltx2 import toy
 
 
 def _files(root: Path) -> dict[str, bytes]:

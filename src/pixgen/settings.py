@@ -22,6 +22,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from pixgen.errors import ConfigError
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")  # the engine's (pixgen.engine.ltx2.loading)
 ENV_PREFIX = "PIXGEN_"
 
 # Which commands take a setting as a flag: "service" (serve and worker), "api" (serve), "db" (every command that
@@ -61,7 +62,14 @@ class Settings(BaseSettings):
     engine: str = setting("ltx2", "model backend: ltx2 (default) or fake (solid-colour videos, for tests)", SERVICE)
     model: str = setting("tiny", "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder", SERVICE)
     cache_dir: Path | None = setting(None, "where the toy model is built (default ~/.cache/pixgen)", SERVICE)
+    device: str = setting("auto", "where the model runs: auto (the GPU if there is one), cpu, cuda or cuda:N "
+                                  "(default auto)", SERVICE)
+    dtype: str = setting("auto", "weights and activations: auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, "
+                                 "float16, float32", SERVICE)
     workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
+    gpus: str = setting("", "GPUs for the workers, one each, e.g. 0,1 (default: those CUDA_VISIBLE_DEVICES or "
+                            "nvidia-smi shows)", API)
+    share_gpus: bool = setting(False, "allow more --workers than GPUs (several workers then share a GPU)", API)
     lease_seconds: float = setting(60.0, "a job's lease; a worker silent this long loses the job (default 60)",
                                    SERVICE, gt=0)
     max_attempts: int = setting(3, "attempts before a job whose worker keeps dying fails (default 3)", SERVICE, ge=1)
@@ -126,6 +134,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, value: str) -> str:
+        if value not in DTYPE_CHOICES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}")
+        return value
 
     # -- derived values ---------------------------------------------------------------------------------------
     @property

@@ -73,7 +73,8 @@ class FakeEngine:
         self.jobs_run = 0
 
     @classmethod
-    def load(cls, source: Path, *, device: str | None = None) -> "FakeEngine":
+    def load(cls, source: Path, *, device: str | None = None, dtype: str | None = None,
+             recipe: str | None = None) -> "FakeEngine":
         """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
         (what ``--model`` holds with ``--engine fake``)."""
         text = str(source)

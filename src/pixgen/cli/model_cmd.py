@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 def _tiny(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pixgen.engine.toy import build_tiny_model
+    from pixgen.engine.ltx2.toy import build_tiny_model
 
     out = build_tiny_model(Path(args.out).expanduser())
     print(out.resolve())

@@ -24,7 +24,7 @@ DEFAULT_BACKEND = "ltx2"
 
 def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
     """``tiny`` (or None) → the toy LTX-2, built once into a cache folder; anything else → that folder."""
-    from pixgen.engine.toy import tiny_model_dir
+    from pixgen.engine.ltx2.toy import tiny_model_dir
 
     if model in (None, "", "tiny"):
         return tiny_model_dir(cache_dir)
@@ -52,7 +52,7 @@ LTX2_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, a
 FAKE_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
 
 BACKENDS: dict[str, Backend] = {b.id: b for b in (
-    Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2:LTX2Engine",
+    Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2.engine:LTX2Engine",
             resolve_model_dir),
     Backend("fake", "solid-colour MP4s for tests (pixgen.testing.FakeEngine)", FAKE_CAPABILITIES,
             "pixgen.testing:FakeEngine", lambda model, _cache: Path(model or "tiny")),
@@ -69,7 +69,9 @@ def backend(backend_id: str = DEFAULT_BACKEND) -> Backend:
 
 
 def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND, cache_dir: Path | None = None,
-                device: str | None = None) -> Engine:
-    """Load backend ``backend_id`` for ``model`` once; the returned engine serves many requests."""
+                device: str | None = None, dtype: str | None = None, recipe: str | None = None) -> Engine:
+    """Load backend ``backend_id`` for ``model`` once; the returned engine serves many requests. ``device`` and
+    ``dtype`` default to the GPU in bfloat16 when there is one (else the CPU in float32); ``recipe`` overrides the
+    backend's detected sampling recipe."""
     chosen = backend(backend_id)
-    return chosen.engine_class().load(chosen.resolve(model, cache_dir), device=device)
+    return chosen.engine_class().load(chosen.resolve(model, cache_dir), device=device, dtype=dtype, recipe=recipe)

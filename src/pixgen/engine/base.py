@@ -62,6 +62,7 @@ class Timings:
     text: float | None = None
     denoise: float | None = None
     upsample: float | None = None
+    refine: float | None = None  # stage 2 of a two-stage quality
     audio: float | None = None
     decode: float | None = None
     encode: float | None = None
@@ -109,6 +110,8 @@ class GenerationResult:
     quality: str | None = None
     generation_size: tuple[int, int] | None = None  # (width, height) the model denoised at
     two_stage: bool = False  # generated at half size, upsampled ×2 and refined
+    stage2_lora: bool = False  # the refine stage ran with the checkpoint's distilled LoRA
+    recipe: str | None = None  # the backend's sampling recipe, by name
     loras: tuple[str, ...] = ()  # preset adapters that were on for this job
     shots: tuple[ShotInfo, ...] = ()  # multi-clip only
     extension: Extension | None = None  # extend only
@@ -127,9 +130,11 @@ class Engine(Protocol):
     capabilities: ClassVar[Capabilities]
 
     @classmethod
-    def load(cls, source: Path, *, device: str | None = None) -> "Engine":
-        """Load once (weights, pipelines). ``source`` is what the backend registry made of the ``model`` setting
-        (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""
+    def load(cls, source: Path, *, device: str | None = None, dtype: str | None = None,
+             recipe: str | None = None) -> "Engine":
+        """Load once (weights, pipelines) onto ``device`` in ``dtype`` (None: the backend's defaults), with its
+        sampling ``recipe`` by name (None: the one it detects). ``source`` is what the backend registry made of the
+        ``model`` setting (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""
         ...
 
     def generate(

@@ -2,7 +2,7 @@
 
 Each entry is a prompt fragment, a negative-prompt fragment and the file name of an optional LoRA. The fragments
 are applied by ``pixgen.engine.prompting``; the LoRA is used only when the model folder has that file under
-``loras/`` (see ``pixgen.engine.lora``). ``docs/presets.md`` is generated from these tables
+``loras/`` (see ``pixgen.engine.ltx2.lora``). ``docs/presets.md`` is generated from these tables
 (``python -m pixgen.engine.presets > docs/presets.md``) and a test keeps it in step.
 
 This module imports nothing heavy: the job layer and the docs can read it without torch.

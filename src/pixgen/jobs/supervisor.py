@@ -1,4 +1,5 @@
-"""Runs N ``pixgen worker`` subprocesses next to the API (``pixgen serve --workers N``) and restarts dead ones."""
+"""Runs N ``pixgen worker`` subprocesses next to the API (``pixgen serve --workers N``), each on its own GPU
+(``gpus.py``), and restarts dead ones."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 
+from pixgen.jobs.gpus import assign_gpus, parse_gpus, visible_gpus, worker_environment
 from pixgen.settings import Settings
 
 log = logging.getLogger("pixgen.supervisor")
@@ -22,6 +24,8 @@ class Supervisor:
     def __init__(self, settings: Settings, count: int) -> None:
         self.settings = settings
         self.count = count
+        gpus = parse_gpus(settings.gpus) if settings.gpus else visible_gpus()
+        self.gpus = assign_gpus(count, gpus, share=settings.share_gpus)  # raises before anything starts
         self._procs: list[subprocess.Popen | None] = [None] * count
         self._backoff = [0.5] * count
         self._started = [0.0] * count
@@ -33,15 +37,16 @@ class Supervisor:
             self._spawn(slot)
         self._thread.start()
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p is not None and p.poll() is None]
+    def environment(self, slot: int) -> dict[str, str]:
+        """The environment of the worker in ``slot``: this one, the settings, and its own GPU."""
+        return {**os.environ, **self.settings.to_env(), **worker_environment(self.gpus[slot], os.environ)}
 
     def _spawn(self, slot: int) -> None:
-        env = {**os.environ, **self.settings.to_env()}
-        self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=env,
+        self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
                                              preexec_fn=_die_with_parent)
         self._started[slot] = time.monotonic()
-        log.info("worker slot %d: started pid %d", slot, self._procs[slot].pid)
+        gpu = f"GPU {self.gpus[slot]}" if self.gpus[slot] is not None else "the CPU (no GPU)"
+        log.info("worker slot %d: started pid %d on %s", slot, self._procs[slot].pid, gpu)
 
     def _watch(self) -> None:
         due: dict[int, float] = {}

@@ -50,7 +50,8 @@ class Worker:
     def _load_engine(self) -> Engine:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
 
-        return load_engine(self.settings.model, backend_id=self.settings.engine, cache_dir=self.settings.cache_dir)
+        return load_engine(self.settings.model, backend_id=self.settings.engine, cache_dir=self.settings.cache_dir,
+                           device=self.settings.device, dtype=self.settings.dtype)
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, *, max_jobs: int | None = None) -> int:

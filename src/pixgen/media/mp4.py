@@ -69,7 +69,10 @@ class Mp4Writer:
         """Write the whole audio track: float32 (channels, n) in [-1, 1]."""
         if self._audio is None:
             raise RuntimeError("this writer was opened without an audio track")
-        samples = np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype=np.float32)
+        # A model that diverged gives NaN or inf samples, which the AAC encoder refuses ("Input contains NaN"):
+        # they are written as silence and full scale, and the picture still reaches the user.
+        samples = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+        samples = np.ascontiguousarray(np.clip(samples, -1.0, 1.0))
         if samples.ndim != 2 or samples.shape[0] != self._audio_channels:
             raise ValueError(f"audio must be float32 ({self._audio_channels}, n), got {samples.shape}")
         step = 1024 * 64

@@ -19,7 +19,7 @@ is byte-identical (every file in the folder).
 # - width / height must be multiples of 32; ``num_frames`` 8k+1; ``num_inference_steps`` >= 2 (1 step gives NaN
 #   with ``shift_terminal``).
 # - Image conditions are re-encoded through libx264 (CRF 33) unless the condition has ``crf=0``.
-# - The folder's pixgen.json carries TOY_SAMPLING (sampling settings for pixgen.engine.sampling).
+# - The folder's pixgen.json names the LTX-2.0 dev recipe with TOY_SAMPLING as overrides (pixgen.engine.ltx2.recipes).
 # - The latent upsampler is not listed in model_index.json; load it with ``subfolder="latent_upsampler"``.
 
 from __future__ import annotations
@@ -30,18 +30,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TOY_VERSION = "3"
+TOY_VERSION = "4"
 TOY_SEED = 20240607
 TOY_VOCAB_SIZE = 512
 TOY_MAX_SEQUENCE_LENGTH = 64  # multiple of the connectors' learnable registers (8); the pipeline default 1024 works too
 TOY_NUM_LEARNABLE_REGISTERS = 8
-# Written to the folder's ``pixgen.json`` (read by pixgen.engine.sampling): settings that suit 2 layers and toy sizes.
+# Written to the folder's ``pixgen.json`` (read by pixgen.engine.ltx2.recipes): overrides that suit 2 layers and toy
+# sizes, on the LTX-2.0 dev recipe (what its configs are).
+TOY_RECIPE = "ltx-2.0-dev"
 TOY_SAMPLING = {
     # CFG on (so the negative prompt matters); STG and modality guidance off: each would cost one more
     # transformer pass per step, and at 720p+ the toy's time is all in those passes.
     "num_inference_steps": 3, "guidance_scale": 3.0, "audio_guidance_scale": 3.0, "stg_scale": 0.0,
     "audio_stg_scale": 0.0, "modality_scale": 1.0, "audio_modality_scale": 1.0, "stg_blocks": [1],
     "max_sequence_length": TOY_MAX_SEQUENCE_LENGTH,
+    "refine_lora": None,  # the toy ships no stage-2 distilled LoRA (tests add one where they need it)
 }
 
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
@@ -209,7 +212,8 @@ def build_tiny_model(out_dir: Path) -> Path:
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-    (out_dir / "pixgen.json").write_text(json.dumps({"sampling": TOY_SAMPLING}), encoding="utf-8")
+    (out_dir / "pixgen.json").write_text(json.dumps({"recipe": TOY_RECIPE, "sampling": TOY_SAMPLING}),
+                                        encoding="utf-8")
     _normalise_json_files(out_dir)
     for path in out_dir.rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)  # safetensors writes 0600

@@ -9,11 +9,11 @@ of neighbouring tiles are kept; spatial tiles are written straight into one prea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # Decoded samples (frames × pixels) one temporal tile may hold; bounds memory for any duration and size.
 TILE_PIXEL_FRAMES = 48 * 1280 * 736
@@ -102,10 +102,10 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
     return out
 
 
-def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, width: int, height: int, *,
+def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, crop: Crop, *,
                   skip: int = 0, limit: int | None = None) -> Iterator[np.ndarray]:
-    """The decoded video as uint8 frames (f, height, width, 3), a temporal tile at a time, without its first
-    ``skip`` frames and ending after ``limit`` frames.
+    """The decoded video as uint8 frames (f, crop.height, crop.width, 3) on the host, a temporal tile at a time,
+    without its first ``skip`` frames and ending after ``limit`` frames.
 
     Each float tile is released before the next one is decoded, and a consumer should drop each uint8 chunk
     before asking for the next: that, with the tiling, is what bounds a job's peak memory."""
@@ -115,7 +115,7 @@ def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, width: 
         start = min(skip, count)
         skip -= start
         stop = count if left is None else min(count, start + left)
-        frames = to_uint8_frames(chunk[:, :, start:stop], width, height) if stop > start else None
+        frames = to_uint8_frames(chunk[:, :, start:stop], crop) if stop > start else None
         del chunk
         if frames is not None:
             if left is not None:
@@ -126,22 +126,50 @@ def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, width: 
             return
 
 
+@dataclass(frozen=True)
+class Crop:
+    """The output's place in the decoded frames: ``width`` × ``height`` from (``left``, ``top``)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
 CONVERT_FRAMES = 4  # frames converted at once: float temporaries at 2520×1080 are 33 MB a frame
 
 
-def to_uint8_frames(video: torch.Tensor, width: int, height: int) -> np.ndarray:
-    """(1, C, f, H, W) in [-1, 1] → uint8 (f, height, width, 3), resized exactly to the output size.
+def to_uint8_frames(video: torch.Tensor, crop: Crop) -> np.ndarray:
+    """(1, C, f, H, W) in [-1, 1] on any device → uint8 (f, crop.height, crop.width, 3) in host memory.
 
-    A few frames at a time and in place, so no full-chunk float temporaries exist besides ``video`` itself."""
+    Clamped first, then cropped and quantised like diffusers' ``postprocess_video`` + ``export_to_video``; the
+    quantisation runs where the video is (the GPU), and only uint8 crosses to the host, a few frames at a time
+    through a pinned buffer when the video is on an accelerator."""
     count = video.shape[2]
-    out = np.empty((count, height, width, 3), np.uint8)
+    out = np.empty((count, crop.height, crop.width, 3), np.uint8)
+    host = _host_buffer(video.device, (CONVERT_FRAMES, crop.height, crop.width, 3))
     for start in range(0, count, CONVERT_FRAMES):
-        frames = video[0, :, start : start + CONVERT_FRAMES].permute(1, 0, 2, 3).float()  # f, C, H, W
-        if frames.shape[-2:] != (height, width):
-            frames = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False,
-                                   antialias=True)
-        else:
-            frames = frames.clone()
-        frames.clamp_(-1, 1).add_(1).mul_(127.5).round_()
-        out[start : start + CONVERT_FRAMES] = frames.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+        frames = video[0, :, start : start + CONVERT_FRAMES, crop.top : crop.top + crop.height,
+                       crop.left : crop.left + crop.width]
+        # clamp (not clamp_) first: on a float32 video .float() is the caller's tensor itself
+        frames = frames.float().clamp(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 3, 0)
+        n = frames.shape[0]
+        out[start : start + n] = _to_host(frames, None if host is None else host[:n])
     return out
+
+
+def _host_buffer(device: torch.device, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A pinned staging buffer for copies from an accelerator (None on the CPU: nothing to copy)."""
+    if device.type == "cpu":
+        return None
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
+
+
+def _to_host(frames: torch.Tensor, staging: torch.Tensor | None) -> np.ndarray:
+    if staging is None:
+        return frames.numpy()
+    cuda = frames.device.type == "cuda"
+    staging.copy_(frames, non_blocking=cuda)
+    if cuda:
+        torch.cuda.current_stream(frames.device).synchronize()  # the copy is asynchronous: wait before reading
+    return staging.numpy()

@@ -25,10 +25,10 @@ import numpy as np
 
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest
+from pixgen.media.audio import crossfade
 from pixgen.media.mp4 import fit_audio
 
 CONTEXT_FRAMES = 17  # 8k+1: the source frames the continuation is conditioned on
-CROSSFADE_SECONDS = 0.05
 SOURCE_FIELD = "video"  # the field named when the source video is refused
 
 
@@ -118,8 +118,6 @@ def stitch_audio(source: np.ndarray, new: np.ndarray, *, start: int, length: int
     out = np.concatenate([source, new[:, start:needed]], axis=1).astype(np.float32)
     n = min(fade, start, source.shape[1])
     if n:
-        t = (np.arange(n, dtype=np.float32) + 0.5) / n
         join = source.shape[1]
-        out[:, join - n : join] = (source[:, -n:] * np.cos(t * np.pi / 2)
-                                   + new[:channels, start - n : start] * np.sin(t * np.pi / 2))
+        out[:, join - n : join] = crossfade(source[:, -n:], new[:channels, start - n : start])
     return out
