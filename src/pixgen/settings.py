@@ -19,10 +19,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from pixgen.engine.base import Dtype, EngineOptions, MemoryMode, StepCache
 from pixgen.errors import ConfigError
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
-DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")  # the engine's (pixgen.engine.ltx2.loading)
 ENV_PREFIX = "PIXGEN_"
 
 # Which commands take a setting as a flag: "service" (serve and worker), "api" (serve), "db" (every command that
@@ -64,8 +64,16 @@ class Settings(BaseSettings):
     cache_dir: Path | None = setting(None, "where the toy model is built (default ~/.cache/pixgen)", SERVICE)
     device: str = setting("auto", "where the model runs: auto (the GPU if there is one), cpu, cuda or cuda:N "
                                   "(default auto)", SERVICE)
-    dtype: str = setting("auto", "weights and activations: auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, "
-                                 "float16, float32", SERVICE)
+    dtype: Dtype = setting("auto", "weights and activations: auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, "
+                                   "float16, float32", SERVICE)
+    memory: MemoryMode = setting("auto", "how much of the model stays on the GPU: auto (the most that fits), full, "
+                                         "text-offload, fp8, offload, group-offload", SERVICE)
+    compile: bool = setting(False, "torch.compile the transformer's repeated blocks (slow first job of a shape "
+                                   "family, then faster)", SERVICE)
+    attention_backend: str = setting("", "diffusers attention backend for the mask-free attentions, e.g. flash, "
+                                         "_flash_3, sage (default: PyTorch's own)", SERVICE)
+    step_cache: StepCache = setting("none", "reuse work across denoising steps (lossy): none or taylorseer",
+                                    SERVICE)
     workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
     gpus: str = setting("", "GPUs for the workers, one each, e.g. 0,1 (default: those CUDA_VISIBLE_DEVICES or "
                             "nvidia-smi shows)", API)
@@ -135,14 +143,12 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("dtype")
-    @classmethod
-    def _dtype(cls, value: str) -> str:
-        if value not in DTYPE_CHOICES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}")
-        return value
-
     # -- derived values ---------------------------------------------------------------------------------------
+    def engine_options(self) -> EngineOptions:
+        """How a worker (or ``pixgen generate``) loads its engine."""
+        return EngineOptions(device=self.device, dtype=self.dtype, memory=self.memory, compile=self.compile,
+                             attention_backend=self.attention_backend, step_cache=self.step_cache)
+
     @property
     def media_dir(self) -> Path:
         """The local media folder (the default media store)."""

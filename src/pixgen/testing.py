@@ -28,7 +28,7 @@ from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import FAKE_CAPABILITIES
-from pixgen.engine.base import Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.engine.base import EngineOptions, Extension, GenerationResult, ShotInfo, Timings, never_cancelled
 from pixgen.errors import Cancelled, GenerationError, InvalidRequest
 
 PG_HOST = "127.0.0.1"
@@ -73,8 +73,7 @@ class FakeEngine:
         self.jobs_run = 0
 
     @classmethod
-    def load(cls, source: Path, *, device: str | None = None, dtype: str | None = None,
-             recipe: str | None = None) -> "FakeEngine":
+    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> "FakeEngine":
         """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
         (what ``--model`` holds with ``--engine fake``)."""
         text = str(source)

@@ -38,7 +38,8 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
 )
 FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
-SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype")  # the settings generate uses
+SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
+                  "step_cache")  # the settings generate uses
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     bar(Progress("load", 0, 1))
     try:
-        engine = load_engine(settings.model, cache_dir=settings.cache_dir, device=settings.device,
-                             dtype=settings.dtype)
+        engine = load_engine(settings.model, cache_dir=settings.cache_dir, options=settings.engine_options())
     except PixgenError as exc:
         bar.done()
         if exc.field in SETTINGS_FLAGS:  # name where the setting came from: the flag, else its variable

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from pixgen.engine.base import Capabilities, Engine
+from pixgen.engine.base import Capabilities, Engine, EngineOptions
 from pixgen.errors import ConfigError, ModelError
 
 DEFAULT_BACKEND = "ltx2"
@@ -69,9 +69,9 @@ def backend(backend_id: str = DEFAULT_BACKEND) -> Backend:
 
 
 def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND, cache_dir: Path | None = None,
-                device: str | None = None, dtype: str | None = None, recipe: str | None = None) -> Engine:
-    """Load backend ``backend_id`` for ``model`` once; the returned engine serves many requests. ``device`` and
-    ``dtype`` default to the GPU in bfloat16 when there is one (else the CPU in float32); ``recipe`` overrides the
-    backend's detected sampling recipe."""
+                options: EngineOptions | None = None, **option_values) -> Engine:
+    """Load backend ``backend_id`` for ``model`` once; the returned engine serves many requests. ``options`` (or
+    its fields as keywords: ``dtype="bfloat16"``) say where and how (``EngineOptions``)."""
     chosen = backend(backend_id)
-    return chosen.engine_class().load(chosen.resolve(model, cache_dir), device=device, dtype=dtype, recipe=recipe)
+    options = replace(options or EngineOptions(), **option_values)
+    return chosen.engine_class().load(chosen.resolve(model, cache_dir), options)

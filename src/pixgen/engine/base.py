@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping, Protocol
+from typing import Callable, ClassVar, Literal, Mapping, Protocol, get_args
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
@@ -20,6 +20,28 @@ from pixgen.core.spec import VideoRequest
 
 def never_cancelled() -> bool:
     return False
+
+
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+MemoryMode = Literal["auto", "full", "text-offload", "fp8", "offload", "group-offload"]
+StepCache = Literal["none", "taylorseer"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
+MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
+STEP_CACHES: tuple[str, ...] = get_args(StepCache)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a backend is loaded: where, in what precision, how much of it stays on the GPU, and the speed options.
+    "auto" everywhere means: the worker's GPU if it has one, in bfloat16, in the memory mode that fits."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Dtype = "auto"  # auto: bfloat16 on a GPU, float32 on a CPU
+    memory: MemoryMode = "auto"  # see pixgen.engine.ltx2.memory
+    compile: bool = False  # torch.compile the repeated transformer blocks
+    attention_backend: str = ""  # a diffusers attention backend for the mask-free attentions ("": the default)
+    step_cache: StepCache = "none"  # lossy reuse across denoising steps
+    recipe: str | None = None  # the sampling recipe, over the one detected from the model folder
 
 
 @dataclass(frozen=True)
@@ -130,11 +152,10 @@ class Engine(Protocol):
     capabilities: ClassVar[Capabilities]
 
     @classmethod
-    def load(cls, source: Path, *, device: str | None = None, dtype: str | None = None,
-             recipe: str | None = None) -> "Engine":
-        """Load once (weights, pipelines) onto ``device`` in ``dtype`` (None: the backend's defaults), with its
-        sampling ``recipe`` by name (None: the one it detects). ``source`` is what the backend registry made of the
-        ``model`` setting (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""
+    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> "Engine":
+        """Load once (weights, pipelines), as ``options`` say (``EngineOptions``: device, dtype, memory mode, speed
+        options, recipe). ``source`` is what the backend registry made of the ``model`` setting
+        (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""
         ...
 
     def generate(

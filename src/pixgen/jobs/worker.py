@@ -51,7 +51,7 @@ class Worker:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
 
         return load_engine(self.settings.model, backend_id=self.settings.engine, cache_dir=self.settings.cache_dir,
-                           device=self.settings.device, dtype=self.settings.dtype)
+                           options=self.settings.engine_options())
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, *, max_jobs: int | None = None) -> int:

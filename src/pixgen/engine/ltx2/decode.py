@@ -77,7 +77,7 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
     spatial = vae.spatial_compression_ratio
     height, width = z.shape[-2] * spatial, z.shape[-1] * spatial
     if height <= max(SPATIAL_TILE, SPATIAL_TILING_ABOVE) and width <= max(SPATIAL_TILE, SPATIAL_TILING_ABOVE):
-        return vae.decoder(z, temb).to(dtype)
+        return decode_tile(vae, z, temb).to(dtype)
     tile, stride = SPATIAL_TILE, SPATIAL_TILE - SPATIAL_OVERLAP
     lat_tile, lat_stride = tile // spatial, stride // spatial
     out = None
@@ -86,7 +86,7 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
         left = None  # right strip of the tile to the left
         row: dict[int, torch.Tensor] = {}
         for j in range(0, z.shape[-1], lat_stride):
-            piece = vae.decoder(z[..., i : i + lat_tile, j : j + lat_tile], temb)
+            piece = decode_tile(vae, z[..., i : i + lat_tile, j : j + lat_tile], temb)
             if out is None:
                 out = piece.new_empty(*piece.shape[:3], height, width, dtype=dtype)
             if i > 0:
@@ -100,6 +100,17 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
             out[..., y : y + h, x : x + w] = piece[..., :h, :w]
         above = row
     return out
+
+
+def decode_tile(vae, z: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
+    """One tile through the VAE's public ``decode``: the call an offloading hook watches (``vae.decoder`` directly
+    would run while the VAE is still in host memory). Its own tiling is off: the tiles are ours."""
+    tiling, framewise = vae.use_tiling, vae.use_framewise_decoding
+    vae.use_tiling = vae.use_framewise_decoding = False
+    try:
+        return vae.decode(z, temb, return_dict=False)[0]
+    finally:
+        vae.use_tiling, vae.use_framewise_decoding = tiling, framewise
 
 
 def stream_frames(vae, latents: torch.Tensor, temb: torch.Tensor | None, crop: Crop, *,

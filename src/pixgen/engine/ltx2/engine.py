@@ -45,14 +45,17 @@ from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import LTX2_CAPABILITIES
-from pixgen.engine.base import Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.engine.base import EngineOptions, Extension, GenerationResult, ShotInfo, Timings, never_cancelled
 from pixgen.engine.ltx2.decode import Crop, stream_frames
 from pixgen.engine.ltx2.extend import iter_source_frames, read_source, stitch_audio
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
 from pixgen.engine.ltx2.loading import Pipelines, load_pipelines, resolve_device, resolve_dtype
 from pixgen.engine.ltx2.lora import PresetLoras
+from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
+from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
+from pixgen.engine.ltx2.speed import apply_speed_options
 from pixgen.engine.prompting import PromptPlan, plan_prompt
 from pixgen.errors import Cancelled, GenerationError
 from pixgen.media.audio import CROSSFADE_SECONDS
@@ -176,27 +179,42 @@ class LTX2Engine:
     name = "ltx2"
     capabilities = LTX2_CAPABILITIES
 
-    def __init__(self, folder: Path, pipes: Pipelines, detected: Detected, device: torch.device) -> None:
+    def __init__(self, folder: Path, pipes: Pipelines, detected: Detected, device: torch.device, *,
+                 memory: str = "full") -> None:
         self.folder = Path(folder)
         self.pipes = pipes
         self.detected = detected
         self.recipe: Recipe = detected.recipe
         self.device = device
+        self.memory = memory  # the memory mode the weights were placed for
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
-        self.loras = PresetLoras(pipes.text, self.folder, refine_file=self._refine_lora_file())
+        # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
+        # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
+        # its own way (which refuses a group-offloaded text encoder).
+        self.loras = PresetLoras(pipes.text, self.folder, refine_file=self._refine_lora_file(),
+                                 preload=memory in ("offload", "group-offload"),
+                                 compute_dtype=pipes.text.text_encoder.dtype)
 
     # -- loading --------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, folder: Path, *, device: str | None = None, dtype: str | None = None,
-             recipe: str | None = None) -> "LTX2Engine":
-        """Load ``folder`` onto ``device`` (default: the GPU if any) in ``dtype`` (default: bfloat16 on a GPU,
-        float32 on a CPU), with its detected recipe or the one named."""
+    def load(cls, folder: Path, options: EngineOptions = EngineOptions()) -> "LTX2Engine":
+        """Load ``folder`` as ``options`` say: onto the worker's GPU (or the CPU) in bfloat16 (float32 on a CPU), in
+        the memory mode that fits (``memory.py``), with the speed options asked for (``speed.py``) and the folder's
+        detected recipe (or the one named)."""
         folder = Path(folder)
         _quiet_progress_bars()
-        detected = detect(folder, name=recipe)  # a bad pixgen.json fails before the weights load
-        dev = resolve_device(device)
-        engine = cls(folder, load_pipelines(folder, device=dev, dtype=resolve_dtype(dtype, dev)), detected, dev)
-        log.info("%s on %s in %s: %s", folder, dev, engine.dtype, detected.summary())
+        detected = detect(folder, name=options.recipe)  # a bad pixgen.json fails before the weights load
+        dev = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, dev)
+        weights = WeightBytes.from_folder(folder, dtype)
+        plan = plan_memory(options.memory, weights, dev)
+        pipes = load_pipelines(folder, device=dev, dtype=dtype, device_map=full_load_device_map(plan.mode, dev))
+        engine = cls(folder, pipes, detected, dev, memory=plan.mode)  # loads the stage-2 LoRA (and, for group
+        apply_memory_mode(pipes.modules, plan.mode, dev, dtype)  # offload, the presets) before placing weights
+        log.info("%s on %s in %s: %s; %s", folder, dev, dtype, detected.summary(), describe_memory(plan, weights))
+        for done in apply_speed_options(pipes.text.transformer, compile=options.compile,
+                                        attention_backend=options.attention_backend, step_cache=options.step_cache):
+            log.info("%s: %s", folder, done)
         if engine.pipes.upsample is None:
             log.warning("%s has no latent_upsampler: every quality is generated in one stage", folder)
         if engine.two_stage_qualities and engine.recipe.refine_lora and not engine.loras.has_refine:
@@ -208,7 +226,8 @@ class LTX2Engine:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipes.text.transformer.dtype
+        """The compute dtype (the text encoder's: the transformer's weights may be stored in float8)."""
+        return self.pipes.text.text_encoder.dtype
 
     @property
     def two_stage_qualities(self) -> tuple[str, ...]:

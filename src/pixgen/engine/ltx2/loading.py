@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ UPSAMPLER_DIR = "latent_upsampler"
 
 def resolve_device(device: str | None) -> torch.device:
     """``None``/"auto": the worker's GPU (``cuda`` = the first one ``CUDA_VISIBLE_DEVICES`` shows) if any, else CPU."""
+    # Every job's shapes differ (ratio × quality × duration × stage): expandable segments let the caching allocator
+    # grow blocks instead of fragmenting. Read at the first CUDA allocation, so set before any.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -70,22 +74,23 @@ class Pipelines:
         return named
 
 
-def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype) -> Pipelines:
+def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype,
+                   device_map: str | None = None) -> Pipelines:
+    """Load ``folder``'s components in ``dtype``: to host memory, or with ``device_map`` straight to the GPU. Placing
+    them for a memory mode is the caller's next step (``memory.apply_memory_mode``), once any LoRA is in."""
     folder = Path(folder)
     if not (folder / "model_index.json").exists():
         raise ModelError(f"{folder} is not a diffusers-format folder (no model_index.json)", field="model")
     try:
         base = LTX2Pipeline.from_pretrained(folder, dtype={"default": dtype, "vocoder": torch.float32},
-                                            local_files_only=True)
+                                            device_map=device_map, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any loading failure is a model error for the user
         raise ModelError(f"could not load LTX-2 from {folder}: {exc}", field="model") from exc
     upsampler = None
     if (folder / UPSAMPLER_DIR).is_dir():
         upsampler = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=UPSAMPLER_DIR, dtype=dtype,
                                                              local_files_only=True)
-    if device.type != "cpu":
-        base.to(device)
-        if upsampler is not None:
+        if device_map is not None:
             upsampler.to(device)
     return pipelines_from(base, upsampler)
 

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import torch
+
 log = logging.getLogger("pixgen.engine")
 
 LORA_DIR = "loras"
@@ -27,8 +29,10 @@ _COMPONENTS = ("transformer", "connectors")  # LTX2LoraLoaderMixin's loadable mo
 
 
 class PresetLoras:
-    def __init__(self, pipe, folder: Path, refine_file: Path | None = None) -> None:
+    def __init__(self, pipe, folder: Path, refine_file: Path | None = None, *, preload: bool = False,
+                 compute_dtype=None) -> None:
         self.pipe = pipe
+        self.compute_dtype = compute_dtype  # for adapters over float8-stored layers (the fp8 memory mode)
         self.dir = Path(folder) / LORA_DIR
         files = sorted(p.name for p in self.dir.glob("*.safetensors")) if self.dir.is_dir() else []
         self.files: frozenset[str] = frozenset(files)
@@ -41,9 +45,12 @@ class PresetLoras:
             log.warning("%s is not used for stage 2: peft is not installed", refine_file)
         self._job: list[str] = []
         if self.refine_file is not None:
-            self.pipe.load_lora_weights(str(self.refine_file.parent), weight_name=self.refine_file.name,
-                                        adapter_name=REFINE_ADAPTER, local_files_only=True)
-            self._switch([])
+            self._load(self.refine_file, REFINE_ADAPTER)
+        if preload:
+            for name in self.pick(self.files):
+                self._load(self.dir / name, adapter_name(name))
+                self.loaded.add(name)
+        self._switch([])
 
     @property
     def has_refine(self) -> bool:
@@ -61,8 +68,7 @@ class PresetLoras:
         files = self.pick(names)
         for name in files:
             if name not in self.loaded:
-                self.pipe.load_lora_weights(str(self.dir), weight_name=name, adapter_name=adapter_name(name),
-                                            local_files_only=True)
+                self._load(self.dir / name, adapter_name(name))
                 self.loaded.add(name)
         self._job = [adapter_name(n) for n in files]
         try:
@@ -84,6 +90,11 @@ class PresetLoras:
         finally:
             self._switch(self._job)
 
+    def _load(self, path: Path, adapter: str) -> None:
+        self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter,
+                                    local_files_only=True)
+        _cast_float8_adapters(self.pipe, adapter, self.compute_dtype)
+
     def _switch(self, adapters: list[str]) -> None:
         for model in _models_with_adapters(self.pipe):
             present = [a for a in adapters if a in model.peft_config]
@@ -92,6 +103,22 @@ class PresetLoras:
                 model.set_adapters(present, [1.0] * len(present))
             else:
                 model.disable_lora()
+
+
+def _cast_float8_adapters(pipe, adapter: str, compute_dtype) -> None:
+    """peft gives a new adapter its base layer's dtype: over float8-stored layers (the fp8 memory mode) that is
+    float8, which matmuls refuse. Such adapter layers are stored in float8 and computed in ``compute_dtype``, as
+    the layers under them are."""
+    from diffusers.hooks.layerwise_casting import apply_layerwise_casting_hook
+
+    if compute_dtype is None:
+        return
+    for model in _models_with_adapters(pipe):
+        for module in model.modules():
+            for table in (getattr(module, "lora_A", None), getattr(module, "lora_B", None)):
+                layer = table[adapter] if table is not None and adapter in table else None
+                if layer is not None and layer.weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+                    apply_layerwise_casting_hook(layer, layer.weight.dtype, compute_dtype, non_blocking=False)
 
 
 def adapter_name(file_name: str) -> str:

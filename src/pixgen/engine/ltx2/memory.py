@@ -1,0 +1,200 @@
+"""Memory modes: how much of LTX-2 lives on the GPU, chosen at load from the free memory (or named).
+
+Resident bf16 weights are ~64 GiB (LTX-2.0) / ~67 GiB (2.3): the transformer ~35 GiB, the Gemma-3-12B text
+encoder ~23 GiB (busy ~1 s a job), the rest ~6 GiB. Each mode keeps less on the GPU than the one before:
+
+- ``full``: everything, loaded straight to the GPU (no host copy). Costs nothing.
+- ``text-offload``: all but the text encoder, which stays in pinned host memory and streams in layer by layer while
+  a prompt is encoded (~1–2 s a job over PCIe).
+- ``fp8``: as ``text-offload``, with the transformer stored in float8 (e4m3) and computed in bf16 layer by layer
+  (diffusers' layerwise casting): ~35 → ~18 GiB, for a little quality and a cast per layer.
+- ``offload``: as ``fp8``, and the big models (transformer, connectors, video VAE) take turns on the GPU: the one
+  about to run moves in, the others out (the small ones, < 1 GiB together, stay). A model's transfer each time
+  the stage changes.
+- ``group-offload``: as ``fp8``, and the transformer streamed block by block (CUDA streams overlap the copies, half
+  the bytes in float8), every other model leaf by leaf. Slowest; needs pinned host memory for all the weights.
+
+``auto`` takes the first mode whose resident weights plus ``HEADROOM_GIB`` for activations fit the GPU's free
+memory, and logs why. On a CPU there is nothing to save: ``full``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pixgen.errors import ModelError
+
+log = logging.getLogger("pixgen.engine")
+
+MODES = ("full", "text-offload", "fp8", "offload", "group-offload")
+GIB = 2**30
+# Activations of the largest job (1080p 15 s refine at batch 1: ~13 GiB on the meta-device count), the streaming
+# decode's tiles, and the CUDA context and cuBLAS workspace (~1 GiB).
+HEADROOM_GIB = 16.0
+FP8 = torch.float8_e4m3fn
+_COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
+TAKING_TURNS = ("transformer", "connectors", "vae")  # the big ones under ``offload``; the rest stay put
+
+
+@dataclass(frozen=True)
+class WeightBytes:
+    """Bytes of each component's weights at the dtype they are loaded in."""
+
+    sizes: dict[str, int]
+
+    @classmethod
+    def from_folder(cls, folder: Path, dtype: torch.dtype) -> WeightBytes:
+        """From the safetensors headers on disk (element counts; no weight is read), at ``dtype`` (the vocoder at
+        float32, as it is loaded)."""
+        sizes = {}
+        for name in _COMPONENTS:
+            itemsize = torch.empty((), dtype=torch.float32 if name == "vocoder" else dtype).element_size()
+            sizes[name] = itemsize * sum(_numel(f) for f in (Path(folder) / name).glob("*.safetensors"))
+        return cls(sizes)
+
+    @classmethod
+    def from_modules(cls, modules: dict[str, torch.nn.Module]) -> WeightBytes:
+        return cls({name: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))
+                    for name, m in modules.items()})
+
+    def resident(self, mode: str) -> int:
+        """Weights on the GPU in ``mode`` (for the offload modes: the largest piece on it at once)."""
+        total, text, transformer = sum(self.sizes.values()), self.sizes.get("text_encoder", 0), \
+            self.sizes.get("transformer", 0)
+        if mode == "full":
+            return total
+        if mode == "text-offload":
+            return total - text
+        if mode == "fp8":
+            return total - text - transformer // 2
+        if mode == "offload":
+            small = sum(v for k, v in self.sizes.items() if k not in (*TAKING_TURNS, "text_encoder"))
+            big = [v for k, v in self.sizes.items() if k in TAKING_TURNS and k != "transformer"]
+            return small + max([transformer // 2, *big])
+        return transformer // 2 // 48 * 2  # group-offload: about two float8 transformer blocks (of 48) at once
+
+
+def _numel(path: Path) -> int:
+    """Elements in a safetensors file, from its header (8-byte length, then JSON of dtype/shape per tensor)."""
+    with open(path, "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    return sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    mode: str
+    reason: str
+
+
+def plan_memory(requested: str, weights: WeightBytes, device: torch.device,
+                free_bytes: int | None = None) -> MemoryPlan:
+    """The mode to load in: ``requested`` unless it is ``auto``, else the first that fits ``free_bytes`` (the
+    device's free memory when not given) with ``HEADROOM_GIB`` to spare."""
+    if requested not in ("auto", *MODES):
+        raise ModelError(f"unknown memory mode {requested!r}; use auto or one of {', '.join(MODES)}", field="memory")
+    need = {mode: weights.resident(mode) / GIB for mode in MODES}
+    if requested != "auto":
+        return MemoryPlan(requested, f"asked for; {need[requested]:.1f} GiB of weights on {device}")
+    if device.type != "cuda":
+        return MemoryPlan("full", f"{device}: the weights stay in host memory whatever the mode")
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    free = free_bytes / GIB
+    for mode in MODES:
+        if need[mode] + HEADROOM_GIB <= free:
+            return MemoryPlan(mode, f"{free:.1f} GiB free on {device}: {need[mode]:.1f} GiB of weights + "
+                                    f"{HEADROOM_GIB:.0f} GiB for activations fit")
+    return MemoryPlan("group-offload", f"only {free:.1f} GiB free on {device}: the least resident mode")
+
+
+def full_load_device_map(mode: str, device: torch.device) -> str | None:
+    """``device_map`` for ``from_pretrained``: stream ``full`` weights straight to the (first) GPU, so a worker
+    needs no host copy of them; the other modes load to host memory and place each component themselves."""
+    if mode == "full" and device.type == "cuda" and device.index in (None, 0):
+        return "cuda"
+    return None
+
+
+def apply_memory_mode(modules: dict[str, torch.nn.Module], mode: str, device: torch.device,
+                      compute_dtype: torch.dtype) -> None:
+    """Place ``modules`` (name → module, as the pipelines share them) on ``device`` or the host for ``mode``,
+    wherever they are now."""
+    if mode not in MODES:
+        raise ModelError(f"unknown memory mode {mode!r}", field="memory")
+    cuda = device.type == "cuda"
+    text_encoder = modules.get("text_encoder")
+    transformer = modules["transformer"]
+    if mode in ("fp8", "offload", "group-offload"):
+        # The norms, embeddings and the patch projections stay in the compute dtype (the model's skip patterns).
+        transformer.enable_layerwise_casting(storage_dtype=FP8, compute_dtype=compute_dtype)
+    if mode == "group-offload":
+        for name, module in modules.items():
+            module.to("cpu")
+            if name == "transformer":  # its blocks are a top-level list: one block at a time
+                module.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                            offload_type="block_level", num_blocks_per_group=1, use_stream=cuda)
+            else:
+                _group_offload(module, device, cuda)
+        return
+    if mode == "full":
+        for module in modules.values():
+            module.to(device)
+        return
+    # text-offload, fp8, offload: the text encoder streams in leaf by leaf (its layers are not a top-level list)
+    if text_encoder is not None:
+        text_encoder.to("cpu")
+        _group_offload(text_encoder, device, cuda)
+    rest = {name: m for name, m in modules.items() if name != "text_encoder"}
+    turns = [m for name, m in rest.items() if name in TAKING_TURNS] if mode == "offload" else []
+    for module in rest.values():
+        if module not in turns:
+            module.to(device)
+    if turns:
+        _take_turns(turns, device)
+
+
+def _group_offload(module: torch.nn.Module, device: torch.device, use_stream: bool) -> None:
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="leaf_level", use_stream=use_stream)
+
+
+def _take_turns(modules: list[torch.nn.Module], device: torch.device) -> None:
+    """Each of ``modules`` moves to ``device`` when it is about to run, and the others of the group back to host
+    memory: one of them on the GPU at a time, whatever order the stages call them in (accelerate's chained
+    ``cpu_offload_with_hook`` only sends back the one before it in a fixed order)."""
+    from accelerate.hooks import ModelHook, add_hook_to_module
+    from accelerate.utils import send_to_device
+
+    class TakeTurns(ModelHook):
+        execution_device = device  # what diffusers' pipelines read as the device to run on
+
+        def pre_forward(self, module, *args, **kwargs):
+            for other in modules:
+                if other is not module and _on(other, device):
+                    other.to("cpu")
+            if not _on(module, device):
+                module.to(device)
+            return send_to_device(args, device), send_to_device(kwargs, device)
+
+    for module in modules:
+        module.to("cpu")
+        add_hook_to_module(module, TakeTurns())
+
+
+def _on(module: torch.nn.Module, device: torch.device) -> bool:
+    param = next(module.parameters(), None)
+    return param is not None and param.device.type == device.type
+
+
+def describe(plan: MemoryPlan, weights: WeightBytes) -> str:
+    return (f"memory mode {plan.mode} ({plan.reason}; full would be {weights.resident('full') / GIB:.1f} GiB of "
+            f"weights)")

@@ -1,0 +1,182 @@
+"""Memory modes and speed options on the toy LTX-2 (CPU): every mode runs a whole job, the offloading ones change
+nothing but where the weights are, FP8 storage stays within a stated distance, ``auto`` picks by free memory, the
+decode goes through the offloading hooks; each speed option switches on and does what it says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pixgen.core.spec import parse_request
+from pixgen.engine.ltx2.memory import GIB, MODES, WeightBytes, plan_memory
+from pixgen.errors import ModelError
+from pixgen.media.probe import read_frames
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Mean distance of FP8-stored toy weights' frames from full precision, in 8-bit levels (measured 5.5; the toy's
+# random weights make this a regression guard, not a quality statement).
+FP8_MEAN_LEVELS = 8.0
+
+
+def request(**fields):
+    return parse_request({"prompt": "a red kite over a beach", "duration": 1, "quality": "360p", "seed": 7,
+                          "thinking_type": "disabled", **fields})
+
+
+@pytest.fixture(scope="module")
+def frames_by_mode(tmp_path_factory):
+    from pixgen.engine import load_engine
+
+    out = {}
+    for mode in MODES:
+        engine = load_engine("tiny", memory=mode)
+        assert engine.memory == mode
+        result = engine.generate(request(), tmp_path_factory.mktemp(mode) / "v.mp4")
+        out[mode] = read_frames(result.path).astype(int)
+    return out
+
+
+def test_every_memory_mode_runs_a_whole_job(frames_by_mode):
+    assert set(frames_by_mode) == set(MODES)
+    assert all(frames.shape == (25, 360, 640, 3) for frames in frames_by_mode.values())
+
+
+def test_offloading_changes_nothing_but_where_the_weights_are(frames_by_mode):
+    assert np.array_equal(frames_by_mode["text-offload"], frames_by_mode["full"])
+    # offload and group-offload store the transformer in float8 like fp8 does, and add only data movement
+    assert np.array_equal(frames_by_mode["offload"], frames_by_mode["fp8"])
+    assert np.array_equal(frames_by_mode["group-offload"], frames_by_mode["fp8"])
+
+
+def test_fp8_storage_stays_within_the_stated_distance(frames_by_mode):
+    distance = np.abs(frames_by_mode["fp8"] - frames_by_mode["full"]).mean()
+    assert 0 < distance <= FP8_MEAN_LEVELS
+
+
+# LTX-2.0 at full size, bf16 (parameter counts from bench/gpu_bench.py --sizes); the vocoder is kept in float32.
+LTX2_BYTES = WeightBytes({"transformer": 18_876_000_000 * 2, "text_encoder": 12_187_000_000 * 2,
+                          "connectors": 1_431_000_000 * 2, "vae": 1_222_000_000 * 2, "audio_vae": 53_000_000 * 2,
+                          "vocoder": 56_000_000 * 4, "latent_upsampler": 498_000_000 * 2})
+
+
+@pytest.mark.parametrize("free_gib,mode", [(139, "full"), (79, "text-offload"), (45, "fp8"), (36, "offload"),
+                                           (24, "group-offload")])
+def test_auto_picks_the_most_resident_mode_that_fits_the_free_memory(free_gib, mode):
+    plan = plan_memory("auto", LTX2_BYTES, torch.device("cuda"), free_bytes=int(free_gib * GIB))
+    assert plan.mode == mode and f"{free_gib:.1f} GiB free" in plan.reason
+
+
+def test_each_mode_keeps_less_on_the_gpu_than_the_one_before():
+    resident = [LTX2_BYTES.resident(mode) / GIB for mode in MODES]
+    assert resident == sorted(resident, reverse=True)
+    assert 63 < resident[0] < 65  # full: ~64 GiB, as published
+    assert resident[MODES.index("fp8")] < 24  # with activations, a 48 GB card's job
+
+
+def test_a_named_mode_is_kept_and_a_cpu_gets_full():
+    assert plan_memory("fp8", LTX2_BYTES, torch.device("cuda"), free_bytes=200 * GIB).mode == "fp8"
+    assert plan_memory("auto", LTX2_BYTES, torch.device("cpu")).mode == "full"
+    with pytest.raises(ModelError) as info:
+        plan_memory("half", LTX2_BYTES, torch.device("cpu"))
+    assert info.value.field == "memory"
+
+
+def test_weight_bytes_are_read_from_the_folder_without_loading_it():
+    from pixgen.engine import load_engine, resolve_model_dir
+
+    on_disk = WeightBytes.from_folder(resolve_model_dir("tiny"), torch.float32)
+    loaded = WeightBytes.from_modules(load_engine("tiny").pipes.modules)
+    assert on_disk.sizes.keys() == loaded.sizes.keys()
+    for name, size in loaded.sizes.items():  # element counts from the headers, at the load dtype; a loaded model
+        assert abs(on_disk.sizes[name] - size) <= 4096, name  # also holds a few unsaved buffers (RoPE tables)
+
+
+def test_under_offload_the_decode_goes_through_the_vaes_hook(tmp_path):
+    """The streaming decode calls ``vae.decode`` per tile, which runs the offloading hook that moves the VAE in
+    (``vae.decoder`` directly would run it where it lies, in host memory)."""
+    from pixgen.engine import load_engine
+
+    engine = load_engine("tiny", memory="offload")
+    vae = engine.pipes.text.vae
+    calls = []
+    original = vae._hf_hook.pre_forward
+    vae._hf_hook.pre_forward = lambda module, *a, **k: (calls.append(module), original(module, *a, **k))[1]
+    engine.generate(request(quality="540p"), tmp_path / "o.mp4")
+    assert calls and all(module is vae for module in calls)
+
+
+# -- speed options ---------------------------------------------------------------------------------------------
+def attention_calls(engine):
+    """Counts the video self-attentions actually computed (their query projection runs; a cached one does not)."""
+    counts = {"attn1": 0}
+    for block in engine.pipes.text.transformer.transformer_blocks:
+        block.attn1.to_q.register_forward_pre_hook(lambda *_: counts.__setitem__("attn1", counts["attn1"] + 1))
+    return counts
+
+
+def test_a_mask_free_attention_backend_leaves_the_text_cross_attention_alone():
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    from pixgen.engine import load_engine
+
+    engine = load_engine("tiny", attention_backend="native")
+    for block in engine.pipes.text.transformer.transformer_blocks:
+        for name in ("attn1", "audio_attn1", "audio_to_video_attn", "video_to_audio_attn"):
+            assert getattr(block, name).processor._attention_backend == AttentionBackendName.NATIVE
+        assert block.attn2.processor._attention_backend is None  # it takes the prompt's mask
+
+
+@pytest.mark.parametrize("name,words", [("warp", "unknown attention backend"), ("flash", "cannot run here")])
+def test_an_attention_backend_that_cannot_run_is_refused_at_load(name, words):
+    from pixgen.engine import load_engine
+
+    with pytest.raises(ModelError) as info:
+        load_engine("tiny", attention_backend=name)
+    assert info.value.field == "attention_backend" and words in info.value.message
+
+
+def test_the_taylorseer_cache_skips_attention_work_and_the_job_still_completes(toy_variant, tmp_path):
+    from pixgen.engine import load_engine
+
+    folder = toy_variant("ltx-2.0-dev", {"num_inference_steps": 8})
+    plain, cached = load_engine(str(folder)), load_engine(str(folder), step_cache="taylorseer")
+    counts = {}
+    for name, engine in (("plain", plain), ("cached", cached)):
+        calls = attention_calls(engine)
+        result = engine.generate(request(), tmp_path / f"{name}.mp4")
+        assert result.num_frames == 25
+        counts[name] = calls["attn1"]
+    assert counts["cached"] < counts["plain"]
+
+
+def test_compiled_blocks_trace_whole_and_serve_two_shapes(tmp_path):
+    """``fullgraph=True``: a graph break in a block fails here; ``dynamic``: a second shape compiles no new
+    graph family. The eager backend traces with dynamo without inductor's minutes of C++ compilation."""
+    from pixgen.engine import load_engine
+    from pixgen.engine.ltx2.speed import apply_speed_options
+
+    plain = load_engine("tiny")
+    compiled = load_engine("tiny")
+    assert apply_speed_options(compiled.pipes.text.transformer, compile=True, compile_backend="eager")
+    for quality in ("360p", "540p"):
+        a = read_frames(plain.generate(request(quality=quality), tmp_path / f"p{quality}.mp4").path)
+        b = read_frames(compiled.generate(request(quality=quality), tmp_path / f"c{quality}.mp4").path)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_memory_and_speed_settings_come_from_flags_and_bad_values_name_the_flag(tmp_path):
+    out = tmp_path / "fp8.mp4"
+    proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a lighthouse", "--duration", "1",
+                           "--quality", "360p", "--seed", "1", "--memory", "fp8", "--step-cache", "taylorseer",
+                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+    bad = subprocess.run([sys.executable, "-m", "pixgen", "generate", "x", "--memory", "half", "-o",
+                          str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--memory" in bad.stderr
