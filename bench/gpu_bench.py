@@ -22,6 +22,12 @@ stage's own transformer calls), and the same job through diffusers' plain calls 
 ``encode_video``), in the same process on the same weights: the ratio pixgen / diffusers. The distilled case also
 runs diffusers with pixgen's own guidance ("matched": equal work), which isolates the pipeline overheads.
 
+``--variants speed,memory`` then runs ``--variant-case`` (distilled 720p) once per speed option (compile, the
+mask-free attention backends, the TaylorSeer step cache, then the fastest set whose frames stay within
+``PSNR_BOUND_DB`` of the plain run) and once per memory mode (full → text-offload → fp8 → offload → group-offload,
+each on top of the last): wall per stage, peak GPU memory, speed-up, and PSNR of frames and audio spectrum against
+the plain run of the same seed.
+
 ``--smoke`` (on by default on a GPU) also runs the toy model on the device through ``pixgen generate`` and one job
 through ``pixgen serve``. Results go to ``bench/results/gpu.json`` (``--out``).
 
@@ -267,7 +273,8 @@ def case_folder(root: Path, case: Case, quality: str, *, steps: int | None, toy:
     return folder
 
 
-def run_pixgen(case: Case, base, upsampler, dev: Device, args, work: Path) -> dict[str, Any]:
+def run_pixgen(case: Case, base, upsampler, dev: Device, args, work: Path, *, memory: str = "full",
+               keep: Path | None = None, count_flops: bool = True) -> dict[str, Any]:
     from pixgen.core.spec import parse_request
     from pixgen.engine.ltx2.engine import LTX2Engine
     from pixgen.engine.ltx2.loading import pipelines_from
@@ -276,7 +283,7 @@ def run_pixgen(case: Case, base, upsampler, dev: Device, args, work: Path) -> di
     steps = args.timed_steps if case.extrapolate else None
     quality = args.quality or case.quality
     folder = case_folder(work, case, quality, steps=steps, toy=args.scale == "toy")
-    engine = LTX2Engine(folder, pipelines_from(base, upsampler), detect(folder), dev.device)
+    engine = LTX2Engine(folder, pipelines_from(base, upsampler), detect(folder), dev.device, memory=memory)
     request = parse_request({"prompt": PROMPT, "negative_prompt": NEGATIVE, "duration": args.duration,
                              "quality": quality, "aspect_ratio": "16:9", "seed": 1,
                              "thinking_type": "disabled"})
@@ -310,15 +317,154 @@ def run_pixgen(case: Case, base, upsampler, dev: Device, args, work: Path) -> di
     for stage, clock in clocks.items():
         steps_summary = summarise_steps(clock.durations())
         if steps_summary["count"]:
-            steps_summary.update(mfu(calls.flops_per_step(stage), steps_summary.get("median_s"), peak))
+            if count_flops:  # off for the variants: a counting re-run would meet their caches and compiled code
+                steps_summary.update(mfu(calls.flops_per_step(stage), steps_summary.get("median_s"), peak))
             out[stage] = steps_summary
     calls.close()
     if case.extrapolate:
         full = RECIPES[case.recipe].num_inference_steps
         out["timed_stage1_steps"] = steps
         out["extrapolated_wall_s"] = round(wall + (full - steps) * out["stage1"]["median_s"], 2)
-    (work / f"{case.name}.mp4").unlink(missing_ok=True)
+    if keep is not None:
+        (work / f"{case.name}.mp4").replace(keep)
+    else:
+        (work / f"{case.name}.mp4").unlink(missing_ok=True)
     return out
+
+
+# -- variants: speed options and memory modes, each against the plain full-memory run ---------------------------
+SPEED_VARIANTS = ("baseline", "attention:_native_cudnn", "attention:_native_flash", "attention:_flash_3",
+                  "attention:sage", "taylorseer", "compile")
+PSNR_BOUND_DB = 30.0  # an option counts as "within bound" when its frames stay at least this close to the plain run
+
+
+def run_variants(kind: str, base, upsampler, dev: Device, args, work: Path) -> dict[str, Any]:
+    """``speed``: each option alone on the plain model, then the fastest set within the quality bound; ``memory``:
+    the memory modes down the list (each on top of the one before, as they cannot be undone). Every variant runs
+    ``--variant-case`` and is compared with the first run: wall, peak memory, PSNR of frames and audio spectrum."""
+    from pixgen.engine.ltx2.memory import MODES, apply_memory_mode
+
+    case = CASES[args.variant_case]
+    reference = work / f"{kind}-reference.mp4"
+    out: dict[str, Any] = {"case": case.name}
+    modules = {name: m for name, m in base.components.items() if hasattr(m, "parameters")}
+    modules["latent_upsampler"] = upsampler
+    names = tuple(args.speed_variants.split(",")) if kind == "speed" else MODES
+    for name in names:
+        video = work / f"{kind}-{name.replace(':', '-')}.mp4"
+        try:
+            if kind == "memory":
+                apply_memory_mode(modules, name, dev.device, base.text_encoder.dtype)
+                measured = run_pixgen(case, base, upsampler, dev, args, work, memory=name, keep=video,
+                                      count_flops=False)
+            else:
+                with speed_option(base.transformer, name) as applied:
+                    measured = {"applied": applied}
+                    if name == "compile":  # the first job of a shape family pays the compilation
+                        first = run_pixgen(case, base, upsampler, dev, args, work, count_flops=False)
+                        measured["first_job_wall_s"] = first["wall_s"]
+                    measured.update(run_pixgen(case, base, upsampler, dev, args, work, keep=video,
+                                               count_flops=False))
+        except Exception as exc:  # noqa: BLE001 - an option that cannot run here is a result too
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            print(f"{kind}/{name}: {out[name]['error']}", file=sys.stderr, flush=True)
+            continue
+        if not reference.exists():
+            video.replace(reference)
+        else:
+            measured["quality"] = compare(reference, video)
+            video.unlink(missing_ok=True)
+        base_wall = out[names[0]]["wall_s"] if names[0] in out and "wall_s" in out[names[0]] else None
+        if base_wall:
+            measured["speedup"] = round(base_wall / measured["wall_s"], 3)
+        out[name] = measured
+        print(f"{kind}/{name}: {json.dumps(measured)[:300]}", file=sys.stderr, flush=True)
+    if kind == "speed":
+        chosen = [n for n in names[1:] if out.get(n, {}).get("speedup", 0) > 1.0
+                  and within_bound(out[n].get("quality", {}))]
+        attention = [n for n in chosen if n.startswith("attention:")]
+        chosen = [n for n in chosen if not n.startswith("attention:")] + (
+            [max(attention, key=lambda n: out[n]["speedup"])] if attention else [])
+        out["fastest_within_bound"] = {"options": chosen, "psnr_bound_db": PSNR_BOUND_DB}
+        if chosen:
+            video = work / "speed-fastest.mp4"
+            with contextlib.ExitStack() as stack:
+                for n in chosen:
+                    stack.enter_context(speed_option(base.transformer, n))
+                fastest = run_pixgen(case, base, upsampler, dev, args, work, keep=video, count_flops=False)
+            fastest["quality"] = compare(reference, video)
+            fastest["speedup"] = round(out["baseline"]["wall_s"] / fastest["wall_s"], 3)
+            out["fastest_within_bound"].update(fastest)
+    return out
+
+
+def within_bound(quality: dict) -> bool:
+    if quality.get("identical_frames"):
+        return True
+    return (quality.get("frames_psnr_db") or 0) >= PSNR_BOUND_DB
+
+
+@contextlib.contextmanager
+def speed_option(transformer, name: str):
+    """One speed option on ``transformer`` for the block, then off again."""
+    from pixgen.engine.ltx2.speed import MASK_FREE_ATTENTIONS, apply_speed_options
+
+    if name == "baseline":
+        yield []
+        return
+    kind, _, value = name.partition(":")
+    kwargs = {"attention": {"attention_backend": value}, "taylorseer": {"step_cache": "taylorseer"},
+              "compile": {"compile": True}}[kind]
+    applied = apply_speed_options(transformer, **kwargs)
+    try:
+        yield applied
+    finally:
+        if kind == "attention":
+            for block in transformer.transformer_blocks:
+                for attr in MASK_FREE_ATTENTIONS:
+                    getattr(block, attr).processor._attention_backend = None
+        elif kind == "taylorseer":
+            transformer.disable_cache()
+        elif kind == "compile":
+            for block in transformer.transformer_blocks:
+                block._compiled_call_impl = None
+
+
+def compare(reference: Path, candidate: Path) -> dict[str, float | None]:
+    """PSNR of the candidate's frames against the reference's (decoded, frame by frame), and of its audio's
+    log-magnitude spectrum (dB, 1024-sample windows)."""
+    import av
+    import numpy as np
+
+    from pixgen.media.probe import read_audio
+
+    squared, count = 0.0, 0
+    with av.open(str(reference)) as a, av.open(str(candidate)) as b:
+        for fa, fb in zip(a.decode(video=0), b.decode(video=0)):
+            x = fa.to_ndarray(format="rgb24").astype(np.float64)
+            y = fb.to_ndarray(format="rgb24").astype(np.float64)
+            squared += float(((x - y) ** 2).sum())
+            count += x.size
+    frames = 10 * np.log10(255.0**2 / (squared / count)) if squared else float("inf")
+    audio = None
+    ra, rb = read_audio(reference), read_audio(candidate)
+    if ra is not None and rb is not None:
+        n = min(ra.shape[1], rb.shape[1])
+        sa, sb = _log_spectrum(ra[:, :n]), _log_spectrum(rb[:, :n])
+        mse = float(((sa - sb) ** 2).mean())
+        span = float(sa.max() - sa.min())
+        audio = round(10 * np.log10(span**2 / mse), 2) if mse else None  # None: identical
+    return {"frames_psnr_db": round(frames, 2) if frames != float("inf") else None, "audio_spectrum_psnr_db": audio,
+            "identical_frames": squared == 0}
+
+
+def _log_spectrum(samples):
+    import numpy as np
+
+    window = np.hanning(1024)
+    frames = [samples[:, i : i + 1024] * window for i in range(0, samples.shape[1] - 1024, 256)]
+    spectrum = np.abs(np.fft.rfft(np.stack(frames, axis=1), axis=-1))
+    return 20 * np.log10(spectrum + 1e-6)
 
 
 # -- one case: diffusers' plain calls ---------------------------------------------------------------------------
@@ -494,6 +640,11 @@ def main() -> int:
     parser.add_argument("--quality", default=None, help="override every case's quality (the toy test)")
     parser.add_argument("--timed-steps", type=int, default=3, help="stage-1 steps timed in extrapolated cases")
     parser.add_argument("--no-diffusers", action="store_true", help="skip diffusers' plain calls")
+    parser.add_argument("--variants", default="", help="speed,memory: each speed option and memory mode, on "
+                                                       "--variant-case, against the plain full-memory run")
+    parser.add_argument("--variant-case", default="distilled-720p", choices=tuple(CASES))
+    parser.add_argument("--speed-variants", default=",".join(SPEED_VARIANTS),
+                        help="the speed variants, baseline first (default: all)")
     parser.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=None,
                         help="toy model through pixgen generate and serve on the device (default: on a GPU)")
     parser.add_argument("--sizes", action="store_true", help="print full-size parameter counts and exit")
@@ -568,6 +719,9 @@ def measure(args, dev: Device, results: dict[str, Any], work: Path) -> None:
         if ours and theirs and "error" not in ours and "error" not in theirs:
             key = "extrapolated_wall_s" if case.extrapolate else "wall_s"
             entry["ratio"] = round(ours[key] / theirs[key], 3)
+        write(results, args.out)
+    for kind in [k.strip() for k in args.variants.split(",") if k.strip()]:  # speed first: memory modes stay
+        results[kind] = run_variants(kind, base, upsampler, dev, args, work)
         write(results, args.out)
 
 

@@ -71,3 +71,25 @@ def test_the_full_size_architectures_have_the_published_parameter_counts():
                             "text_encoder": 12.187, "vocoder": 0.056, "latent_upsampler": 0.498}
     assert sizes["2.3"]["transformer"] == 18.989 and sizes["2.3"]["connectors"] == 3.172
     assert sizes["2.3"]["vae"] == 0.726 and sizes["2.3"]["vocoder"] == 0.129
+
+
+def test_the_gpu_benchmark_variants_run_at_toy_size(tmp_path):
+    """Memory modes down the ladder and two speed variants (inductor's compile is left to the GPU: minutes on this
+    CPU), each compared with the plain run."""
+    import json
+
+    out = tmp_path / "variants.json"
+    done = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--scale", "toy", "--duration", "1",
+                           "--quality", "360p", "--no-smoke", "--cases", "", "--variants", "speed,memory",
+                           "--speed-variants", "baseline,taylorseer", "--out", str(out)], capture_output=True,
+                          text=True, timeout=600, cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    memory = results["memory"]
+    assert list(memory) == ["case", "full", "text-offload", "fp8", "offload", "group-offload"]
+    assert memory["text-offload"]["quality"]["identical_frames"] is True
+    assert 20 < memory["fp8"]["quality"]["frames_psnr_db"] < 60  # float8 storage: close, not equal
+    assert memory["offload"]["quality"] == memory["fp8"]["quality"]  # offloading adds no error of its own
+    speed = results["speed"]
+    assert speed["taylorseer"]["applied"] == ["taylorseer step cache"] and "speedup" in speed["taylorseer"]
+    assert speed["fastest_within_bound"]["psnr_bound_db"] == 30.0

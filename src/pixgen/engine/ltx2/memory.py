@@ -125,39 +125,57 @@ def full_load_device_map(mode: str, device: torch.device) -> str | None:
 def apply_memory_mode(modules: dict[str, torch.nn.Module], mode: str, device: torch.device,
                       compute_dtype: torch.dtype) -> None:
     """Place ``modules`` (name → module, as the pipelines share them) on ``device`` or the host for ``mode``,
-    wherever they are now."""
+    wherever they are now. Modes apply on top of each other down the list (a benchmark walks them in one process);
+    none is undone."""
     if mode not in MODES:
         raise ModelError(f"unknown memory mode {mode!r}", field="memory")
+    level = MODES.index(mode)
     cuda = device.type == "cuda"
-    text_encoder = modules.get("text_encoder")
-    transformer = modules["transformer"]
-    if mode in ("fp8", "offload", "group-offload"):
-        # The norms, embeddings and the patch projections stay in the compute dtype (the model's skip patterns).
-        transformer.enable_layerwise_casting(storage_dtype=FP8, compute_dtype=compute_dtype)
-    if mode == "group-offload":
-        for name, module in modules.items():
-            module.to("cpu")
-            if name == "transformer":  # its blocks are a top-level list: one block at a time
-                module.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
-                                            offload_type="block_level", num_blocks_per_group=1, use_stream=cuda)
-            else:
-                _group_offload(module, device, cuda)
-        return
-    if mode == "full":
+    if level == 0:
         for module in modules.values():
             module.to(device)
         return
-    # text-offload, fp8, offload: the text encoder streams in leaf by leaf (its layers are not a top-level list)
-    if text_encoder is not None:
-        text_encoder.to("cpu")
-        _group_offload(text_encoder, device, cuda)
-    rest = {name: m for name, m in modules.items() if name != "text_encoder"}
-    turns = [m for name, m in rest.items() if name in TAKING_TURNS] if mode == "offload" else []
-    for module in rest.values():
-        if module not in turns:
+    transformer = modules["transformer"]
+    if level >= MODES.index("fp8") and _once(transformer, "fp8"):
+        # The norms, embeddings and the patch projections stay in the compute dtype (the model's skip patterns).
+        transformer.enable_layerwise_casting(storage_dtype=FP8, compute_dtype=compute_dtype)
+    # The text encoder streams in leaf by leaf (its layers are not a top-level list); so, in group-offload, does
+    # everything but the transformer, which goes a block at a time.
+    streamed = {"text_encoder"} if mode != "group-offload" else set(modules) - {"transformer"}
+    for name in streamed & set(modules):
+        if _once(modules[name], "streamed"):
+            _remove_turns(modules[name])
+            modules[name].to("cpu")
+            _group_offload(modules[name], device, cuda)
+    if mode == "group-offload":
+        if _once(transformer, "streamed"):
+            _remove_turns(transformer)
+            transformer.to("cpu")
+            transformer.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                             offload_type="block_level", num_blocks_per_group=1, use_stream=cuda)
+        return
+    turns = [m for name, m in modules.items() if name in TAKING_TURNS] if mode == "offload" else []
+    for name, module in modules.items():
+        if name not in streamed and not any(module is t for t in turns):
             module.to(device)
-    if turns:
+    if turns and _once(turns[0], "turns"):
         _take_turns(turns, device)
+
+
+def _once(module: torch.nn.Module, what: str) -> bool:
+    """True the first time ``what`` is done to ``module`` (placements are not undone, nor done twice)."""
+    done = module.__dict__.setdefault("_pixgen_placement", set())
+    if what in done:
+        return False
+    done.add(what)
+    return True
+
+
+def _remove_turns(module: torch.nn.Module) -> None:
+    if "turns" in module.__dict__.get("_pixgen_placement", ()):
+        from accelerate.hooks import remove_hook_from_module
+
+        remove_hook_from_module(module)
 
 
 def _group_offload(module: torch.nn.Module, device: torch.device, use_stream: bool) -> None:
@@ -186,6 +204,7 @@ def _take_turns(modules: list[torch.nn.Module], device: torch.device) -> None:
             return send_to_device(args, device), send_to_device(kwargs, device)
 
     for module in modules:
+        module.__dict__.setdefault("_pixgen_placement", set()).add("turns")
         module.to("cpu")
         add_hook_to_module(module, TakeTurns())
 
