@@ -68,7 +68,7 @@ def test_pixgen_generate_takes_a_dtype(tmp_path):
                            "--quality", "360p", "--seed", "1", "--dtype", "bfloat16", "-o", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "640x360, 25 frames" in proc.stdout and out.is_file()
+    assert "640x360, 25 frames" in proc.stdout and "recipe ltx-2.0-dev" in proc.stdout and out.is_file()
     bad = subprocess.run([sys.executable, "-m", "pixgen", "generate", "x", "--dtype", "int8", "-o",
                           str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "dtype" in bad.stderr

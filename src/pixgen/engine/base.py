@@ -141,8 +141,9 @@ class GenerationResult:
 
     def summary(self) -> str:
         audio = "with audio" if self.has_audio else "no audio"
+        recipe = f", recipe {self.recipe}" if self.recipe else ""
         return (f"{self.width}x{self.height}, {self.num_frames} frames, {self.seconds:.2f} s, {audio}, "
-                f"seed {self.seed} -> {self.path}")
+                f"seed {self.seed}{recipe} -> {self.path}")
 
 
 class Engine(Protocol):
