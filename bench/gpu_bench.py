@@ -64,6 +64,12 @@ NEGATIVE = "blurry, distortion, low quality, grainy, warped faces, deformed hand
 # Dense bf16 tensor-core peaks (no sparsity), for MFU; other devices report achieved TFLOP/s only.
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "RTX 4090": 165.2}
 TARGETS = {"distilled_720p_wall_s": 10.0, "dev_denoise_mfu": 0.40}
+STARTED = time.monotonic()
+BUDGET_S = float("inf")  # --budget-s: the device lease is short; what would not fit is skipped, and said so
+
+
+def time_left() -> float:
+    return BUDGET_S - (time.monotonic() - STARTED)
 
 
 @dataclass(frozen=True)
@@ -338,7 +344,8 @@ SPEED_VARIANTS = ("baseline", "attention:_native_cudnn", "attention:_native_flas
 PSNR_BOUND_DB = 30.0  # an option counts as "within bound" when its frames stay at least this close to the plain run
 
 
-def run_variants(kind: str, base, upsampler, dev: Device, args, work: Path) -> dict[str, Any]:
+def run_variants(kind: str, base, upsampler, dev: Device, args, work: Path, out: dict[str, Any],
+                 save: Callable[[], None]) -> dict[str, Any]:
     """``speed``: each option alone on the plain model, then the fastest set within the quality bound; ``memory``:
     the memory modes down the list (each on top of the one before, as they cannot be undone). Every variant runs
     ``--variant-case`` and is compared with the first run: wall, peak memory, PSNR of frames and audio spectrum."""
@@ -346,12 +353,17 @@ def run_variants(kind: str, base, upsampler, dev: Device, args, work: Path) -> d
 
     case = CASES[args.variant_case]
     reference = work / f"{kind}-reference.mp4"
-    out: dict[str, Any] = {"case": case.name}
+    out["case"] = case.name
     modules = {name: m for name, m in base.components.items() if hasattr(m, "parameters")}
     modules["latent_upsampler"] = upsampler
     names = tuple(args.speed_variants.split(",")) if kind == "speed" else MODES
     for name in names:
         video = work / f"{kind}-{name.replace(':', '-')}.mp4"
+        # speed leaves time for the memory ladder after it; compile also pays its compilation
+        reserve = (150 if kind == "speed" and "memory" in args.variants else 20) + (90 if name == "compile" else 0)
+        if time_left() < reserve:
+            out[name] = {"skipped": "out of device time"}
+            continue
         try:
             if kind == "memory":
                 apply_memory_mode(modules, name, dev.device, base.text_encoder.dtype)
@@ -378,8 +390,9 @@ def run_variants(kind: str, base, upsampler, dev: Device, args, work: Path) -> d
         if base_wall:
             measured["speedup"] = round(base_wall / measured["wall_s"], 3)
         out[name] = measured
+        save()
         print(f"{kind}/{name}: {json.dumps(measured)[:300]}", file=sys.stderr, flush=True)
-    if kind == "speed":
+    if kind == "speed" and time_left() > 60:
         chosen = [n for n in names[1:] if out.get(n, {}).get("speedup", 0) > 1.0
                   and within_bound(out[n].get("quality", {}))]
         attention = [n for n in chosen if n.startswith("attention:")]
@@ -567,7 +580,7 @@ def quiet_cast(module, dtype) -> None:
 # -- smoke tests: the toy on the device through the CLI and the service -------------------------------------------
 def smoke(work: Path, device: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    env = {**os.environ, "PIXGEN_DEVICE": device, "PIXGEN_DTYPE": "bfloat16", "PIXGEN_CACHE_DIR": str(work / "cache")}
+    env = {**os.environ, "PIXGEN_DEVICE": device, "PIXGEN_DTYPE": "bfloat16", "PIXGEN_CACHE_DIR": os.environ.get("PIXGEN_CACHE_DIR", str(work / "cache"))}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a lighthouse at night", "--duration", "2",
                            "--quality", "720p", "--seed", "5", "-o", str(work / "smoke.mp4")],
@@ -647,6 +660,11 @@ def main() -> int:
                         help="the speed variants, baseline first (default: all)")
     parser.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=None,
                         help="toy model through pixgen generate and serve on the device (default: on a GPU)")
+    parser.add_argument("--smoke-only", action="store_true", help="only the smoke tests (the first device step)")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.profiler over one dev-720p stage-1 step: the top kernels (default: on a GPU)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="seconds this run may take: what would not fit is skipped and recorded as skipped")
     parser.add_argument("--sizes", action="store_true", help="print full-size parameter counts and exit")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu.json")
     args = parser.parse_args()
@@ -655,9 +673,17 @@ def main() -> int:
         print(json.dumps({v: meta_sizes(v) for v in ("2.0", "2.3")}, indent=2))
         return 0
 
+    global BUDGET_S
+    if args.budget_s is not None:
+        BUDGET_S = args.budget_s
     import torch
 
     dev = Device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.smoke_only:
+        with tempfile.TemporaryDirectory(prefix="pixgen-gpu-smoke-") as tmp:
+            results = {"machine": dev.describe(), "smoke": smoke(Path(tmp), str(dev.device))}
+        write(results, args.out)
+        return 0 if all(v.get("ok") for v in results["smoke"].values()) else 1
     results: dict[str, Any] = {"machine": dev.describe(), "scale": args.scale, "version": args.version,
                                "dtype": "bfloat16", "duration_s": args.duration, "cases": {}}
     try:
@@ -708,8 +734,11 @@ def measure(args, dev: Device, results: dict[str, Any], work: Path) -> None:
     for name in [n.strip() for n in args.cases.split(",") if n.strip()]:
         case = CASES[name]
         entry = results["cases"].setdefault(name, {"recipe": case.recipe, "quality": args.quality or case.quality})
+        if time_left() < 60:
+            entry["skipped"] = "out of device time"
+            continue
         run_one(lambda: run_pixgen(case, base, upsampler, dev, args, work), results, name, "pixgen")
-        if not args.no_diffusers:
+        if not args.no_diffusers and time_left() > 45:
             run_one(lambda: run_diffusers(case, base, upsampler, dev, args, work, matched=False), results, name,
                     "diffusers")
             if not case.extrapolate:
@@ -720,9 +749,41 @@ def measure(args, dev: Device, results: dict[str, Any], work: Path) -> None:
             key = "extrapolated_wall_s" if case.extrapolate else "wall_s"
             entry["ratio"] = round(ours[key] / theirs[key], 3)
         write(results, args.out)
-    for kind in [k.strip() for k in args.variants.split(",") if k.strip()]:  # speed first: memory modes stay
-        results[kind] = run_variants(kind, base, upsampler, dev, args, work)
+    if (args.profile if args.profile is not None else dev.cuda) and time_left() > 90:
+        run_one(lambda: profile_step(base, upsampler, dev, args, work), results, "profile", "pixgen")
         write(results, args.out)
+    for kind in [k.strip() for k in args.variants.split(",") if k.strip()]:  # speed first: memory modes stay
+        results[kind] = {}
+        run_variants(kind, base, upsampler, dev, args, work, results[kind], lambda: write(results, args.out))
+        write(results, args.out)
+
+
+def profile_step(base, upsampler, dev: Device, args, work: Path) -> dict[str, Any]:
+    """A dev-720p job cut to one stage-1 step (four guided passes), then decode and encode, under torch.profiler:
+    where its device time goes, by kernel, and the shares of attention and matmuls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    case = CASES["dev-720p"]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.cuda else [])
+    with profile(activities=activities) as prof:
+        run_pixgen(case, base, upsampler, dev, _with(args, timed_steps=1), work, count_flops=False)
+    rows = []
+    for evt in prof.key_averages():
+        device_us = getattr(evt, "self_device_time_total", None)
+        if device_us is None:
+            device_us = getattr(evt, "self_cuda_time_total", 0)
+        rows.append((device_us if dev.cuda else evt.self_cpu_time_total, evt.key, evt.count))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows) or 1.0
+
+    def share(*needles):
+        return round(sum(r[0] for r in rows if any(n in r[1].lower() for n in needles)) / total, 3)
+
+    return {"clock": "device" if dev.cuda else "cpu", "total_ms": round(total / 1e3, 1),
+            "attention_share": share("flash", "attention", "fmha", "sdpa", "cudnn"),
+            "matmul_share": share("gemm", "matmul", "addmm", "mm", "cutlass", "nvjet", "linear"),
+            "top": [{"name": k[:120], "ms": round(us / 1e3, 2), "calls": n, "share": round(us / total, 3)}
+                    for us, k, n in rows[:25]]}
 
 
 def _with(args, **changes):
@@ -738,8 +799,8 @@ def run_one(fn: Callable[[], dict], results: dict, case: str, who: str) -> None:
     except Exception as exc:  # noqa: BLE001
         value = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
         print(f"{case}/{who} failed: {value['error']}", file=sys.stderr)
-    if case == "warmup":
-        results["warmup"] = value
+    if case in ("warmup", "profile"):
+        results[case] = value
     else:
         results["cases"][case][who] = value
     print(f"{case}/{who}: {json.dumps(value)[:400]}", file=sys.stderr, flush=True)

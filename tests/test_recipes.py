@@ -155,3 +155,9 @@ def test_every_recipe_describes_itself_as_plain_data():
         described = recipe.describe()
         assert json.loads(json.dumps(described))["name"] == recipe.name
         assert set(described["guidance"]) >= {"guidance_scale", "stg_blocks"}
+
+
+def test_a_one_step_schedule_is_sigma_one_not_a_division_by_zero():
+    assert reference_sigmas(1, 4096) == [1.0]
+    assert RECIPES["ltx-2.0-dev"].with_overrides({"num_inference_steps": 1}).stage_one_sigmas(4096) \
+        == [1.0]

@@ -161,7 +161,7 @@ def reference_sigmas(steps: int, tokens: int, *, base_shift: float = 0.95, max_s
     mu = tokens * slope + (base_shift - slope * BASE_SHIFT_TOKENS)
     sigmas = [1.0 - i / steps for i in range(steps)]  # linspace(1, 0, steps + 1) without the 0
     sigmas = [math.exp(mu) / (math.exp(mu) + (1 / s - 1)) for s in sigmas]
-    if terminal:
+    if terminal and sigmas[-1] < 1.0:  # one step is sigma 1 alone: nothing to stretch (the reference divides by 0)
         scale = (1.0 - sigmas[-1]) / (1.0 - terminal)
         sigmas = [1.0 - (1.0 - s) / scale for s in sigmas]
     return sigmas
