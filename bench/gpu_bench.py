@@ -125,7 +125,9 @@ def full_components(version: str, device: str, dtype, tokenizer) -> tuple[dict, 
                 text_config=Gemma3TextConfig(**cfg.GEMMA3_TEXT), vision_config=SiglipVisionConfig(**cfg.SIGLIP),
                 **cfg.GEMMA3)),
         )
-        upsampler = ltx2.LTX2LatentUpsamplerModel(**cfg.UPSAMPLER[version])
+    # built on the host: its blur kernel is an integer matmul, which CUDA does not implement
+    with default_dtype(dtype):
+        upsampler = ltx2.LTX2LatentUpsamplerModel(**cfg.UPSAMPLER[version]).to(device)
     vocoder_class, vocoder_config = cfg.VOCODER[version]
     with torch.device(device), default_dtype(torch.float32):
         parts["vocoder"] = getattr(ltx2, vocoder_class)(**vocoder_config)

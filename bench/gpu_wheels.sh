@@ -10,9 +10,9 @@ grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/e
 rm -rf .whl && mkdir -p .whl
 # The versions this project's venv tested (.venv, from `make install`), so the device runs what CI ran.
 NAMES='diffusers|importlib.metadata|av|pydantic|pydantic.core|annotated.types|typing.inspection|fastapi|starlette'
-NAMES+='|uvicorn|python.multipart|sqlalchemy|greenlet|alembic|mako|pydantic.settings|python.dotenv'
+NAMES+='|uvicorn|python.multipart|sqlalchemy|greenlet|alembic|mako|pydantic.settings|python.dotenv|opentelemetry.api'
 mapfile -t WHEELS < <(.venv/bin/python -m pip freeze | grep -iE "^($NAMES)==")
-[ "${#WHEELS[@]}" -eq 17 ] || { echo "expected 17 pinned packages in .venv, got: ${WHEELS[*]}" >&2; exit 1; }
+[ "${#WHEELS[@]}" -eq 18 ] || { echo "expected 18 pinned packages in .venv, got: ${WHEELS[*]}" >&2; exit 1; }
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
