@@ -244,8 +244,7 @@ class JobStore:
         ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's).
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
-        ``InvalidRequest`` when
-        ``idempotency_key`` was used before with another body.
+        ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
         """
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
