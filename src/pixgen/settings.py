@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     price: int = setting(DEFAULT_PRICE, "credits per video (default 10)", API, ge=0)
     prices: Annotated[dict[str, int], NoDecode] = setting({}, "per-quality prices, e.g. 1080p=20,720p=10", API)
     rate_limit_per_minute: int = setting(60, "submits per key per minute (default 60; 0 = no limit)", API, ge=0)
-    max_concurrent_jobs: int = setting(8, "queued + running jobs per key (default 8; 0 = no cap)", API, ge=0)
+    max_concurrent_jobs: int = setting(0, "cap on queued + running jobs per key, refused with 429 over it (default 0: "
+                                          "no cap, jobs wait their fair turn)", API, ge=0)
+    metrics_token: str = setting("", "bearer token GET /metrics asks for (default none: /metrics is open)", API)
     media_url_ttl: int = setting(24 * 3600, "seconds a signed media link stays valid (default 86400)", API, ge=1)
     signing_secret: str = setting("", "secret for media links (default: generated once in the data folder)", API)
     zero_data_retention: bool = setting(False, "keep no prompt or image after a job ends; delete outputs after "

@@ -84,9 +84,13 @@ jobs = Table(
     Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
     Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
     Column("timings", Text, nullable=True),  # the engine's seconds per stage: JSON {"text": 0.4, "denoise": 12.1, ...}
+    # The fair claim order across keys: workers take pending jobs by (queue_round, seq) (jobs.queue_order).
+    Column("queue_round", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
+    Index("ix_jobs_status_round_seq", "status", "queue_round", "seq"),
+    Index("ix_jobs_key_status_round", "key_id", "status", "queue_round"),
 )
 
 # The outbox: one row per thing that happened to a job, written in the transaction that made it happen (a state

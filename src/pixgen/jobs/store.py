@@ -34,7 +34,7 @@ from pixgen.errors import (
     RateLimited,
     Unauthorized,
 )
-from pixgen.jobs import events
+from pixgen.jobs import events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.schema import api_keys, jobs
@@ -93,6 +93,7 @@ class Job:
     remix_of: str | None = None
     shots: str | None = None
     timings: str | None = None  # JSON {stage: seconds} of the engine's run
+    queue_round: int = 0  # the fair claim order: pending jobs are claimed by (queue_round, seq) (jobs.queue_order)
 
     @classmethod
     def from_row(cls, row: Any) -> "Job":
@@ -203,7 +204,7 @@ class JobStore:
         lease_seconds: float = 60.0,
         max_attempts: int = 3,
         rate_limit_per_minute: int = 60,
-        max_concurrent_jobs: int = 8,
+        max_concurrent_jobs: int = 0,
         zero_data_retention: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -241,8 +242,9 @@ class JobStore:
 
         ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
         ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's).
-        Raises ``InsufficientCredits``, ``RateLimited`` (rate or concurrency cap), or ``InvalidRequest`` when
-        ``idempotency_key`` was used before with another body.
+        The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
+        Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
+        ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
         """
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
@@ -284,7 +286,7 @@ class JobStore:
                 surface=surface, prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
                 quality=seeded.quality, aspect_ratio=seeded.aspect_ratio, credit_cost=cost, refunded=False,
                 progress=0, stage=None, cancel_requested=False, attempts=0, media_deleted=False, created_at=now,
-                updated_at=now, **origin))
+                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **origin))
             conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                          .values(credits=api_keys.c.credits - cost))
             job = self._get(conn, job_id)
@@ -322,7 +324,7 @@ class JobStore:
             return self._owned(conn, job_id, key_id)
 
     def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
-        """The job and, while it is pending, its 1-based place in the queue (1 = next to run).
+        """The job and, while it is pending, its 1-based place in the fair claim order (1 = next to run).
 
         The status poll: one prepared statement, one round trip (the count runs only for a pending job).
         """
@@ -392,14 +394,16 @@ class JobStore:
 
     # -- worker side ------------------------------------------------------------------------------------------
     def claim(self, worker_id: str) -> Claim | None:
-        """Take the oldest pending job under a fresh lease (attempt counted), or None when the queue is empty."""
+        """Take the next pending job in the fair order (``queue_order``) under a fresh lease (attempt counted), or
+        None when the queue is empty."""
         now = self.clock()
         token = secrets.token_hex(16)
         with self.db.write() as conn:
             # PostgreSQL: SKIP LOCKED lets many workers claim at once without waiting on each other's row.
             # SQLite: ignored; BEGIN IMMEDIATE already makes this the only writer.
             row = conn.execute(select(jobs).where(jobs.c.status == JobStatus.PENDING.value)
-                               .order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)).mappings().first()
+                               .order_by(*queue_order.CLAIM_ORDER).limit(1).with_for_update(skip_locked=True)
+                               ).mappings().first()
             if row is None:
                 return None
             job = Job.from_row(row)
@@ -586,8 +590,8 @@ _FIND = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.i
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 _ahead = jobs.alias("ahead")
 _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value, select(func.count())
-                                        .select_from(_ahead).where(_ahead.c.status == JobStatus.PENDING.value,
-                                                                   _ahead.c.seq < jobs.c.seq)
+                                        .select_from(_ahead)
+                                        .where(queue_order.ahead_of(_ahead, jobs.c.queue_round, jobs.c.seq))
                                         .scalar_subquery()), else_=None).label("ahead")) \
     .where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.is_(None))
 
