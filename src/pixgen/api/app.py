@@ -15,6 +15,7 @@ from pixgen import __version__, web
 from pixgen.api import cloudflare, health, jobs_api, media, openai_videos
 from pixgen.api.body import BodyLimit
 from pixgen.api.context import AppContext
+from pixgen.api.deliverer import Deliverer
 from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
 from pixgen.api.surface import Surface
 from pixgen.jobs.db import connect, migrate
@@ -34,8 +35,13 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        deliverer = Deliverer(ctx)  # sends the outbox's webhooks, sharing the work with the other API nodes
+        deliverer.start()
+        try:
+            yield
+        finally:
+            deliverer.stop()
+            db.dispose()
 
     app = FastAPI(title="pixgen", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Self-hosted text/image-to-video: PixelDojo job API, Cloudflare Workers AI form, "
