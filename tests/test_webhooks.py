@@ -271,6 +271,7 @@ def test_keys_create_prints_the_webhook_secret_before_the_key_which_stays_last_a
 
 
 # -- crashes: a worker SIGKILLed mid-job, another right after its final move, no API node up meanwhile ---------
+@pytest.mark.slow
 def test_no_event_is_lost_when_workers_are_killed_and_no_api_node_runs_at_the_moves(tmp_path, receiver):
     env = {**WEBHOOK_ENV, "PIXGEN_LEASE_SECONDS": "2", "PIXGEN_MODEL": "steps=30,step_seconds=0.05,scale=0.25"}
     node = start_server(tmp_path, workers=0, env=env)
@@ -284,6 +285,7 @@ def test_no_event_is_lost_when_workers_are_killed_and_no_api_node_runs_at_the_mo
         wait_for(lambda: job_json(node.url, headers, job_id)["progress"] > 0, timeout=60, every=0.05)
         os.kill(first.pid, signal.SIGKILL)  # mid-job: the lease runs out, the job is queued again
         node.stop()  # and no deliverer runs while the job starts again and ends
+        sent_before = len(receiver.received)  # the first job.started, if the node sent it in time
         port = int(node.url.rsplit(":", 1)[1])
 
         def status() -> str:
@@ -294,7 +296,7 @@ def test_no_event_is_lost_when_workers_are_killed_and_no_api_node_runs_at_the_mo
         procs.append(second)
         wait_for(lambda: status() == "completed", timeout=60, every=0.02)
         os.kill(second.pid, signal.SIGKILL)  # right after its final move
-        assert receiver.received == []  # nothing was sent: the events wait in the outbox
+        assert len(receiver.received) == sent_before  # nothing sent meanwhile: the events wait in the outbox
         node = start_server(tmp_path, workers=0, env=env, port=port)
         wait_for(lambda: len(receiver.of_job(job_id)) >= 3, timeout=30)
         time.sleep(1)  # nothing more comes
@@ -310,6 +312,7 @@ def test_no_event_is_lost_when_workers_are_killed_and_no_api_node_runs_at_the_mo
 
 # -- two API nodes on PostgreSQL ---------------------------------------------------------------------------------
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_two_api_nodes_on_postgres_deliver_each_event_once_per_id(pg_url, tmp_path, receiver):
     from pixgen.testing import fresh_postgres_database
 
