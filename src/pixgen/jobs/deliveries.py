@@ -112,10 +112,11 @@ def finish(db: Database, claimed: Claimed, now: float, policy: RetryPolicy, *, o
     d = claimed.delivery
     values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "last_status": status,
                               "last_error": None if ok else (error or f"HTTP {status}")[:500]}
+    # A finished delivery keeps no body (it may hold a prompt): ``retry`` builds it again.
     if ok:
-        values.update(state=DELIVERED, finished_at=now)
+        values.update(state=DELIVERED, finished_at=now, body=None)
     elif now + policy.delay(d.attempts) - d.created_at > policy.give_up_after:
-        values.update(state=FAILED, finished_at=now)
+        values.update(state=FAILED, finished_at=now, body=None)
     else:
         values.update(next_attempt_at=now + policy.delay(d.attempts))
     with db.write() as conn:
