@@ -97,8 +97,8 @@ class Settings(BaseSettings):
     public_base_url: str = setting("", "the server's public address for links (default: from each request)", API)
     poll_interval: float = setting(0.2, "seconds an idle worker waits between looks at the queue (default 0.2)",
                                    SERVICE, gt=0)
-    fetch_allow_hosts: str = setting("", "comma-separated hosts image_url may fetch from although they resolve to "
-                                         "private addresses (default none)", API)
+    fetch_allow_hosts: str = setting("", "comma-separated hosts image_url may fetch from, and webhook_url may "
+                                         "point at, although they resolve to private addresses (default none)", API)
     fetch_timeout: float = setting(10.0, "seconds to fetch one image_url, redirects included (default 10)", API,
                                    gt=0)
     webhook_url: str = setting("", "server-level webhook of the OpenAI surface: video.completed / video.failed of "
