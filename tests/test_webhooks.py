@@ -357,6 +357,40 @@ def _up(node: str) -> bool:
         return False
 
 
+def test_a_delivery_is_written_with_the_event_it_announces_for_the_events_asked_only(db_url):
+    """The store's side, on SQLite and PostgreSQL: one delivery row per wanted event, in the move's transaction,
+    named by the event's id; OpenAI-form jobs get OpenAI's names (a cancelled video is video.failed)."""
+    from pixgen.core.spec import parse_request
+    from pixgen.jobs.events import job_history
+    from pixgen.jobs.store import JobStore, Outcome
+    from pixgen.jobs.webhooks import Subscription
+
+    db = connect(db_url, pool_size=2)
+    try:
+        store = JobStore(db, rate_limit_per_minute=0, max_concurrent_jobs=0)
+        key, _ = keys.create_key(db, credits=100)
+        request = parse_request({"prompt": "a kite", "duration": 1, "quality": "360p"})
+        hook = Subscription("http://hooks.example.com/x", ("progress", "completed"))
+        job = store.submit(key.id, request, cost=10, webhook=hook).job
+        claim = store.claim("w1")
+        store.heartbeat(job.id, claim.token, progress=50, stage="denoise")
+        store.complete(job.id, claim.token, Outcome(video_file="v.mp4", thumb_file=None, width=640, height=360,
+                                                    seconds=1.0, has_audio=False, seed=1, prompt="a kite",
+                                                    original_prompt="a kite"))
+        sent = deliveries.for_job(db, job.id)
+        history = {e.id: e.kind.value for e in job_history(db, job.id)}
+        assert [(history[d.id], d.event_type, d.signer, d.state) for d in sent] == [
+            ("progress", "job.progress", "key", "pending"), ("completed", "job.completed", "key", "pending")]
+        assert all(d.url == hook.url for d in sent)
+        video = store.submit(key.id, request, cost=10, surface="openai", webhook=Subscription("http://ops/x")).job
+        store.cancel(video.id, key.id)
+        (cancelled,) = deliveries.for_job(db, video.id)
+        assert (cancelled.event_type, cancelled.signer) == ("video.failed", "server")
+        assert deliveries.for_job(db, store.submit(key.id, request, cost=10).job.id) == []  # no webhook
+    finally:
+        db.dispose()
+
+
 def test_claims_of_two_deliverers_never_overlap(db_url):
     """The claim itself, on SQLite and PostgreSQL: two deliverers claiming at once get disjoint rows."""
     db = connect(db_url, pool_size=4)

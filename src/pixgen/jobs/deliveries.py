@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from pixgen.errors import NotFound
 from pixgen.jobs.db import Database
@@ -138,6 +138,13 @@ def recent(db: Database, *, state: str | None = None, limit: int = 50) -> list[D
         query = query.where(table.c.state == state)
     with db.read() as conn:
         return [Delivery.from_row(r) for r in conn.execute(query).mappings().all()]
+
+
+def counts(db: Database) -> dict[str, int]:
+    """How many deliveries are in each state."""
+    with db.read() as conn:
+        rows = conn.execute(select(table.c.state, func.count()).group_by(table.c.state)).all()
+    return {PENDING: 0, DELIVERED: 0, FAILED: 0, **{state: int(n) for state, n in rows}}
 
 
 def retry(db: Database, delivery_id: str, now: float) -> None:

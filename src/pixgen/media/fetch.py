@@ -171,8 +171,10 @@ def post_checked(url: object, body: bytes, headers: dict[str, str], policy: Fetc
             try:
                 with client.stream("POST", parsed.copy_with(host=str(ip)), content=body, headers=headers,
                                    extensions=extensions) as response:
+                    read = 0
                     for chunk in response.iter_bytes():
-                        if len(chunk) > 65536 or time.monotonic() > deadline:
+                        read += len(chunk)
+                        if read > 65536 or time.monotonic() > deadline:
                             break
                     return response
             except httpx.ConnectError as exc:
