@@ -201,3 +201,24 @@ def test_a_database_that_does_not_answer_is_a_zero_not_a_failed_scrape(tmp_path)
     assert value(samples, "pixgen_database_up") == 0
     assert ("pixgen_queue_pending_jobs", ()) not in samples
     db.dispose()
+
+
+def test_the_served_metrics_count_the_webhook_deliveries_table(db):
+    """create_app connects ``webhook_tally``: rows of ``webhook_deliveries`` in each state become the metrics."""
+    from sqlalchemy import insert
+
+    from pixgen.api.metrics import webhook_tally
+    from pixgen.jobs.schema import webhook_deliveries
+
+    rows = [("delivered", 1), ("delivered", 3), ("failed", 5), ("pending", 2)]
+    with db.write() as conn:
+        for i, (state, attempts) in enumerate(rows):
+            conn.execute(insert(webhook_deliveries).values(
+                id=f"evt_m{i}", job_id=f"job_m{i}", key_id="key_m", event_type="video.completed", url="http://127.0.0.1:9/",
+                signer="server", state=state,
+                attempts=attempts, next_attempt_at=0.0, created_at=0.0))
+    tally = webhook_tally(db)
+    assert (tally.delivered, tally.given_up, tally.pending) == (2, 1, 1)
+    assert tally.failed_attempts == (1 - 1) + (3 - 1) + 5 + 2
+    samples = collect(db, webhooks=webhook_tally)
+    assert value(samples, "pixgen_webhook_deliveries_total", result="delivered") == 2

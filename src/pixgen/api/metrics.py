@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixgen.api.context import Ctx, bearer_secret
 from pixgen.errors import Unauthorized
-from pixgen.jobs import fleet, stats
+from pixgen.jobs import deliveries, fleet, stats
 from pixgen.jobs.db import Database
 from pixgen.jobs.states import TERMINAL
 
@@ -53,6 +53,13 @@ class WebhookTally:
 
 
 WebhookSource = Callable[[Database], WebhookTally]
+
+
+def webhook_tally(db: Database) -> WebhookTally:
+    """The tally of the webhook deliveries table (``jobs.deliveries``)."""
+    by_state = deliveries.counts(db)
+    return WebhookTally(delivered=by_state[deliveries.DELIVERED], given_up=by_state[deliveries.FAILED],
+                        pending=by_state[deliveries.PENDING], failed_attempts=deliveries.failed_attempts(db))
 
 
 @router.get("/metrics")

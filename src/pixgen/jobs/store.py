@@ -6,7 +6,8 @@ Every state change goes through ``JobStore._move``, inside the caller's transact
    of two actors racing for one move exactly one makes it, and a worker that lost its lease writes nothing;
 3. a move to failed or cancelled refunds the charge by flipping ``refunded`` false→true under a guard, so it
    happens exactly once whoever gets there first (a cancel, a worker, a lease sweeper);
-4. one event row (``jobs.events``, the outbox webhooks and metrics read) in the same transaction.
+4. one event row (``jobs.events``, the outbox webhooks and metrics read) in the same transaction, and with it the
+   webhook delivery the job's subscription asks for (``jobs.deliveries``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from pixgen.errors import (
     RateLimited,
     Unauthorized,
 )
-from pixgen.jobs import events, queue_order
+from pixgen.jobs import deliveries, events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
+from pixgen.jobs.webhooks import Subscription
 
 MAX_IDEMPOTENCY_KEY = 255
 RATE_WINDOW = 60.0  # seconds of the per-key rate limit
@@ -94,6 +96,8 @@ class Job:
     shots: str | None = None
     timings: str | None = None  # JSON {stage: seconds} of the engine's run
     queue_round: int = 0  # the fair claim order: pending jobs are claimed by (queue_round, seq) (jobs.queue_order)
+    webhook_url: str | None = None  # where its events are POSTed (jobs.webhooks), with the kinds asked for
+    webhook_events: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> "Job":
@@ -237,11 +241,13 @@ class JobStore:
         source_job_id: str | None = None,
         remix_of: str | None = None,
         duration: int | None = None,
+        webhook: Subscription | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
         ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
-        ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's).
+        ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
+        ``webhook``: where the job's events go (``jobs.webhooks``).
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
         ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
@@ -251,7 +257,8 @@ class JobStore:
                                  field="Idempotency-Key")
         digest = request_hash(request, kind, source_job_id, remix_of)
         origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of,
-                  "duration": request.duration if duration is None else duration}
+                  "duration": request.duration if duration is None else duration,
+                  **(webhook.column_values() if webhook is not None else {})}
         try:
             return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
         except IntegrityError:
@@ -554,8 +561,9 @@ class JobStore:
 
     def _event(self, conn: Connection, job: Job, kind: EventKind, status: JobStatus, now: float,
                data: dict[str, Any] | None = None) -> None:
-        events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
-                      data={"surface": job.surface, "quality": job.quality, **(data or {})})
+        event_id = events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
+                                 data={"surface": job.surface, "quality": job.quality, **(data or {})})
+        deliveries.enqueue(conn, event_id=event_id, job=job, kind=kind, now=now)
 
     def _owned(self, conn: Connection, job_id: str, key_id: str | None, *, lock: bool = False) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another key than ``key_id``)."""
