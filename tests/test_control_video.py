@@ -1,0 +1,187 @@
+"""Control videos (IC-LoRA) on the toy LTX-2, which ships an IC-LoRA for ``depth``: the reference reaches the
+transformer with its adapter on, for that job only; the API refuses a type the folder has no LoRA for, and lists
+the types it has, without torch."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from pixgen.core.spec import parse_request
+from pixgen.errors import InvalidRequest
+from pixgen.media.mp4 import Mp4Writer
+from pixgen.media.probe import probe
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+IC_ADAPTER = "toy-ic-lora-depth-control"
+
+
+def control_mp4(tmp_path, frames=12, size=(96, 64)) -> bytes:
+    """A short MP4 (half a second at 24 fps) of moving stripes: a stand-in depth map."""
+    path = tmp_path / "control.mp4"
+    writer = Mp4Writer(path, *size)
+    pixels = np.zeros((frames, size[1], size[0], 3), np.uint8)
+    for i in range(frames):
+        pixels[i, :, (np.arange(size[0]) + 4 * i) % 16 < 8] = 255
+    writer.write_frames(pixels)
+    writer.close()
+    return path.read_bytes()
+
+
+def video_uri(data: bytes) -> str:
+    return "data:video/mp4;base64," + base64.b64encode(data).decode()
+
+
+def small(**fields):
+    return parse_request({"prompt": "a red kite over a beach", "duration": 1, "quality": "360p", "seed": 7,
+                          "thinking_type": "disabled", **fields})
+
+
+class TransformerCalls:
+    """Per transformer call: the video sequence length and whether the IC-LoRA adapter was active."""
+
+    def __init__(self, engine):
+        self.calls: list[tuple[int, bool]] = []
+        transformer = engine.pipes.text.transformer
+        self._handle = transformer.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        layer = module.transformer_blocks[0].attn1.to_q  # looked up each call: peft wraps it when a LoRA loads
+        active = IC_ADAPTER in getattr(layer, "active_adapters", []) and not getattr(layer, "disable_adapters", True)
+        self.calls.append((kwargs["hidden_states"].shape[1], active))
+
+    def take(self):
+        calls, self.calls = self.calls, []
+        return calls
+
+    def close(self):
+        self._handle.remove()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from pixgen.engine import load_engine
+
+    return load_engine("tiny")
+
+
+def test_a_control_job_appends_the_reference_tokens_with_its_ic_lora_on_for_that_job_only(engine, tmp_path):
+    assert engine.control.types == ("depth",)
+    uri = video_uri(control_mp4(tmp_path))
+    calls = TransformerCalls(engine)
+    try:
+        plain = engine.generate(small(), tmp_path / "plain.mp4")
+        plain_calls = calls.take()
+        controlled = engine.generate(small(control_video=uri, control_type="depth"), tmp_path / "control.mp4")
+        control_calls = calls.take()
+        after = engine.generate(small(), tmp_path / "after.mp4")
+        after_calls = calls.take()
+    finally:
+        calls.close()
+
+    tokens = {n for n, _ in plain_calls}
+    assert len(tokens) == 1 and not any(active for _, active in plain_calls)
+    (plain_tokens,) = tokens
+    # The reference covers every output frame at stage 1's size: as many tokens again as the video itself.
+    assert control_calls and all(n == 2 * plain_tokens and active for n, active in control_calls)
+    assert after_calls == plain_calls  # the adapter is off again and no reference is left behind
+
+    facts = probe(controlled.path)
+    assert (facts.width, facts.height, facts.num_frames) == (640, 360, 25)
+    assert controlled.loras == (IC_ADAPTER,) and plain.loras == () and after.loras == ()
+    assert after.seed == plain.seed
+    from pixgen.media.probe import read_frames
+
+    assert np.array_equal(read_frames(after.path), read_frames(plain.path))
+
+
+def test_the_worker_refuses_a_type_its_folder_has_no_lora_for(engine, tmp_path):
+    uri = video_uri(control_mp4(tmp_path))
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(small(control_video=uri, control_type="pose"), tmp_path / "x.mp4")
+    assert caught.value.field == "control_type" and "depth" in caught.value.message
+
+
+def test_control_types_come_from_the_folders_file_names_without_torch(tmp_path):
+    from pixgen.engine.ltx2.control_files import control_loras
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    header = b'{"__metadata__": {"reference_downscale_factor": "2"}}'
+    (loras / "ltx-2-19b-ic-lora-pose-control.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    (loras / "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors").write_bytes(b"\0" * 8)
+    (loras / "style_anime.safetensors").write_bytes(b"")
+    found = control_loras(tmp_path)
+    assert sorted(found) == ["canny", "depth", "pose"]
+    assert found["pose"].file.name.startswith("ltx-2-19b") and found["pose"].reference_downscale_factor == 2
+    assert found["depth"].file.name.startswith("ltx-2.3") and found["depth"].reference_downscale_factor == 1
+
+
+def test_control_files_and_the_api_import_no_torch():
+    import subprocess
+
+    code = ("import sys; import pixgen.engine.ltx2.control_files, pixgen.api.estimate, pixgen.media.control_video;"
+            "from pixgen.engine import backend; print(backend('ltx2').capabilities_for('tiny').control_types);"
+            "assert 'torch' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "('depth',)"
+
+
+# -- through the API ----------------------------------------------------------------------------------------
+def client(server, key=None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
+
+
+def test_models_lists_the_folders_control_types(api_server):
+    with client(api_server, api_server.new_key()) as c:
+        model = c.get("/api/v1/models").json()["models"][0]
+    assert model["parameters"]["control_type"] == ["depth"]
+    assert "control-video" in model["capabilities"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"control_type": "pose"}, "control_type"),  # no IC-LoRA for it in the folder
+    ({"control_type": "Depth!"}, "control_type"),  # not a type name
+    ({"control_type": None}, "control_type"),  # a video needs a type
+    ({"control_video": "data:video/mp4;base64,AAAAAAAA"}, "control_video"),  # not an MP4
+    ({"control_video": "data:image/png;base64,AAAA"}, "control_video"),
+    ({"control_video": "ftp://example.com/a.mp4"}, "control_video"),
+    ({"multi_clip": True}, "multi_clip"),
+])
+def test_a_bad_control_request_is_400_naming_the_field_and_charges_nothing(api_server, tmp_path, body, field):
+    key = api_server.new_key(credits=30)
+    good = {"prompt": "a kite", "duration": 1, "quality": "360p", "control_type": "depth",
+            "control_video": video_uri(control_mp4(tmp_path))}
+    sent = {k: v for k, v in {**good, **body}.items() if v is not None}
+    with client(api_server, key) as c:
+        r = c.post("/api/v1/models/pixverse-v6/run", json=sent)
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "invalid_request" and r.json()["field"] == field
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 30
+
+
+def test_a_control_job_is_queued_with_its_video(api_server, tmp_path):
+    key = api_server.new_key(credits=30)
+    with client(api_server, key) as c:
+        r = c.post("/api/v1/models/pixverse-v6/run", json={
+            "prompt": "a kite", "duration": 1, "quality": "360p", "control_type": "depth",
+            "control_video": video_uri(control_mp4(tmp_path))})
+        assert r.status_code == 200, r.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 20
+
+
+def test_a_control_video_is_sampled_on_the_output_clock_and_fitted(tmp_path):
+    from pixgen.media.control_video import read_frames
+
+    frames = read_frames(video_uri(control_mp4(tmp_path, frames=12)), 25, (48, 32))
+    assert frames.shape == (25, 32, 48, 3)
+    assert not np.array_equal(frames[0], frames[1])  # one source frame per output frame while it lasts
+    assert all(np.array_equal(frames[11], f) for f in frames[12:])  # then its last frame is held
