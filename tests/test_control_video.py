@@ -228,3 +228,85 @@ def test_the_page_estimates_then_generates_with_a_control_video(browser, server,
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+# -- a control video by URL (job API) ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files_host(tmp_path_factory):
+    """A loopback HTTP server with ``/control.mp4`` and ``/not-a-video.png``."""
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path_factory.mktemp("files")
+    (root / "control.mp4").write_bytes(control_mp4(root))
+    (root / "not-a-video.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", (root / "control.mp4").read_bytes()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def allow_loopback_server(tmp_path_factory):
+    from pixgen.testing import start_server
+
+    server = start_server(tmp_path_factory.mktemp("control-fetch"), workers=0,
+                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
+    yield server
+    server.stop()
+
+
+def test_a_control_video_url_is_fetched_into_the_request_and_a_non_mp4_is_refused(allow_loopback_server,
+                                                                                  files_host):
+    import json
+
+    from pixgen.jobs.db import connect
+    from pixgen.jobs.store import JobStore
+
+    base, mp4 = files_host
+    server = allow_loopback_server
+    key = server.new_key(credits=30)
+    body = {"prompt": "a kite", "duration": 1, "quality": "360p", "control_type": "depth",
+            "control_video": base + "/control.mp4"}
+    with client(server, key) as c:
+        assert c.post("/api/v1/models/pixverse-v6/estimate", json=body).status_code == 200
+        r = c.post("/api/v1/models/pixverse-v6/run", json=body)
+        assert r.status_code == 200, r.text
+        bad = c.post("/api/v1/models/pixverse-v6/run", json={**body, "control_video": base + "/not-a-video.png"})
+        assert bad.status_code == 400 and bad.json()["field"] == "control_video", bad.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 20
+    db = connect(server.database_url, pool_size=1)
+    try:
+        stored = json.loads(JobStore(db).get(r.json()["jobId"]).request)
+    finally:
+        db.dispose()
+    assert stored["control_video"] == video_uri(mp4) and stored["control_type"] == "depth"
+
+
+# -- two-stage qualities ------------------------------------------------------------------------------------
+def test_stage_two_refines_without_the_reference_or_the_ic_lora(toy_variant, tmp_path):
+    from pixgen.engine import load_engine
+
+    engine = load_engine(str(toy_variant("ltx-2.0-dev", {"num_inference_steps": 2,
+                                                          "two_stage_qualities": ["360p"]})))
+    calls = TransformerCalls(engine)
+    try:
+        engine.generate(small(control_video=video_uri(control_mp4(tmp_path)), control_type="depth"),
+                        tmp_path / "two.mp4")
+    finally:
+        calls.close()
+    flags = [active for _, active in calls.calls]
+    first_off = flags.index(False)
+    stage_one, stage_two = calls.calls[:first_off], calls.calls[first_off:]  # the IC-LoRA is on for stage 1 only
+    assert stage_one and stage_two and not any(active for _, active in stage_two)
+    assert {n for n, _ in stage_one} == {stage_one[0][0]} and {n for n, _ in stage_two} == {stage_two[0][0]}
+    assert stage_two[0][0] == 2 * stage_one[0][0]  # full size (×4 tokens) against half size plus the reference (×2)
