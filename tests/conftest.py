@@ -92,7 +92,11 @@ def toy_variant(tmp_path):
         folder = tmp_path / f"toy-variant-{made}"
         folder.mkdir()
         for item in toy.iterdir():
-            if item.name != "pixgen.json":
+            if item.name == "loras":  # a folder of its own (tests add LoRAs), its files linked
+                (folder / "loras").mkdir()
+                for lora in item.iterdir():
+                    (folder / "loras" / lora.name).symlink_to(lora)
+            elif item.name != "pixgen.json":
                 (folder / item.name).symlink_to(item)
         (folder / "pixgen.json").write_text(json.dumps({"recipe": recipe, "sampling": {
             "max_sequence_length": 64, **(sampling or {})}}))

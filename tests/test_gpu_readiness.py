@@ -110,7 +110,7 @@ def test_a_preset_lora_first_loaded_by_extend_works_for_every_later_generate(toy
     from tests.test_engine_stages import lora_file
 
     folder = toy_variant("ltx-2.0-dev", {"num_inference_steps": 2})
-    (folder / "loras").mkdir()
+    (folder / "loras").mkdir(exist_ok=True)  # the toy ships one (its IC-LoRA)
     (folder / "loras" / STYLES["anime"].lora).write_bytes(lora_file())
     engine = load_engine(str(folder))
     source = engine.generate(request(), tmp_path / "src.mp4")

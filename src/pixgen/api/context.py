@@ -71,13 +71,14 @@ class AppContext:
     db: Database
     store: JobStore
     keys: KeyCache = field(init=False)
-    capabilities: Capabilities = field(init=False)  # of the configured backend: static data, no torch
+    capabilities: Capabilities = field(init=False)  # of the configured backend and model folder: no torch
     media: MediaStore = field(init=False)  # where finished videos are kept (shared with the workers)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", KeyCache(self.db))
         object.__setattr__(self, "media", media_store_for(self.settings))
-        object.__setattr__(self, "capabilities", backend(self.settings.engine).capabilities)
+        object.__setattr__(self, "capabilities", backend(self.settings.engine).capabilities_for(
+            self.settings.model, self.settings.cache_dir))
 
 
 # The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on the thread pool, one thread hop per

@@ -17,6 +17,7 @@ from pixgen.api import derived, mapping, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import job_api_error
+from pixgen.api.estimate import estimate, estimate_json
 from pixgen.api.media import base_url, media_url
 from pixgen.api.surface import Surface
 from pixgen.core.models import MODEL_ID
@@ -52,6 +53,14 @@ def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
     return urls
 
 
+def video_urls(body: Mapping[str, Any]) -> dict[str, str]:
+    """``control_video`` when it is an http(s) URL (a data URI is checked by the canonical spec), checked for form."""
+    value = body.get("control_video")
+    if isinstance(value, str) and value[:8].lower().startswith(("http://", "https://")):
+        return {"control_video": str(check_url(value, "control_video"))}
+    return {}
+
+
 def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
     """The job API body as the canonical request: ``resolution`` is ``quality``; ``image_url`` / ``end_image_url``
     hold ``mapping.PLACEHOLDER_IMAGE`` in ``image_input`` / ``end_image_input`` until they are fetched."""
@@ -59,6 +68,8 @@ def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
     for name, target in IMAGE_URLS.items():
         if data.pop(name, None) is not None:
             data[target] = mapping.PLACEHOLDER_IMAGE
+    if video_urls(body):
+        data["control_video"] = mapping.PLACEHOLDER_VIDEO
     if "resolution" in data:
         resolution = data.pop("resolution")
         if "quality" in data and data["quality"] != resolution:
@@ -146,6 +157,8 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
                                        ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio)) if on]
     low, high = capabilities.durations
+    if capabilities.control_types:
+        features.append("control-video")
     return {"models": [{
         "id": MODEL_ID,
         "name": "Pixverse V6 (self-hosted, LTX-2)",
@@ -154,7 +167,8 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
         "creditCostByResolution": dict(prices),
         "capabilities": features,
         "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
-                       "duration": {"min": low, "max": high, "default": 5}},
+                       "duration": {"min": low, "max": high, "default": 5},
+                       "control_type": list(capabilities.control_types)},
         "sizes": capabilities.sizes(),
     }]}
 
@@ -172,11 +186,26 @@ async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     mapping.check_model(model_id, MODEL_ID)
     body, webhook = webhook_subscription(await read_json(request))
-    urls = image_urls(body)
+    images, videos = image_urls(body), video_urls(body)
     video_request = to_video_request(body)  # the whole body is checked before anything is fetched
-    submitted = await service.submit(ctx, key, video_request, image_urls=urls, idempotency_key=idempotency_key,
-                                     field_names=sent_names(body), webhook=webhook)
+    submitted = await service.submit(ctx, key, video_request, image_urls=images, video_urls=videos,
+                                     idempotency_key=idempotency_key, field_names=sent_names(body),
+                                     webhook=webhook)
     return submitted_json(ctx, request, submitted)
+
+
+@router.post("/models/{model_id}/estimate")
+async def estimate_run(model_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    """What ``run`` with this body would make, cost and when it would finish; refuses what ``run`` refuses (the
+    same checks, in the same order), and charges and queues nothing."""
+    mapping.check_model(model_id, MODEL_ID)
+    body, webhook = webhook_subscription(await read_json(request))
+    images, videos = image_urls(body), video_urls(body)
+    video_request = to_video_request(body)
+    prepared = await service.prepare(ctx, video_request, image_urls=images, video_urls=videos,
+                                     field_names=sent_names(body))
+    await service.check_webhook(ctx, webhook, "jobs")
+    return estimate_json(await run_in_threadpool(estimate, ctx, key, prepared))
 
 
 @router.post("/jobs/{job_id}/extend")

@@ -18,6 +18,7 @@ from pixgen.jobs.store import Job
 # Stands in for an image URL not fetched yet while the rest of a body is checked (a data URI of the right form);
 # ``service.submit`` fetches the URL and puts the image in its place.
 PLACEHOLDER_IMAGE = "data:image/png;base64,AAAA"
+PLACEHOLDER_VIDEO = "data:video/mp4;base64,AAAA"  # the same, for a control video given by URL
 
 
 def check_model(sent: Any, served: str, *, field: str = "model") -> None:
@@ -74,6 +75,10 @@ def check_capabilities(request: VideoRequest, capabilities: Capabilities,
         problems.append(("end_image_input", "this server's model cannot take an end frame"))
     if request.multi_clip and not capabilities.multi_clip:
         problems.append(("multi_clip", "this server's model cannot make multi-clip videos"))
+    if request.control_type is not None and request.control_type not in capabilities.control_types:
+        offered = ", ".join(capabilities.control_types) or "none"
+        problems.append(("control_type", f"control_type {request.control_type!r} is not offered: this server's "
+                                         f"model folder has no IC-LoRA for it (offered: {offered})"))
     if problems:
         field, message = problems[0]
         raise renamed(InvalidRequest(message, field=field), names)

@@ -1,5 +1,5 @@
-"""The job operations every surface shares: submit (image URLs, images, capabilities, price, caps, idempotency),
-read, cancel, watch.
+"""The job operations every surface shares: prepare (image and video URLs, images, control video, capabilities),
+submit (prepare, then price, caps, idempotency), read, cancel, watch.
 
 Route handlers of every surface (job API, Cloudflare, OpenAI) call these; the store does the transactions.
 The async helpers poll the database, so they see changes made by any worker on any node.
@@ -21,7 +21,8 @@ from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
-from pixgen.media.fetch import FetchPolicy, check_destination, fetch_image
+from pixgen.media.control_video import check_control_video
+from pixgen.media.fetch import FetchPolicy, check_destination, fetch_image, fetch_video
 from pixgen.media.images import check_request_images
 
 POLL = 0.25  # seconds between database looks while waiting on a job
@@ -34,6 +35,7 @@ async def submit(
     request: VideoRequest,
     *,
     image_urls: Mapping[str, str] | None = None,
+    video_urls: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
     surface: str = "jobs",
     model: str = MODEL_ID,
@@ -43,33 +45,67 @@ async def submit(
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
-    1. ``image_urls`` (canonical field → http(s) URL; the request holds ``mapping.PLACEHOLDER_IMAGE`` there) are
-       fetched through the SSRF guard and put in place, for any surface that takes an image by URL;
-    2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame;
-    3. the request is checked against what the backend can do (``Capabilities``);
-    4. ``webhook``'s URL must resolve to addresses the SSRF guard allows (checked again at every delivery); every
-       job of the OpenAI surface gets the operator's ``--webhook-url`` instead, when one is set;
-    then the store charges and queues it in one transaction. Any refusal is a 400 naming the field as the surface
-    calls it (``field_names``: canonical → sent), and nothing is queued or charged.
+    The request is first made ready by ``prepare`` (the same path ``estimate`` runs); then the store charges and
+    queues it in one transaction. ``webhook``'s URL must resolve to addresses the SSRF guard
+    allows (checked again at every delivery); every job of the OpenAI surface gets the operator's ``--webhook-url``
+    instead, when one is set. Any refusal is a 400 naming the field as the surface calls it (``field_names``:
+    canonical → sent), and nothing is queued or charged.
     ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
+    """
+    request = await prepare(ctx, request, image_urls=image_urls, video_urls=video_urls, field_names=field_names)
+    webhook = await check_webhook(ctx, webhook, surface)
+    cost = ctx.settings.price_for(request.quality)
+    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
+                                   idempotency_key=idempotency_key, surface=surface, model=model,
+                                   webhook=webhook, **origin)
+
+
+async def check_webhook(ctx: AppContext, webhook: Subscription | None, surface: str) -> Subscription | None:
+    """The job's webhook: the operator's ``--webhook-url`` for the OpenAI surface; else the caller's, whose URL
+    must resolve to addresses the SSRF guard allows (400 naming ``webhook_url``)."""
+    if surface == "openai":
+        return Subscription(ctx.settings.webhook_url) if ctx.settings.webhook_url else None
+    if webhook is not None:
+        policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
+        await run_in_threadpool(check_destination, webhook.url, policy, field="webhook_url")
+    return webhook
+
+
+async def prepare(
+    ctx: AppContext,
+    request: VideoRequest,
+    *,
+    image_urls: Mapping[str, str] | None = None,
+    video_urls: Mapping[str, str] | None = None,
+    field_names: Mapping[str, str] | None = None,
+) -> VideoRequest:
+    """Everything a submit checks before it charges, in order; the request as it will be queued.
+
+    1. ``image_urls`` / ``video_urls`` (canonical field → http(s) URL; the request holds a placeholder there) are
+       fetched through the SSRF guard and put in place;
+    2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame, and
+       the control video opened (``check_control_video``);
+    3. the request is checked against what the backend and its model folder can do (``Capabilities``).
     """
     names = field_names or {}
     try:
         if image_urls:
             request = request.model_copy(update=await fetch_images(ctx, image_urls))
+        if video_urls:
+            request = request.model_copy(update=await fetch_videos(ctx, video_urls))
         request = await run_in_threadpool(check_request_images, request)
+        if request.control_video is not None:
+            await run_in_threadpool(check_control_video, request.control_video)
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
-    if surface == "openai":
-        webhook = Subscription(ctx.settings.webhook_url) if ctx.settings.webhook_url else None
-    elif webhook is not None:
-        policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
-        await run_in_threadpool(check_destination, webhook.url, policy, field="webhook_url")
-    cost = ctx.settings.price_for(request.quality)
-    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
-                                   idempotency_key=idempotency_key, surface=surface, model=model,
-                                   webhook=webhook, **origin)
+    return request
+
+
+async def fetch_videos(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
+    """Each URL's MP4 as a data URI, fetched through the SSRF guard (400 naming the canonical field)."""
+    policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
+    return {name: await run_in_threadpool(fetch_video, url, policy, field=name) for name, url in urls.items()}
 
 
 async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:

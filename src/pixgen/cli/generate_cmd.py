@@ -16,6 +16,7 @@ from pixgen.core.progress import Progress
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, PixgenError
+from pixgen.media.control_video import check_control_video, video_data_uri
 from pixgen.media.images import data_uri_from_bytes
 from pixgen.settings import add_arguments, load_settings
 
@@ -35,6 +36,10 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
     ("camera_movement", ("--camera", "--camera-movement"), {"metavar": "MOVEMENT"}),
     ("thinking_type", ("--thinking",), {"default": "auto", "metavar": "MODE", "help": "disabled | enabled | auto"}),
     ("multi_clip", ("--multi-clip",), {"action": "store_true"}),
+    ("control_video", ("--control-video",), {"type": Path, "metavar": "FILE",
+                                             "help": "an MP4 to follow (IC-LoRA); needs --control-type"}),
+    ("control_type", ("--control-type",), {"metavar": "TYPE",
+                                           "help": "depth, pose, canny, ...: a type the model folder has an IC-LoRA for"}),
 )
 FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
@@ -60,7 +65,11 @@ def request_from_args(args: argparse.Namespace) -> dict:
         value = getattr(args, field)
         if value is None:
             continue
-        body[field] = _data_uri(value, FLAG_FOR_FIELD[field]) if field in IMAGE_FIELDS else value
+        if field in IMAGE_FIELDS:
+            value = _data_uri(value, FLAG_FOR_FIELD[field])
+        elif field == "control_video":
+            value = _video_data_uri(value, FLAG_FOR_FIELD[field])
+        body[field] = value
     return body
 
 
@@ -86,6 +95,14 @@ def _data_uri(path: Path, flag: str) -> str:
     if not path.is_file():
         raise InvalidRequest(f"{path} is not a file", field=flag)
     return data_uri_from_bytes(path.read_bytes(), field=flag, name=str(path))
+
+
+def _video_data_uri(path: Path, flag: str) -> str:
+    if not path.is_file():
+        raise InvalidRequest(f"{path} is not a file", field=flag)
+    uri = video_data_uri(path.read_bytes(), field=flag)
+    check_control_video(uri, field=flag)
+    return uri
 
 
 class ProgressBar:

@@ -31,6 +31,8 @@ CameraMovement = Literal[
 ]
 
 _DATA_URI = re.compile(r"^data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+$")
+_VIDEO_DATA_URI = re.compile(r"^data:video/mp4;base64,[A-Za-z0-9+/=\s]+$")
+CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: what the model folder carries
 
 
 class VideoRequest(BaseModel):
@@ -51,6 +53,8 @@ class VideoRequest(BaseModel):
     style: Style = "none"
     thinking_type: ThinkingType = "auto"
     camera_movement: CameraMovement | None = None
+    control_video: StrictStr | None = None  # an MP4 data URI: the video the IC-LoRA of ``control_type`` follows
+    control_type: StrictStr | None = Field(None, pattern=CONTROL_TYPE_PATTERN)
 
     @model_validator(mode="before")
     @classmethod
@@ -72,7 +76,20 @@ class VideoRequest(BaseModel):
                 raise InvalidRequest(f"{name} must be a data:image/(png|jpeg|webp);base64,... URI", field=name)
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
+        self._check_control()
         return self
+
+    def _check_control(self) -> None:
+        video, kind = self.control_video, self.control_type
+        if video is not None and not _VIDEO_DATA_URI.match(video[:64] + video[-8:] if len(video) > 80 else video):
+            raise InvalidRequest("control_video must be a data:video/mp4;base64,... URI (or, on the job API, an "
+                                 "http(s) URL)", field="control_video")
+        if video is not None and kind is None:
+            raise InvalidRequest("control_video needs control_type (depth, pose, canny, ...)", field="control_type")
+        if kind is not None and video is None:
+            raise InvalidRequest("control_type needs control_video", field="control_video")
+        if video is not None and self.multi_clip:
+            raise InvalidRequest("multi_clip cannot be combined with control_video", field="multi_clip")
 
     # -- derived values -------------------------------------------------------------------------------------
     @property

@@ -35,6 +35,22 @@ def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
     return path
 
 
+def ltx2_control_types(model: str | None, cache_dir: Path | None = None) -> tuple[str, ...]:
+    """The control types of the LTX-2 folder ``model`` names, from its file names (no torch, nothing built):
+    the toy's are fixed by its code."""
+    from pixgen.engine.ltx2.control_files import control_types
+    from pixgen.engine.ltx2.toy import TOY_CONTROL_TYPES
+
+    if model in (None, "", "tiny"):
+        return TOY_CONTROL_TYPES
+    path = Path(model).expanduser()
+    return control_types(path) if path.is_dir() else ()
+
+
+def no_control_types(model: str | None, cache_dir: Path | None = None) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Backend:
     id: str
@@ -42,6 +58,11 @@ class Backend:
     capabilities: Capabilities
     engine: str  # "module:Class" of the Engine, imported only when it is loaded
     resolve: Callable[[str | None, Path | None], Path]  # (model setting, cache dir) → what ``Engine.load`` takes
+    control_types: Callable[[str | None, Path | None], tuple[str, ...]] = no_control_types
+
+    def capabilities_for(self, model: str | None, cache_dir: Path | None = None) -> Capabilities:
+        """The static capabilities plus what the model itself carries (its control types), read without torch."""
+        return replace(self.capabilities, control_types=self.control_types(model, cache_dir))
 
     def engine_class(self) -> type[Engine]:
         module, _, name = self.engine.partition(":")
@@ -53,7 +74,7 @@ FAKE_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, a
 
 BACKENDS: dict[str, Backend] = {b.id: b for b in (
     Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2.engine:LTX2Engine",
-            resolve_model_dir),
+            resolve_model_dir, ltx2_control_types),
     Backend("fake", "solid-colour MP4s for tests (pixgen.testing.FakeEngine)", FAKE_CAPABILITIES,
             "pixgen.testing:FakeEngine", lambda model, _cache: Path(model or "tiny")),
 )}

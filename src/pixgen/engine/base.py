@@ -56,6 +56,7 @@ class Capabilities:
     durations: tuple[int, int] = (1, 15)  # shortest and longest video, in seconds
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
+    control_types: tuple[str, ...] = ()  # ``control_type``s the loaded model carries an IC-LoRA for
 
     def sizes(self) -> dict[str, dict[str, str]]:
         """``{ratio: {quality: "WxH"}}``: the contract's size table for what this backend offers."""

@@ -607,7 +607,7 @@ _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value
 def _scrubbed(job: Job) -> dict[str, Any]:
     """Zero data retention: keep the shape of the request (for billing and support), not its content."""
     data = job.request_dict()
-    for name in ("prompt", "negative_prompt", "image_input", "end_image_input"):
+    for name in ("prompt", "negative_prompt", "image_input", "end_image_input", "control_video"):
         if data.get(name):
             data[name] = "" if name.endswith("prompt") else None
     scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None}

@@ -1,4 +1,4 @@
-"""Fetch a start/end frame from an http(s) URL without letting a request reach into the server's own network.
+"""Fetch a start/end frame (or a control video) from an http(s) URL without letting a request reach into the server's own network.
 
 The SSRF guard, hop by hop (at most ``max_redirects`` redirects, each one checked like the first URL):
 
@@ -11,7 +11,8 @@ The SSRF guard, hop by hop (at most ``max_redirects`` redirects, each one checke
    check and the connection (DNS rebinding). No proxy from the environment is used.
 4. The body is streamed and dropped past ``max_bytes``; the whole fetch, redirects and DNS included, has
    one deadline (``timeout`` seconds).
-5. The bytes must decode as PNG, JPEG or WebP (``media.images.open_image``: pixel limits, no other format).
+5. The bytes must decode as PNG, JPEG or WebP (``media.images.open_image``: pixel limits, no other format);
+   a control video's must be an MP4 (``media.control_video``).
 
 Hosts in ``allow_hosts`` (an operator setting) may resolve to private addresses; cloud-metadata addresses stay
 refused even for them. Every refusal is an ``InvalidRequest`` naming the field the URL came in.
@@ -30,12 +31,13 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import httpx
 
 from pixgen.errors import InvalidRequest
+from pixgen.media.control_video import MAX_CONTROL_VIDEO_BYTES, video_data_uri
 from pixgen.media.images import MAX_IMAGE_BYTES, image_type
 
 MAX_URL = 4096
@@ -107,6 +109,14 @@ def fetch_image(url: object, policy: FetchPolicy, *, field: str = "image_url",
     if kind is None:
         raise InvalidRequest(f"{field} does not point at a PNG, JPEG or WebP image", field=field)
     return f"data:image/{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def fetch_video(url: object, policy: FetchPolicy, *, field: str = "control_video",
+                resolve: Resolver | None = None) -> str:
+    """The MP4 at ``url`` (at most ``MAX_CONTROL_VIDEO_BYTES``) as a ``data:video/mp4;base64,...`` URI, typed by its
+    bytes; opened with every other control video when the job is submitted."""
+    data = fetch_bytes(url, replace(policy, max_bytes=MAX_CONTROL_VIDEO_BYTES), field=field, resolve=resolve)
+    return video_data_uri(data, field=field)
 
 
 def fetch_bytes(url: object, policy: FetchPolicy, *, field: str = "image_url",

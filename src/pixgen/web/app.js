@@ -1,6 +1,8 @@
 // pixgen web page: a thin client of the public job API (CONTRACT.md), no build step.
 //
 //   POST /api/v1/models/pixverse-v6/run   start a job
+//   POST /api/v1/models/pixverse-v6/estimate   what it would cost and when it would be ready (nothing charged)
+//   GET  /api/v1/models                   the control types the server's model folder offers
 //   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header)
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
 //   POST /api/v1/jobs/{id}/cancel         cancel it
@@ -45,6 +47,11 @@
     seed: $("seed"),
     startImage: $("start-image"),
     endImage: $("end-image"),
+    controlFields: $("control-fields"),
+    controlVideo: $("control-video"),
+    controlType: $("control-type"),
+    estimate: $("estimate"),
+    estimateButton: $("estimate-button"),
     outputSize: $("output-size"),
     formError: $("form-error"),
     generate: $("generate"),
@@ -84,11 +91,14 @@
     seed: el.seed,
     image_input: el.startImage,
     end_image_input: el.endImage,
+    control_video: el.controlVideo,
+    control_type: el.controlType,
   };
 
   const FIELD_KEY = { "start-image": "image_input", "end-image": "end_image_input" };
 
   const images = { "start-image": null, "end-image": null }; // data URIs
+  let controlVideo = null; // data URI of the chosen MP4
   let following = null; // {jobId, abort: AbortController}
   let currentJob = null;
 
@@ -349,6 +359,10 @@
     if (el.seed.value !== "") body.seed = Number(el.seed.value);
     if (images["start-image"]) body.image_input = images["start-image"];
     if (images["end-image"]) body.end_image_input = images["end-image"];
+    if (controlVideo) {
+      body.control_video = controlVideo;
+      body.control_type = el.controlType.value;
+    }
     if (!body.prompt.trim() && body.image_input) delete body.prompt;
     return body;
   }
@@ -391,6 +405,57 @@
     } finally {
       el.generate.disabled = false;
     }
+  }
+
+  // "Estimate: 10 credits (90 left), queue position 1, ready in about 12 s (measured on 3 jobs like it)".
+  async function onEstimate() {
+    clearFieldErrors();
+    if (!el.key.value.trim()) {
+      showFormError({ message: "Enter your API key first.", code: "unauthorized" });
+      return;
+    }
+    el.estimateButton.disabled = true;
+    try {
+      const e = await api(`models/${MODEL}/estimate`, { method: "POST", body: requestBody() });
+      const credits = `${e.creditCost} credits (${e.creditsRemaining} left${e.affordable ? "" : ": not enough"})`;
+      const basis = e.estimateBasis.source === "default" ? "a default guess: no finished jobs yet"
+        : `measured on ${e.estimateBasis.jobs} finished job${e.estimateBasis.jobs === 1 ? "" : "s"}`;
+      const when = e.expectedFinishAt === null ? "no worker is running, so no finish time"
+        : `ready in about ${Math.max(1, Math.round(e.expectedFinishAt - Date.now() / 1000))} s (${basis})`;
+      el.estimate.textContent = `Estimate: ${e.width}×${e.height}, ${e.frames} frames, ${credits}, ` +
+        `queue position ${e.queuePosition}, ${when}.`;
+      el.estimate.hidden = false;
+    } catch (err) {
+      showFormError(err);
+    } finally {
+      el.estimateButton.disabled = false;
+    }
+  }
+
+  // The control-video fields appear only when the server's model folder has an IC-LoRA for some type.
+  async function loadModels() {
+    if (!el.key.value.trim()) return;
+    try {
+      const model = (await api("models")).models.find((m) => m.id === MODEL);
+      const types = (model && model.parameters.control_type) || [];
+      el.controlType.replaceChildren(...types.map((t) => new Option(t, t)));
+      el.controlFields.hidden = types.length === 0;
+    } catch { /* the recent list shows key errors */ }
+  }
+
+  function readControlVideo() {
+    const file = el.controlVideo.files && el.controlVideo.files[0];
+    controlVideo = null;
+    if (!file) return;
+    if (file.type !== "video/mp4") {
+      el.controlVideo.value = "";
+      showFormError({ message: `${file.name}: choose an MP4 video.`, field: "control_video" });
+      return;
+    }
+    const reader = new FileReader();
+    reader.onload = () => { controlVideo = reader.result; };
+    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field: "control_video" });
+    reader.readAsDataURL(file);
   }
 
   async function onCancel() {
@@ -578,8 +643,11 @@
       saveKey();
       el.key.removeAttribute("aria-invalid");
       loadRecent();
+      loadModels();
     });
     el.form.addEventListener("submit", onSubmit);
+    el.estimateButton.addEventListener("click", onEstimate);
+    el.controlVideo.addEventListener("change", readControlVideo);
     el.cancel.addEventListener("click", onCancel);
     el.useSeed.addEventListener("click", onUseSeed);
     el.refresh.addEventListener("click", loadRecent);
@@ -589,8 +657,10 @@
     }
     for (const control of [el.duration, el.ratio, el.quality]) control.addEventListener("input", updateOutputSize);
     el.form.addEventListener("input", (e) => e.target.removeAttribute && e.target.removeAttribute("aria-invalid"));
+    el.form.addEventListener("change", () => { el.estimate.hidden = true; }); // an estimate is for the form as it was
     updateOutputSize();
     loadRecent();
+    loadModels();
   }
 
   init();

@@ -5,7 +5,8 @@ A job is composed of stage blocks that each take the job's ``Run`` (progress, ca
 1. ``_text``: the prompt as used (thinking, presets, the folder's enhancer), encoded once for both stages.
 2. ``_stage_one``: denoise at the generation size with the recipe's sigmas and guidance. Route by conditions:
    none → ``LTX2Pipeline``; a start frame → ``LTX2ImageToVideoPipeline``; frames at other indices (start + end,
-   an extension's context) → ``LTX2ConditionPipeline``.
+   an extension's context) → ``LTX2ConditionPipeline``; a control video → ``LTX2InContextPipeline`` with its
+   IC-LoRA (``control.py``).
 3. ``_stage_two`` (the recipe's two-stage qualities, when the folder has a latent upsampler): ×2 latent upsample,
    then the reference refine: re-noised to the first stage-2 sigma, unguided (one transformer pass a step, video
    and audio), with the folder's distilled LoRA when it has one, image conditions re-applied at full size; the
@@ -46,6 +47,7 @@ from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.engine.base import EngineOptions, Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.engine.ltx2.control import ControlReference, ControlVideos
 from pixgen.engine.ltx2.decode import Crop, stream_frames
 from pixgen.engine.ltx2.extend import iter_source_frames, read_source, stitch_audio
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
@@ -97,6 +99,7 @@ class Run:
     total_steps: int = 0
     steps_done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    control: ControlReference | None = None  # a control-video job's reference (stage 1 only: ``control.py``)
 
     def report(self, stage: str, step: int = 0, total: int = 1) -> None:
         self.on_progress(Progress(stage, step, total))
@@ -194,6 +197,7 @@ class LTX2Engine:
         self.loras = PresetLoras(pipes.text, self.folder, refine_file=self._refine_lora_file(),
                                  preload=memory in ("offload", "group-offload"),
                                  compute_dtype=pipes.text.text_encoder.dtype)
+        self.control = ControlVideos(pipes, self.folder, self.loras)
 
     # -- loading --------------------------------------------------------------------------------------------
     @classmethod
@@ -270,6 +274,7 @@ class LTX2Engine:
         with run.timed("prepare"):
             plan = self.plan(request)
             shots = plan_shots(plan.request)
+            run.control = self.control.reference(plan.request, plan.geometry)
         req, geometry = plan.request, plan.geometry
         run.seed = req.seed
         run.total_steps = self.steps_per_shot(geometry.two_stage) * len(shots)
@@ -304,8 +309,8 @@ class LTX2Engine:
             original_prompt=request.prompt, negative_prompt=used[0].negative_prompt, thinking=used[0].thinking,
             aspect_ratio=req.ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
-            recipe=self.recipe.name, loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
-            shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used))
+            recipe=self.recipe.name, loras=(*adapters, *([run.control.adapter] if run.control else [])),
+            timings=Timings.from_mapping(run.timings), shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used))
             if req.multi_clip else ())
 
     def _render_shot(self, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
@@ -432,7 +437,10 @@ class LTX2Engine:
         args = self._sampling(run, embeds, self.recipe.guidance, sigmas, seed, size, num_frames)
         crf = self.recipe.image_condition_crf
         with run.timed("denoise"):
-            if not conditions:
+            if run.control is not None:
+                video, audio = self.control.denoise(run.control, conditions=self._diffusers_conditions(
+                    conditions, size), **args)
+            elif not conditions:
                 video, audio = self.pipes.text(**args)
             elif len(conditions) == 1 and conditions[0].is_start_image:
                 video, audio = self.pipes.image(image=Image.fromarray(conditions[0].at(size)[0]), image_crf=crf,

@@ -23,6 +23,7 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     LTX2ConditionPipeline,
     LTX2ImageToVideoPipeline,
+    LTX2InContextPipeline,
     LTX2LatentUpsamplePipeline,
     LTX2Pipeline,
 )
@@ -111,6 +112,13 @@ def pipelines_from(base: LTX2Pipeline, upsampler: LTX2LatentUpsamplerModel | Non
         if pipe is not None:
             pipe.set_progress_bar_config(disable=True)
     return pipes
+
+
+def in_context_pipeline(pipes: Pipelines) -> LTX2InContextPipeline:
+    """The IC-LoRA pipeline (reference videos) over the same modules and scheduler; built when first needed."""
+    pipe = _build(LTX2InContextPipeline, pipes.text.components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _build(cls, components: dict):

@@ -5,7 +5,8 @@ A preset names a file (``presets.Preset.lora``); the engine uses it only when ``
 Each file is loaded once, on first use, with the pipeline's ``load_lora_weights`` (adapter name = file stem) into
 the components the pipelines share, so every pipeline sees it. ``job`` switches the job's adapters on with
 ``set_adapters`` and every adapter off again when the job ends (also on error or cancel); ``refine`` adds the
-stage-2 adapter for the refine only (the reference's stage 2 runs the job's LoRAs *and* the distilled one).
+stage-2 adapter for the refine only (the reference's stage 2 runs the job's LoRAs *and* the distilled one);
+``also`` adds a control video's IC-LoRA for stage 1 only (``control.py``).
 
 Loading happens outside any ``torch.inference_mode`` block: parameters created in one are inference tensors,
 and the next ``enable_lora`` outside it fails ("Setting requires_grad=True on inference tensor").
@@ -77,6 +78,20 @@ class PresetLoras:
         finally:
             self._job = []
             self._switch([])
+
+    @contextmanager
+    def also(self, name: str) -> Iterator[str]:
+        """Within the block the job's adapters and ``name`` (a file of ``loras/``: a control video's IC-LoRA) are
+        on; yields its adapter name. Loaded on first use."""
+        if name not in self.loaded:
+            self._load(self.dir / name, adapter_name(name))
+            self.loaded.add(name)
+        adapter = adapter_name(name)
+        self._switch([*self._job, adapter])
+        try:
+            yield adapter
+        finally:
+            self._switch(self._job)
 
     @contextmanager
     def refine(self) -> Iterator[bool]:

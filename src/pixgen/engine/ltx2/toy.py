@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TOY_VERSION = "4"
+TOY_VERSION = "5"
 TOY_SEED = 20240607
 TOY_VOCAB_SIZE = 512
 TOY_MAX_SEQUENCE_LENGTH = 64  # multiple of the connectors' learnable registers (8); the pipeline default 1024 works too
@@ -46,6 +46,11 @@ TOY_SAMPLING = {
     "max_sequence_length": TOY_MAX_SEQUENCE_LENGTH,
     "refine_lora": None,  # the toy ships no stage-2 distilled LoRA (tests add one where they need it)
 }
+
+# The toy's IC-LoRA (a real peft adapter with random weights, ``loras/``): one control type, so the control-video
+# path runs end to end; its pictures follow the control video no more than its other pictures follow the prompt.
+TOY_CONTROL_TYPES = ("depth",)
+TOY_IC_LORA = "toy-ic-lora-depth-control.safetensors"
 
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
                    "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
@@ -182,6 +187,23 @@ def _build_upsampler():
                                     use_rational_resampler=False)
 
 
+def _build_ic_lora(path: Path) -> None:
+    """The toy's IC-LoRA: rank 4 on the self-attention projections of both blocks (diffusers' LTX-2 key layout),
+    non-zero on both sides so it changes what the transformer computes."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(TOY_SEED + 7)
+    weights = {}
+    for block in range(2):
+        for proj in ("to_q", "to_k", "to_v"):
+            key = f"transformer.transformer_blocks.{block}.attn1.{proj}"
+            weights[f"{key}.lora_A.weight"] = torch.randn(4, 16, generator=gen) * 0.1
+            weights[f"{key}.lora_B.weight"] = torch.randn(16, 4, generator=gen) * 0.1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(path), metadata={"reference_downscale_factor": "1"})
+
+
 def _normalise_json_files(root: Path) -> None:
     """Rewrite every JSON file with sorted keys and no build-specific paths, so builds compare byte for byte."""
     for path in sorted(root.rglob("*.json")):
@@ -209,6 +231,7 @@ def build_tiny_model(out_dir: Path) -> Path:
             pipe = LTX2Pipeline(**components)
             pipe.save_pretrained(out_dir, safe_serialization=True)
             _build_upsampler().save_pretrained(out_dir / "latent_upsampler", safe_serialization=True)
+            _build_ic_lora(out_dir / "loras" / TOY_IC_LORA)
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
