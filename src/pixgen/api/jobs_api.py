@@ -47,6 +47,20 @@ def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
         urls[target] = str(check_url(body[name], name))
     if "end_image_input" in urls and body.get("image_url") is None and body.get("image_input") is None:
         raise InvalidRequest("end_image_url needs a start frame (image_url or image_input)", field="end_image_url")
+    return {**urls, **keyframe_urls(body)}
+
+
+def keyframe_urls(body: Mapping[str, Any]) -> dict[str, str]:
+    """``keyframes[i].image`` given as an http(s) URL, by field path (fetched by ``service.submit``)."""
+    keyframes = body.get("keyframes")
+    if not isinstance(keyframes, list):
+        return {}
+    urls = {}
+    for i, keyframe in enumerate(keyframes):
+        image = keyframe.get("image") if isinstance(keyframe, dict) else None
+        if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+            name = f"keyframes[{i}].image"
+            urls[name] = str(check_url(image, name))
     return urls
 
 
@@ -57,6 +71,10 @@ def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
     for name, target in IMAGE_URLS.items():
         if data.pop(name, None) is not None:
             data[target] = mapping.PLACEHOLDER_IMAGE
+    keyframe_links = keyframe_urls(body)
+    if keyframe_links:
+        data["keyframes"] = [{**k, "image": mapping.PLACEHOLDER_IMAGE} if f"keyframes[{i}].image" in keyframe_links
+                             else k for i, k in enumerate(body["keyframes"])]
     if "resolution" in data:
         resolution = data.pop("resolution")
         if "quality" in data and data["quality"] != resolution:
@@ -128,7 +146,9 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
     """``GET /api/v1/models``: the one model, what its backend can do, its sizes and its prices."""
     features = ["text-to-video", "image-to-video", "video-remix"]
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
-                                       ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio)) if on]
+                                       ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio),
+                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake))
+                 if on]
     low, high = capabilities.durations
     return {"models": [{
         "id": MODEL_ID,

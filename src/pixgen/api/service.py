@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pixgen.api.context import AppContext
 from pixgen.api.mapping import check_capabilities, renamed
+from pixgen.core.keyframes import with_images
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
@@ -41,9 +42,10 @@ async def submit(
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
-    1. ``image_urls`` (canonical field → http(s) URL; the request holds ``mapping.PLACEHOLDER_IMAGE`` there) are
+    1. ``image_urls`` (canonical field, or ``keyframes[i].image``, → http(s) URL; the request holds
+       ``mapping.PLACEHOLDER_IMAGE`` there) are
        fetched through the SSRF guard and put in place, for any surface that takes an image by URL;
-    2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame;
+    2. the start, end and key frames are decoded (``check_request_images``), the ratio fixed from the start frame;
     3. the request is checked against what the backend can do (``Capabilities``);
     then the store charges and queues it in one transaction. Any refusal is a 400 naming the field as the surface
     calls it (``field_names``: canonical → sent), and nothing is queued or charged.
@@ -52,7 +54,7 @@ async def submit(
     names = field_names or {}
     try:
         if image_urls:
-            request = request.model_copy(update=await fetch_images(ctx, image_urls))
+            request = with_images(request, await fetch_images(ctx, image_urls))
         request = await run_in_threadpool(check_request_images, request)
     except InvalidRequest as exc:
         raise renamed(exc, names) from None

@@ -53,6 +53,8 @@ class Capabilities:
     end_frame: bool  # an end frame as well as a start frame
     multi_clip: bool  # several shots with cuts in one video
     audio: bool  # a generated sound track
+    keyframes: bool = False  # pictures pinned at any time (``VideoRequest.keyframes``)
+    retake: bool = False  # regenerate a time range of a finished video (``Engine.retake``)
     durations: tuple[int, int] = (1, 15)  # shortest and longest video, in seconds
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS

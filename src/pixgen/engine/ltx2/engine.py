@@ -41,6 +41,7 @@ from diffusers.pipelines.ltx2.utils import (
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from pixgen.core.keyframes import frame_at, latent_index
 from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
@@ -66,6 +67,13 @@ log = logging.getLogger("pixgen.engine")
 
 
 @dataclass(frozen=True)
+class PlannedKeyframe:
+    image: Image.Image
+    index: int  # the latent it pins (``core.keyframes.latent_index``)
+    strength: float
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything resolved about one request before the model runs."""
 
@@ -73,6 +81,7 @@ class Plan:
     geometry: Geometry
     start_image: Image.Image | None
     end_image: Image.Image | None
+    keyframes: tuple[PlannedKeyframe, ...] = ()
 
     @property
     def width(self) -> int:
@@ -255,9 +264,13 @@ class LTX2Engine:
                 request = request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
         if request.end_image_input is not None:
             end = image_from_data_uri(request.end_image_input, field="end_image_input")
+        keyframes = tuple(
+            PlannedKeyframe(image_from_data_uri(k.image, field=f"keyframes[{i}].image"),
+                            latent_index(frame_at(k.time)), k.strength)
+            for i, k in enumerate(request.keyframes or ()))
         width, height = output_size(request.ratio, request.quality)
         geometry = plan_geometry(width, height, two_stage=request.quality in self.two_stage_qualities)
-        return Plan(request, geometry, start, end)
+        return Plan(request, geometry, start, end, keyframes)
 
     def steps_per_shot(self, two_stage: bool) -> int:
         return self.recipe.num_inference_steps + (len(self.recipe.refine_sigmas) if two_stage else 0)
@@ -285,7 +298,7 @@ class LTX2Engine:
             for shot in shots:
                 last = shot.index == len(shots) - 1
                 conditions = self._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
-                                                    plan.end_image if last else None)
+                                                    plan.end_image if last else None, plan.keyframes)
                 rendered.append(self._render_shot(run, geometry, shot, prompts[shot.index], conditions,
                                                   audio_lengths[shot.index] + fade if req.generate_audio else None))
         audio = join_audio([r.audio for r in rendered], audio_lengths, fade) if req.generate_audio else None
@@ -465,14 +478,17 @@ class LTX2Engine:
         return [LTX2VideoCondition(frames=c.at(size), index=c.index, strength=c.strength, crf=crf)
                 for c in conditions]
 
-    def _image_conditions(self, geometry: Geometry, start: Image.Image | None,
-                          end: Image.Image | None) -> list[FrameCondition]:
+    def _image_conditions(self, geometry: Geometry, start: Image.Image | None, end: Image.Image | None,
+                          keyframes: tuple[PlannedKeyframe, ...] = ()) -> list[FrameCondition]:
+        """The start frame (latent 0), the end frame (the last latent) and the keyframes (at their latents), each
+        fitted to the output and mirrored out to the generation size; in time order."""
+        pictures = [(image, index, 1.0) for image, index in ((start, 0), (end, -1)) if image is not None]
+        pictures += [(k.image, k.index, k.strength) for k in keyframes]
         out = []
-        for image, index in ((start, 0), (end, -1)):
-            if image is not None:
-                frames = np.asarray(geometry.condition_image(image, geometry.full_size))[None]
-                out.append(FrameCondition(frames, index, image=image))
-        return out
+        for image, index, strength in pictures:
+            frames = np.asarray(geometry.condition_image(image, geometry.full_size))[None]
+            out.append(FrameCondition(frames, index, strength=strength, image=image))
+        return sorted(out, key=lambda c: c.index if c.index >= 0 else float("inf"))
 
     def _audio(self, run: Run, audio_latents: torch.Tensor, seconds: float) -> np.ndarray:
         """The waveform (2, n) at the vocoder's rate, cut or zero-padded to ``seconds``."""
