@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import derived, mapping, service
+from pixgen.api import derived, mapping, retake, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import job_api_error
@@ -127,6 +127,8 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
         "kind": job.kind,
         "sourceJobId": job.source_job_id,
         "remixOf": job.remix_of,
+        "retake": {"start": round(job.retake_start, 4), "end": round(job.retake_end, 4)}
+        if job.kind == "retake" and job.retake_start is not None and job.retake_end is not None else None,
         "shots": job.shot_list(),
         "timings": job.timing_dict(),
     }
@@ -191,6 +193,16 @@ async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
     body = await _optional_json(request)
     submitted = await derived.submit_extension(ctx, key, job_id, body, source_field="jobId",
                                                idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
+@router.post("/jobs/{job_id}/retake")
+async def retake_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    """A new job regenerating ``[start, end)`` s of this completed job's video (``{start, end, prompt?, seed?}``),
+    keeping the rest frame for frame; its result is the whole video, charged for the retaken seconds."""
+    submitted = await retake.submit_retake(ctx, key, job_id, await read_json(request), source_field="jobId",
+                                           idempotency_key=idempotency_key)
     return submitted_json(ctx, request, submitted)
 
 

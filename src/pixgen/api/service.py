@@ -38,6 +38,7 @@ async def submit(
     surface: str = "jobs",
     model: str = MODEL_ID,
     field_names: Mapping[str, str] | None = None,
+    cost: int | None = None,
     **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
@@ -49,7 +50,8 @@ async def submit(
     3. the request is checked against what the backend can do (``Capabilities``);
     then the store charges and queues it in one transaction. Any refusal is a 400 naming the field as the surface
     calls it (``field_names``: canonical → sent), and nothing is queued or charged.
-    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
+    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``),
+    ``retake`` of a retake (``api.retake``); ``cost``: the charge when it is not the price of the quality.
     """
     names = field_names or {}
     try:
@@ -59,7 +61,8 @@ async def submit(
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
-    cost = ctx.settings.price_for(request.quality)
+    if cost is None:
+        cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
                                    idempotency_key=idempotency_key, surface=surface, model=model, **origin)
 

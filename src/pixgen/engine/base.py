@@ -117,6 +117,15 @@ class Extension:
     context_frames: int
 
 
+@dataclass(frozen=True)
+class Retake:
+    """What ``retake`` did: source frames ``[start_frame, end_frame)`` regenerated, the others kept."""
+
+    start_frame: int
+    end_frame: int
+    source_frames: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     path: Path
@@ -139,6 +148,7 @@ class GenerationResult:
     loras: tuple[str, ...] = ()  # preset adapters that were on for this job
     shots: tuple[ShotInfo, ...] = ()  # multi-clip only
     extension: Extension | None = None  # extend only
+    retake: Retake | None = None  # retake only
     timings: Timings = field(default_factory=Timings)
 
     def summary(self) -> str:
@@ -183,4 +193,19 @@ class Engine(Protocol):
         continuing; write the WHOLE video (source + new frames, source + new audio) to ``out_path``, at the
         source's size. Raises ``InvalidRequest(field="video")`` for a source it cannot continue. Only called when
         ``capabilities.extend``."""
+        ...
+
+    def retake(
+        self,
+        source: Path,
+        request: VideoRequest,
+        start: float,
+        end: float,
+        out_path: Path,
+        on_progress: ProgressCallback = no_progress,
+        should_cancel: Callable[[], bool] = never_cancelled,
+    ) -> GenerationResult:
+        """Regenerate ``[start, end)`` seconds of the finished video ``source`` (picture and sound) with
+        ``request``'s prompt and seed, keeping every other frame; write the WHOLE video to ``out_path``. The range
+        follows ``pixgen.core.retake``. Only called when ``capabilities.retake``."""
         ...
