@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -173,3 +175,63 @@ def test_a_job_with_keyframes_runs_end_to_end(server):
         assert job["status"] == "completed", job
         video = httpx.get(job["output"]["video"], timeout=30)
         assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+
+
+# -- keyframe images by URL ------------------------------------------------------------------------------------
+class Pictures(BaseHTTPRequestHandler):
+    """``/red.png``: a PNG; anything else: a text page (not a picture)."""
+
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        body, ctype = (RED_PNG, "image/png") if self.path == "/red.png" else (b"hello", "text/plain")
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+RED_PNG = base64.b64decode(data_uri("red").split(",", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Pictures)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fetch_server(tmp_path_factory):
+    from pixgen.testing import start_server
+
+    server = start_server(tmp_path_factory.mktemp("kf-fetch"), workers=0,
+                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
+    yield server
+    server.stop()
+
+
+def test_keyframe_urls_are_fetched_at_submit_and_a_bad_one_is_refused_naming_it(fetch_server, pictures):
+    from pixgen.jobs.db import connect
+    from pixgen.jobs.store import JobStore
+
+    key = fetch_server.new_key(credits=100)
+    with httpx.Client(base_url=fetch_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+        body = {"prompt": "a boat", "duration": 2, "quality": "360p",
+                "keyframes": [{"image": data_uri("blue"), "time": 0.5}, {"image": f"{pictures}/red.png", "time": 1.5}]}
+        bad = c.post(RUN, json={**body, "keyframes": [body["keyframes"][0], {"image": f"{pictures}/page",
+                                                                             "time": 1.5}]})
+        assert bad.status_code == 400 and bad.json()["field"] == "keyframes[1].image", bad.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 100
+        ok = c.post(RUN, json=body)
+        assert ok.status_code == 200, ok.text
+    db = connect(fetch_server.database_url, pool_size=1)
+    try:
+        stored = JobStore(db).get(ok.json()["jobId"]).video_request()
+    finally:
+        db.dispose()
+    assert [k.image for k in stored.keyframes] == [data_uri("blue"), data_uri("red")]
+    assert [k.time for k in stored.keyframes] == [0.5, 1.5]
