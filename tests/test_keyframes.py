@@ -235,3 +235,21 @@ def test_keyframe_urls_are_fetched_at_submit_and_a_bad_one_is_refused_naming_it(
         db.dispose()
     assert [k.image for k in stored.keyframes] == [data_uri("blue"), data_uri("red")]
     assert [k.time for k in stored.keyframes] == [0.5, 1.5]
+
+
+def test_the_cli_takes_keyframes_as_seconds_equals_file(tmp_path):
+    from pixgen.cli import build_parser
+    from pixgen.cli.generate_cmd import parse_args_request
+
+    picture = tmp_path / "red.png"
+    picture.write_bytes(RED_PNG)
+    args = build_parser().parse_args(["generate", "a boat", "--duration", "2", "--keyframe", f"1.5={picture}",
+                                      "-o", str(tmp_path / "o.mp4")])
+    request = parse_args_request(args)
+    assert [(k.time, k.image) for k in request.keyframes] == [(1.5, data_uri("red"))]
+    for bad in (f"3={picture}", f"later={picture}", str(picture)):
+        args = build_parser().parse_args(["generate", "a boat", "--duration", "2", "--keyframe", bad,
+                                          "-o", str(tmp_path / "o.mp4")])
+        with pytest.raises(InvalidRequest) as info:
+            parse_args_request(args)
+        assert info.value.field == "--keyframe"

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="where to write the MP4")
     for field, flags, keywords in REQUEST_OPTIONS:
         p.add_argument(*flags, dest=field, **keywords)
+    p.add_argument("--keyframe", action="append", default=[], metavar="SECONDS=FILE",
+                   help="a picture the video shows at that time (PNG, JPEG or WebP); up to 8, repeat the flag")
     add_arguments(p, SETTINGS_FLAGS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -61,7 +63,21 @@ def request_from_args(args: argparse.Namespace) -> dict:
         if value is None:
             continue
         body[field] = _data_uri(value, FLAG_FOR_FIELD[field]) if field in IMAGE_FIELDS else value
+    if args.keyframe:
+        body["keyframes"] = [_keyframe(spec) for spec in args.keyframe]
     return body
+
+
+def _keyframe(spec: str) -> dict:
+    """``SECONDS=FILE`` → ``{"image": data URI, "time": seconds}``."""
+    seconds, sep, path = spec.partition("=")
+    try:
+        time_value = float(seconds)
+    except ValueError:
+        time_value = None
+    if not sep or time_value is None:
+        raise InvalidRequest(f"{spec!r} is not SECONDS=FILE (e.g. 2.5=lighthouse.png)", field="--keyframe")
+    return {"image": _data_uri(Path(path), "--keyframe"), "time": time_value}
 
 
 def parse_args_request(args: argparse.Namespace) -> VideoRequest:
@@ -71,7 +87,8 @@ def parse_args_request(args: argparse.Namespace) -> VideoRequest:
         return parse_request(body)
     except InvalidRequest as exc:
         message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
-        raise InvalidRequest(_flags_for_fields(message), field=FLAG_FOR_FIELD.get(exc.field, exc.field)) from None
+        flag = "--keyframe" if (exc.field or "").startswith("keyframes") else FLAG_FOR_FIELD.get(exc.field, exc.field)
+        raise InvalidRequest(_flags_for_fields(message), field=flag) from None
 
 
 _FIELD_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAG_FOR_FIELD, key=len, reverse=True)) + r")\b")

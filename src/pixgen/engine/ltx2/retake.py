@@ -61,7 +61,7 @@ def _count_frames(path: Path) -> tuple[int, int, int]:
         if abs(fps - FPS) > 0.01:
             raise InvalidRequest(f"the source video runs at {fps:g} fps; only {FPS} fps videos can be retaken",
                                  field=SOURCE_FIELD)
-        count = sum(1 for _ in container.demux(stream) if _.size)
+        count = sum(1 for packet in container.demux(stream) if packet.size)  # the flush packet is empty
         return count, stream.codec_context.width, stream.codec_context.height
 
 
