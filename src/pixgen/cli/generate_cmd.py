@@ -36,7 +36,7 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
     ("thinking_type", ("--thinking",), {"default": "auto", "metavar": "MODE", "help": "disabled | enabled | auto"}),
     ("multi_clip", ("--multi-clip",), {"action": "store_true"}),
 )
-FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS}
+FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
                   "step_cache")  # the settings generate uses
@@ -87,8 +87,8 @@ def parse_args_request(args: argparse.Namespace) -> VideoRequest:
         return parse_request(body)
     except InvalidRequest as exc:
         message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
-        flag = "--keyframe" if (exc.field or "").startswith("keyframes") else FLAG_FOR_FIELD.get(exc.field, exc.field)
-        raise InvalidRequest(_flags_for_fields(message), field=flag) from None
+        field = (exc.field or "").split("[")[0]  # keyframes[1].time → the --keyframe flag
+        raise InvalidRequest(_flags_for_fields(message), field=FLAG_FOR_FIELD.get(field, exc.field)) from None
 
 
 _FIELD_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAG_FOR_FIELD, key=len, reverse=True)) + r")\b")
