@@ -153,7 +153,7 @@ def client(server, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
-def finished_job(server, key: str, *, status: str = "completed", duration: int = 2) -> str:
+def finished_job(server, key: str, *, status: str = "completed", duration: int = 2, kind: str = "generate") -> str:
     """A job of ``key`` as a worker would have left it (written straight into the server's database)."""
     from sqlalchemy import update
 
@@ -166,7 +166,7 @@ def finished_job(server, key: str, *, status: str = "completed", duration: int =
     try:
         request = parse_request({"prompt": "a fox in snow", "duration": duration, "quality": "360p", "seed": 1})
         job = JobStore(db).submit(authenticate(db, key).id, request, cost=10).job
-        values = dict(status=status)
+        values = dict(status=status, kind=kind)
         if status == "completed":
             values.update(video_file=f"{job.id}-test.mp4", width=640, height=360, seconds=duration + 1 / 24,
                           has_audio=True, progress=100, finished_at=time.time())
@@ -218,6 +218,17 @@ def test_retake_refusals_name_the_field_and_charge_nothing(api_server):
             r = c.post(f"/api/v1/jobs/{job_id}/retake", json=body)
             assert (r.status_code, r.json().get("field")) == (status, field), (body, r.text)
         assert c.get("/api/v1/jobs").json()["creditsRemaining"] == credits
+
+
+def test_a_retake_can_be_retaken_but_not_remixed(api_server):
+    key = api_server.new_key(credits=100)
+    retook = finished_job(api_server, key, kind="retake")
+    with client(api_server, key) as c:
+        r = c.post(f"/api/v1/jobs/{retook}/remix", json={"prompt": "another"})
+        assert (r.status_code, r.json()["field"]) == (400, "jobId") and "retake" in r.json()["message"]
+        r = c.post(f"/api/v1/jobs/{retook}/retake", json={"start": 0, "end": 1})
+        assert r.status_code == 200, r.text
+        c.post(f"/api/v1/jobs/{r.json()['jobId']}/cancel")
 
 
 def test_a_retake_is_charged_for_its_seconds_only(api_server):

@@ -1,4 +1,5 @@
-"""The one small protocol an engine plugs in through: load once, then ``generate`` (and ``extend``) many times.
+"""The one small protocol an engine plugs in through: load once, then ``generate`` (and ``extend``, ``retake``) many
+times.
 
 This module imports no torch, so the job layer and the API can name these types, and read a backend's
 ``Capabilities``, without loading the model stack.
