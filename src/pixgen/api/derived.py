@@ -98,6 +98,9 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
 def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> Derived:
     """``source``'s request (settings and seed) with ``fields["prompt"]``; nothing else may be given."""
     check_source(source, source_field, "remixed")
+    if source.kind == "retake":
+        raise InvalidRequest(f"job {source.id} is a retake; retake its source again with the new prompt instead",
+                             field=source_field)
     for name in fields:
         if name != "prompt":
             raise InvalidRequest(f"{name} cannot be set on a remix: it keeps every setting and the seed of its "

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import derived, mapping, service
+from pixgen.api import derived, mapping, retake, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import job_api_error
@@ -50,6 +50,20 @@ def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
         urls[target] = str(check_url(body[name], name))
     if "end_image_input" in urls and body.get("image_url") is None and body.get("image_input") is None:
         raise InvalidRequest("end_image_url needs a start frame (image_url or image_input)", field="end_image_url")
+    return {**urls, **keyframe_urls(body)}
+
+
+def keyframe_urls(body: Mapping[str, Any]) -> dict[str, str]:
+    """``keyframes[i].image`` given as an http(s) URL, by field path (fetched by ``service.submit``)."""
+    keyframes = body.get("keyframes")
+    if not isinstance(keyframes, list):
+        return {}
+    urls = {}
+    for i, keyframe in enumerate(keyframes):
+        image = keyframe.get("image") if isinstance(keyframe, dict) else None
+        if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+            name = f"keyframes[{i}].image"
+            urls[name] = str(check_url(image, name))
     return urls
 
 
@@ -70,6 +84,10 @@ def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
             data[target] = mapping.PLACEHOLDER_IMAGE
     if video_urls(body):
         data["control_video"] = mapping.PLACEHOLDER_VIDEO
+    keyframe_links = keyframe_urls(body)
+    if keyframe_links:
+        data["keyframes"] = [{**k, "image": mapping.PLACEHOLDER_IMAGE} if f"keyframes[{i}].image" in keyframe_links
+                             else k for i, k in enumerate(body["keyframes"])]
     if "resolution" in data:
         resolution = data.pop("resolution")
         if "quality" in data and data["quality"] != resolution:
@@ -136,6 +154,8 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
         "kind": job.kind,
         "sourceJobId": job.source_job_id,
         "remixOf": job.remix_of,
+        "retake": {"start": round(job.retake_start, 4), "end": round(job.retake_end, 4)}
+        if job.kind == "retake" and job.retake_start is not None and job.retake_end is not None else None,
         "shots": job.shot_list(),
         "timings": job.timing_dict(),
     }
@@ -155,7 +175,9 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
     """``GET /api/v1/models``: the one model, what its backend can do, its sizes and its prices."""
     features = ["text-to-video", "image-to-video", "video-remix"]
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
-                                       ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio)) if on]
+                                       ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio),
+                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake))
+                 if on]
     low, high = capabilities.durations
     if capabilities.control_types:
         features.append("control-video")
@@ -216,6 +238,16 @@ async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
     body = await _optional_json(request)
     submitted = await derived.submit_extension(ctx, key, job_id, body, source_field="jobId",
                                                idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
+@router.post("/jobs/{job_id}/retake")
+async def retake_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    """A new job regenerating ``[start, end)`` s of this completed job's video (``{start, end, prompt?, seed?}``),
+    keeping the rest frame for frame; its result is the whole video, charged for the retaken seconds."""
+    submitted = await retake.submit_retake(ctx, key, job_id, await read_json(request), source_field="jobId",
+                                           idempotency_key=idempotency_key)
     return submitted_json(ctx, request, submitted)
 
 

@@ -73,6 +73,8 @@ def check_capabilities(request: VideoRequest, capabilities: Capabilities,
         problems.append(("aspect_ratio", f"aspect_ratio {request.aspect_ratio} is not offered on this server"))
     if request.end_image_input is not None and not capabilities.end_frame:
         problems.append(("end_image_input", "this server's model cannot take an end frame"))
+    if request.keyframes is not None and not capabilities.keyframes:
+        problems.append(("keyframes", "this server's model cannot take keyframes"))
     if request.multi_clip and not capabilities.multi_clip:
         problems.append(("multi_clip", "this server's model cannot make multi-clip videos"))
     if request.control_type is not None and request.control_type not in capabilities.control_types:

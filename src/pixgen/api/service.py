@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pixgen.api.context import AppContext
 from pixgen.api.mapping import check_capabilities, renamed
+from pixgen.core.keyframes import with_images
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
@@ -41,6 +42,7 @@ async def submit(
     model: str = MODEL_ID,
     field_names: Mapping[str, str] | None = None,
     webhook: Subscription | None = None,
+    cost: int | None = None,
     **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
@@ -50,11 +52,13 @@ async def submit(
     allows (checked again at every delivery); every job of the OpenAI surface gets the operator's ``--webhook-url``
     instead, when one is set. Any refusal is a 400 naming the field as the surface calls it (``field_names``:
     canonical → sent), and nothing is queued or charged.
-    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
+    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``),
+    ``retake`` of a retake (``api.retake``); ``cost``: the charge when it is not the price of the quality.
     """
     request = await prepare(ctx, request, image_urls=image_urls, video_urls=video_urls, field_names=field_names)
     webhook = await check_webhook(ctx, webhook, surface)
-    cost = ctx.settings.price_for(request.quality)
+    if cost is None:
+        cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
                                    idempotency_key=idempotency_key, surface=surface, model=model,
                                    webhook=webhook, **origin)
@@ -81,16 +85,16 @@ async def prepare(
 ) -> VideoRequest:
     """Everything a submit checks before it charges, in order; the request as it will be queued.
 
-    1. ``image_urls`` / ``video_urls`` (canonical field → http(s) URL; the request holds a placeholder there) are
-       fetched through the SSRF guard and put in place;
-    2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame, and
+    1. ``image_urls`` / ``video_urls`` (canonical field, or ``keyframes[i].image``, → http(s) URL; the request
+       holds a placeholder there) are fetched through the SSRF guard and put in place;
+    2. the start, end and key frames are decoded (``check_request_images``), the ratio fixed from the start frame, and
        the control video opened (``check_control_video``);
     3. the request is checked against what the backend and its model folder can do (``Capabilities``).
     """
     names = field_names or {}
     try:
         if image_urls:
-            request = request.model_copy(update=await fetch_images(ctx, image_urls))
+            request = with_images(request, await fetch_images(ctx, image_urls))
         if video_urls:
             request = request.model_copy(update=await fetch_videos(ctx, video_urls))
         request = await run_in_threadpool(check_request_images, request)

@@ -41,7 +41,7 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
     ("control_type", ("--control-type",), {"metavar": "TYPE",
                                            "help": "depth, pose, canny, ...: a type the model folder has an IC-LoRA for"}),
 )
-FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS}
+FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
                   "step_cache")  # the settings generate uses
@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="where to write the MP4")
     for field, flags, keywords in REQUEST_OPTIONS:
         p.add_argument(*flags, dest=field, **keywords)
+    p.add_argument("--keyframe", action="append", default=[], metavar="SECONDS=FILE",
+                   help="a picture the video shows at that time (PNG, JPEG or WebP); up to 8, repeat the flag")
     add_arguments(p, SETTINGS_FLAGS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -70,7 +72,21 @@ def request_from_args(args: argparse.Namespace) -> dict:
         elif field == "control_video":
             value = _video_data_uri(value, FLAG_FOR_FIELD[field])
         body[field] = value
+    if args.keyframe:
+        body["keyframes"] = [_keyframe(spec) for spec in args.keyframe]
     return body
+
+
+def _keyframe(spec: str) -> dict:
+    """``SECONDS=FILE`` → ``{"image": data URI, "time": seconds}``."""
+    seconds, sep, path = spec.partition("=")
+    try:
+        time_value = float(seconds)
+    except ValueError:
+        time_value = None
+    if not sep or time_value is None:
+        raise InvalidRequest(f"{spec!r} is not SECONDS=FILE (e.g. 2.5=lighthouse.png)", field="--keyframe")
+    return {"image": _data_uri(Path(path), "--keyframe"), "time": time_value}
 
 
 def parse_args_request(args: argparse.Namespace) -> VideoRequest:
@@ -80,7 +96,8 @@ def parse_args_request(args: argparse.Namespace) -> VideoRequest:
         return parse_request(body)
     except InvalidRequest as exc:
         message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
-        raise InvalidRequest(_flags_for_fields(message), field=FLAG_FOR_FIELD.get(exc.field, exc.field)) from None
+        field = (exc.field or "").split("[")[0]  # keyframes[1].time → the --keyframe flag
+        raise InvalidRequest(_flags_for_fields(message), field=FLAG_FOR_FIELD.get(field, exc.field)) from None
 
 
 _FIELD_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAG_FOR_FIELD, key=len, reverse=True)) + r")\b")

@@ -12,6 +12,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
+from pixgen.core.keyframes import Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
 from pixgen.errors import InvalidRequest
 
@@ -55,6 +56,7 @@ class VideoRequest(BaseModel):
     camera_movement: CameraMovement | None = None
     control_video: StrictStr | None = None  # an MP4 data URI: the video the IC-LoRA of ``control_type`` follows
     control_type: StrictStr | None = Field(None, pattern=CONTROL_TYPE_PATTERN)
+    keyframes: tuple[Keyframe, ...] | None = None  # pictures at given times (``core/keyframes.py``)
 
     @model_validator(mode="before")
     @classmethod
@@ -72,11 +74,13 @@ class VideoRequest(BaseModel):
                                  field="prompt")
         for name in ("image_input", "end_image_input"):
             value = getattr(self, name)
-            if value is not None and not _DATA_URI.match(value[:64] + value[-8:] if len(value) > 80 else value):
+            if value is not None and not _is_data_uri(value):
                 raise InvalidRequest(f"{name} must be a data:image/(png|jpeg|webp);base64,... URI", field=name)
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
+        if self.keyframes is not None:
+            self._check_keyframes()
         return self
 
     def _check_control(self) -> None:
@@ -90,6 +94,17 @@ class VideoRequest(BaseModel):
             raise InvalidRequest("control_type needs control_video", field="control_video")
         if video is not None and self.multi_clip:
             raise InvalidRequest("multi_clip cannot be combined with control_video", field="multi_clip")
+
+    def _check_keyframes(self) -> None:
+        assert self.keyframes is not None
+        if self.multi_clip:
+            raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
+        for i, keyframe in enumerate(self.keyframes):
+            if not _is_data_uri(keyframe.image):
+                raise InvalidRequest(f"keyframes[{i}].image must be a data:image/(png|jpeg|webp);base64,... URI",
+                                     field=f"keyframes[{i}].image")
+        check_keyframes(self.keyframes, self.duration, start_image=self.image_input is not None,
+                        end_image=self.end_image_input is not None)
 
     # -- derived values -------------------------------------------------------------------------------------
     @property
@@ -111,6 +126,10 @@ class VideoRequest(BaseModel):
         return self.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
 
 
+def _is_data_uri(value: str) -> bool:
+    return bool(_DATA_URI.match(value[:64] + value[-8:] if len(value) > 80 else value))
+
+
 def parse_request(data: Mapping[str, Any]) -> VideoRequest:
     """Validate ``data`` into a ``VideoRequest``; raise ``InvalidRequest`` naming the field on any problem."""
     if not isinstance(data, Mapping):
@@ -129,7 +148,7 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, InvalidRequest):
         return ctx_error
-    field = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    field = _field_path(err.get("loc", ()))
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         message = f"unknown field {field!r}"
@@ -138,3 +157,11 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     else:
         message = f"{field}: {err.get('msg', 'invalid value')}"
     return InvalidRequest(message, field=field)
+
+
+def _field_path(loc: tuple) -> str:
+    """pydantic's error location as the client wrote it: ``keyframes[1].time``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"

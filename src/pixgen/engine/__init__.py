@@ -69,7 +69,8 @@ class Backend:
         return getattr(importlib.import_module(module), name)
 
 
-LTX2_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
+LTX2_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True, keyframes=True,
+                                 retake=True)
 FAKE_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
 
 BACKENDS: dict[str, Backend] = {b.id: b for b in (

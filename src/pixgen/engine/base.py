@@ -1,4 +1,5 @@
-"""The one small protocol an engine plugs in through: load once, then ``generate`` (and ``extend``) many times.
+"""The one small protocol an engine plugs in through: load once, then ``generate`` (and ``extend``, ``retake``) many
+times.
 
 This module imports no torch, so the job layer and the API can name these types, and read a backend's
 ``Capabilities``, without loading the model stack.
@@ -53,6 +54,8 @@ class Capabilities:
     end_frame: bool  # an end frame as well as a start frame
     multi_clip: bool  # several shots with cuts in one video
     audio: bool  # a generated sound track
+    keyframes: bool = False  # pictures pinned at any time (``VideoRequest.keyframes``)
+    retake: bool = False  # regenerate a time range of a finished video (``Engine.retake``)
     durations: tuple[int, int] = (1, 15)  # shortest and longest video, in seconds
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
@@ -116,6 +119,15 @@ class Extension:
     context_frames: int
 
 
+@dataclass(frozen=True)
+class Retake:
+    """What ``retake`` did: source frames ``[start_frame, end_frame)`` regenerated, the others kept."""
+
+    start_frame: int
+    end_frame: int
+    source_frames: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     path: Path
@@ -138,6 +150,7 @@ class GenerationResult:
     loras: tuple[str, ...] = ()  # preset adapters that were on for this job
     shots: tuple[ShotInfo, ...] = ()  # multi-clip only
     extension: Extension | None = None  # extend only
+    retake: Retake | None = None  # retake only
     timings: Timings = field(default_factory=Timings)
 
     def summary(self) -> str:
@@ -182,4 +195,19 @@ class Engine(Protocol):
         continuing; write the WHOLE video (source + new frames, source + new audio) to ``out_path``, at the
         source's size. Raises ``InvalidRequest(field="video")`` for a source it cannot continue. Only called when
         ``capabilities.extend``."""
+        ...
+
+    def retake(
+        self,
+        source: Path,
+        request: VideoRequest,
+        start: float,
+        end: float,
+        out_path: Path,
+        on_progress: ProgressCallback = no_progress,
+        should_cancel: Callable[[], bool] = never_cancelled,
+    ) -> GenerationResult:
+        """Regenerate ``[start, end)`` seconds of the finished video ``source`` (picture and sound) with
+        ``request``'s prompt and seed, keeping every other frame; write the WHOLE video to ``out_path``. The range
+        follows ``pixgen.core.retake``. Only called when ``capabilities.retake``."""
         ...

@@ -84,7 +84,7 @@ jobs = Table(
     Column("finished_at", Float, nullable=True),
     Column("updated_at", Float, nullable=False),
     Column("deleted_at", Float, nullable=True),  # deleted by its owner (OpenAI DELETE): hidden, files removed
-    Column("kind", String(16), nullable=False, default="generate", server_default="generate"),  # generate|extend
+    Column("kind", String(16), nullable=False, default="generate", server_default="generate"),  # generate|extend|retake
     Column("source_job_id", String(40), nullable=True),  # extend: the job whose video is continued
     Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
     Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
@@ -93,6 +93,8 @@ jobs = Table(
     Column("queue_round", BigInteger, nullable=False, default=0, server_default="0"),
     Column("webhook_url", Text, nullable=True),  # where this job's events are POSTed (jobs.webhooks), if anywhere
     Column("webhook_events", String(80), nullable=True),  # which: "completed,failed,cancelled" (comma-separated)
+    Column("retake_start", Float, nullable=True),  # retake: the range regenerated, seconds on the source's clock
+    Column("retake_end", Float, nullable=True),
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),

@@ -88,7 +88,8 @@ class Job:
     finished_at: float | None
     updated_at: float
     deleted_at: float | None
-    # What the job does: "generate", or "extend" (continue the video of ``source_job_id``); ``remix_of``: the job
+    # What the job does: "generate", "extend" (continue the video of ``source_job_id``) or "retake" (regenerate a
+    # range of it); ``remix_of``: the job
     # whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots, when any.
     kind: str = "generate"
     source_job_id: str | None = None
@@ -98,6 +99,8 @@ class Job:
     queue_round: int = 0  # the fair claim order: pending jobs are claimed by (queue_round, seq) (jobs.queue_order)
     webhook_url: str | None = None  # where its events are POSTed (jobs.webhooks), with the kinds asked for
     webhook_events: str | None = None
+    retake_start: float | None = None  # "retake": the range of ``source_job_id``'s video regenerated (seconds)
+    retake_end: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> "Job":
@@ -188,7 +191,7 @@ class Outcome:
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
-                 remix_of: str | None = None) -> str:
+                 remix_of: str | None = None, retake: tuple[float, float] | None = None) -> str:
     """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
 
     An extension or remix hashes its source too, so one Idempotency-Key cannot stand for two different jobs.
@@ -196,6 +199,8 @@ def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: s
     data: dict[str, Any] = request.model_dump(mode="json")
     if kind != "generate" or source_job_id or remix_of:
         data = {"request": data, "kind": kind, "source_job_id": source_job_id, "remix_of": remix_of}
+        if retake is not None:
+            data["retake"] = list(retake)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -242,12 +247,14 @@ class JobStore:
         remix_of: str | None = None,
         duration: int | None = None,
         webhook: Subscription | None = None,
+        retake: tuple[float, float] | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
         ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
         ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
         ``webhook``: where the job's events go (``jobs.webhooks``).
+        ``kind="retake"`` regenerates the range ``retake`` (start, end seconds) of ``source_job_id``'s video.
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
         ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
@@ -255,10 +262,12 @@ class JobStore:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
-        digest = request_hash(request, kind, source_job_id, remix_of)
+        digest = request_hash(request, kind, source_job_id, remix_of, retake)
         origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of,
                   "duration": request.duration if duration is None else duration,
                   **(webhook.column_values() if webhook is not None else {})}
+        if retake is not None:
+            origin.update(retake_start=retake[0], retake_end=retake[1])
         try:
             return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
         except IntegrityError:

@@ -98,6 +98,12 @@ class Worker:
                     raise GenerationError("this model backend cannot extend videos")
                 source = self._source_video(job, stem)
                 result = engine.extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
+            elif job.kind == "retake":  # regenerate a range of the source's video; the result is the whole video
+                if not engine.capabilities.retake or job.retake_start is None or job.retake_end is None:
+                    raise GenerationError("this model backend cannot retake videos")
+                source = self._source_video(job, stem)
+                result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
+                                       lease.on_progress, lease.should_cancel)
             else:
                 result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel)
         except Cancelled:
@@ -155,13 +161,13 @@ class Worker:
                 self.media.delete(thumb.name)
 
     def _source_video(self, job: Job, stem: str) -> Path:
-        """The finished MP4 an extend job continues (its source may have been deleted since it was queued)."""
+        """The finished MP4 an extend or retake job works on (it may have been deleted since the job was queued)."""
         assert self.store is not None
         try:
             source = self.store.get(job.source_job_id or "")
         except NotFound:
-            raise GenerationError(f"job {job.source_job_id}, whose video this one extends, was deleted") from None
-        gone = GenerationError(f"the video of job {source.id} to extend is no longer kept")
+            raise GenerationError(f"job {job.source_job_id}, whose video this one {job.kind}s, was deleted") from None
+        gone = GenerationError(f"the video of job {source.id} to {job.kind} is no longer kept")
         if source.status is not JobStatus.COMPLETED or source.media_deleted or not source.video_file:
             raise gone
         try:

@@ -84,11 +84,13 @@ def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
 
 
 def check_request_images(request: VideoRequest) -> VideoRequest:
-    """Decode a request's start and end frames once, when it is submitted.
+    """Decode a request's start, end and key frames once, when it is submitted.
 
     An unreadable image is then a 400 before anything is queued or charged, not a failed job later; and with no
     ``aspect_ratio`` the start image's nearest ratio is fixed here, so every answer reports the real size.
     """
+    for i, keyframe in enumerate(request.keyframes or ()):
+        image_from_data_uri(keyframe.image, field=f"keyframes[{i}].image")
     if request.image_input is None:
         return request
     start = image_from_data_uri(request.image_input, field="image_input")

@@ -13,7 +13,8 @@ from fastapi.responses import FileResponse
 from pixgen.errors import NotFound
 
 WEB_DIR = Path(__file__).resolve().parent
-_ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "keyframes.js": "text/javascript; charset=utf-8",
+           "style.css": "text/css; charset=utf-8"}
 # Revalidate on each load (the ETag makes that cheap), so an upgraded server never runs a stale page.
 _HEADERS = {"Cache-Control": "no-cache"}
 

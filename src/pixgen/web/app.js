@@ -6,6 +6,7 @@
 //   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header)
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
 //   POST /api/v1/jobs/{id}/cancel         cancel it
+//   POST /api/v1/jobs/{id}/retake         regenerate a part of a finished video (a new job)
 //   GET  /api/v1/jobs                     the key's recent jobs and credits left
 "use strict";
 
@@ -333,6 +334,59 @@
     el.download.href = video || "#";
     el.download.setAttribute("download", `pixgen-${job.jobId}.mp4`);
     el.useSeed.disabled = job.seed === undefined || job.seed === null;
+    $("retake-error").hidden = true;
+    markRetake();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Retake: a part of the finished video, marked over the player, made again as a new job
+
+  function videoSeconds() {
+    return currentJob && currentJob.duration ? Number(currentJob.duration) : el.video.duration || 1;
+  }
+
+  function markRetake() {
+    const total = videoSeconds();
+    const start = Math.max(0, Number($("retake-start").value) || 0);
+    const end = Math.min(total, Math.max(start, Number($("retake-end").value) || 0));
+    const mark = $("retake-mark");
+    mark.style.left = `${(100 * start) / total}%`;
+    mark.style.width = `${(100 * (end - start)) / total}%`;
+  }
+
+  function retakeFromPlayer() {
+    const start = Math.round(el.video.currentTime * 20) / 20;
+    $("retake-start").value = String(start);
+    $("retake-end").value = String(Math.min(videoSeconds(), start + 1));
+    markRetake();
+  }
+
+  async function onRetake() {
+    if (!currentJob || currentJob.status !== "completed") return;
+    const body = { start: Number($("retake-start").value), end: Number($("retake-end").value) };
+    const prompt = $("retake-prompt").value.trim();
+    if (prompt) body.prompt = prompt;
+    const error = $("retake-error");
+    error.hidden = true;
+    $("retake-submit").disabled = true;
+    try {
+      const started = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/retake`, { method: "POST", body });
+      if (typeof started.creditsRemaining === "number") showCredits(started.creditsRemaining);
+      startJobView(started.jobId);
+      renderProgress({ jobId: started.jobId, status: started.status || "pending", progress: 0 });
+      follow(started.jobId);
+      loadRecent();
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      const control = { start: $("retake-start"), end: $("retake-end"), prompt: $("retake-prompt") }[err.field];
+      if (control) {
+        control.setAttribute("aria-invalid", "true");
+        control.focus();
+      }
+    } finally {
+      $("retake-submit").disabled = false;
+    }
   }
 
   function showJobError(message) {
@@ -363,6 +417,8 @@
       body.control_video = controlVideo;
       body.control_type = el.controlType.value;
     }
+    const keyframes = window.pixgenKeyframes && window.pixgenKeyframes.body();
+    if (keyframes) body.keyframes = keyframes;
     if (!body.prompt.trim() && body.image_input) delete body.prompt;
     return body;
   }
@@ -376,7 +432,8 @@
   function showFormError(err) {
     el.formError.textContent = err.message;
     el.formError.hidden = false;
-    const control = FIELD_CONTROLS[err.field] || (err.code === "unauthorized" ? el.key : null);
+    const control = FIELD_CONTROLS[err.field] || (err.code === "unauthorized" ? el.key : null) ||
+      ((err.field || "").startsWith("keyframes") && window.pixgenKeyframes ? window.pixgenKeyframes.control() : null);
     if (control) {
       control.setAttribute("aria-invalid", "true");
       control.focus();
@@ -651,6 +708,11 @@
     el.cancel.addEventListener("click", onCancel);
     el.useSeed.addEventListener("click", onUseSeed);
     el.refresh.addEventListener("click", loadRecent);
+    $("retake-submit").addEventListener("click", onRetake);
+    $("retake-from-player").addEventListener("click", retakeFromPlayer);
+    for (const id of ["retake-start", "retake-end"]) {
+      $(id).addEventListener("input", () => { $(id).removeAttribute("aria-invalid"); markRetake(); });
+    }
     for (const input of [el.startImage, el.endImage]) input.addEventListener("change", () => readImage(input));
     for (const button of el.form.querySelectorAll("[data-clear]")) {
       button.addEventListener("click", () => clearImage(button.dataset.clear));

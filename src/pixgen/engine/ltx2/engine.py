@@ -16,7 +16,8 @@ A job is composed of stage blocks that each take the job's ``Run`` (progress, ca
    the MP4 writer.
 
 ``generate`` runs 1–4 per shot (one, or several with ``multi_clip``; their latents are small) then 5 for each;
-``extend`` runs the same blocks with the source's last frames as the condition. Frames are generated on the grid
+``extend`` runs the same blocks with the source's last frames as the condition, ``retake`` with the frames either
+side of the range it regenerates. Frames are generated on the grid
 size that covers the output and cropped to it (``geometry.py``); the sampling recipe is the folder's
 (``recipes.py``), reported at load and with every job.
 """
@@ -42,11 +43,20 @@ from diffusers.pipelines.ltx2.utils import (
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from pixgen.core.keyframes import frame_at, latent_index
 from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import LTX2_CAPABILITIES
-from pixgen.engine.base import EngineOptions, Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.engine.base import (
+    EngineOptions,
+    Extension,
+    GenerationResult,
+    Retake,
+    ShotInfo,
+    Timings,
+    never_cancelled,
+)
 from pixgen.engine.ltx2.control import ControlReference, ControlVideos
 from pixgen.engine.ltx2.decode import Crop, stream_frames
 from pixgen.engine.ltx2.extend import iter_source_frames, read_source, stitch_audio
@@ -57,6 +67,7 @@ from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_
 from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
+from pixgen.engine.ltx2.retake import iter_frames, read_retake_source, splice_audio
 from pixgen.engine.ltx2.speed import apply_speed_options
 from pixgen.engine.prompting import PromptPlan, plan_prompt
 from pixgen.errors import Cancelled, GenerationError
@@ -68,6 +79,13 @@ log = logging.getLogger("pixgen.engine")
 
 
 @dataclass(frozen=True)
+class PlannedKeyframe:
+    image: Image.Image
+    index: int  # the latent it pins (``core.keyframes.latent_index``)
+    strength: float
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything resolved about one request before the model runs."""
 
@@ -75,6 +93,7 @@ class Plan:
     geometry: Geometry
     start_image: Image.Image | None
     end_image: Image.Image | None
+    keyframes: tuple[PlannedKeyframe, ...] = ()
 
     @property
     def width(self) -> int:
@@ -259,9 +278,13 @@ class LTX2Engine:
                 request = request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
         if request.end_image_input is not None:
             end = image_from_data_uri(request.end_image_input, field="end_image_input")
+        keyframes = tuple(
+            PlannedKeyframe(image_from_data_uri(k.image, field=f"keyframes[{i}].image"),
+                            latent_index(frame_at(k.time)), k.strength)
+            for i, k in enumerate(request.keyframes or ()))
         width, height = output_size(request.ratio, request.quality)
         geometry = plan_geometry(width, height, two_stage=request.quality in self.two_stage_qualities)
-        return Plan(request, geometry, start, end)
+        return Plan(request, geometry, start, end, keyframes)
 
     def steps_per_shot(self, two_stage: bool) -> int:
         return self.recipe.num_inference_steps + (len(self.recipe.refine_sigmas) if two_stage else 0)
@@ -290,7 +313,7 @@ class LTX2Engine:
             for shot in shots:
                 last = shot.index == len(shots) - 1
                 conditions = self._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
-                                                    plan.end_image if last else None)
+                                                    plan.end_image if last else None, plan.keyframes)
                 rendered.append(self._render_shot(run, geometry, shot, prompts[shot.index], conditions,
                                                   audio_lengths[shot.index] + fade if req.generate_audio else None))
         audio = join_audio([r.audio for r in rendered], audio_lengths, fade) if req.generate_audio else None
@@ -392,6 +415,69 @@ class LTX2Engine:
             extension=Extension(source_frames=src.num_frames, new_frames=new_frames, context_frames=context),
         )
 
+    # -- retake ---------------------------------------------------------------------------------------------
+    def retake(self, source: Path, request: VideoRequest, start: float, end: float, out_path: Path,
+               on_progress: ProgressCallback = no_progress,
+               should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        """Regenerate ``[start, end)`` s of ``source`` (video and sound); ``out_path`` gets the whole video.
+
+        The rule is ``core/retake.py``: a window of the source frames just before the range (at latent 0), the
+        range, and single source frames after it (at their own latents) goes through stage 1; the range's frames
+        are decoded from it, and every other frame is the source's own decoded frame, handed to the encoder as is.
+        """
+        run = self._run(on_progress, should_cancel)
+        run.report("prepare")
+        with run.timed("prepare"):
+            req = request.with_seed()
+            src = read_retake_source(Path(source), start, end, sample_rate=self.audio_sample_rate)
+            window = src.window
+            geometry = plan_geometry(src.width, src.height, two_stage=False)
+            prompt = plan_prompt(req, has_enhancer=self.has_prompt_enhancer)
+        run.seed, run.total_steps = req.seed, self.steps_per_shot(False)
+
+        # 1.–2. Text, then stage 1 pinned to the frames either side of the range.
+        run.report("text")
+        near = src.before[-1] if src.before is not None else src.after[0] if src.after else None
+        prompt, embeds = self._text(run, prompt, req.seed, Image.fromarray(near) if near is not None else None)
+        conditions = [FrameCondition(geometry.pad(src.before), index=0)] if src.before is not None else []
+        conditions += [FrameCondition(geometry.pad(frame[None]), index=window.after_latent + i)
+                       for i, frame in enumerate(src.after)]
+        with self.loras.job(prompt.loras) as adapters:
+            latents = self._stage_one(run, geometry, embeds, req.seed, window.gen_frames, conditions)
+
+        # 3. Audio: the source's, the window's new sound spliced into the range.
+        audio = None
+        if src.audio is not None:
+            sr = self.audio_sample_rate
+            new = self._audio(run, latents.audio, window.gen_frames / FPS)
+            audio = splice_audio(src.audio, new, start=round(window.start / FPS * sr),
+                                 end=min(round(window.end / FPS * sr), src.audio.shape[1]),
+                                 offset=round(window.window_start / FPS * sr), fade=round(CROSSFADE_SECONDS * sr))
+
+        # 4. Video: the source's frames before the range, the range decoded from the window, the source's after.
+        num_frames = window.num_frames
+        with self._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
+            self._copy_source(run, writer, src.path, 0, window.start, num_frames)
+            self._decode_into(run, writer, latents.video, geometry, num_frames, skip=window.before,
+                              limit=window.frames)
+            self._copy_source(run, writer, src.path, window.end, num_frames, num_frames)
+        return GenerationResult(
+            path=Path(out_path), width=src.width, height=src.height, num_frames=num_frames,
+            seconds=num_frames / FPS, seed=req.seed, has_audio=audio is not None, prompt=prompt.prompt,
+            original_prompt=request.prompt, negative_prompt=prompt.negative_prompt, thinking=prompt.thinking,
+            quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height), recipe=self.recipe.name,
+            loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
+            retake=Retake(start_frame=window.start, end_frame=window.end, source_frames=num_frames),
+        )
+
+    def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
+        """The source's decoded frames ``[start, stop)`` into ``writer``, unchanged."""
+        with run.timed("encode"):
+            for frames in iter_frames(path, start, stop):
+                writer.write_frames(frames)
+                run.report("decode", writer.frames_written, num_frames)
+                run.check_cancel("while copying the source video")
+
     # -- stage blocks ---------------------------------------------------------------------------------------
     def _run(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> Run:
         if self.device.type == "cuda":
@@ -473,14 +559,17 @@ class LTX2Engine:
         return [LTX2VideoCondition(frames=c.at(size), index=c.index, strength=c.strength, crf=crf)
                 for c in conditions]
 
-    def _image_conditions(self, geometry: Geometry, start: Image.Image | None,
-                          end: Image.Image | None) -> list[FrameCondition]:
+    def _image_conditions(self, geometry: Geometry, start: Image.Image | None, end: Image.Image | None,
+                          keyframes: tuple[PlannedKeyframe, ...] = ()) -> list[FrameCondition]:
+        """The start frame (latent 0), the end frame (the last latent) and the keyframes (at their latents), each
+        fitted to the output and mirrored out to the generation size; in time order."""
+        pictures = [(image, index, 1.0) for image, index in ((start, 0), (end, -1)) if image is not None]
+        pictures += [(k.image, k.index, k.strength) for k in keyframes]
         out = []
-        for image, index in ((start, 0), (end, -1)):
-            if image is not None:
-                frames = np.asarray(geometry.condition_image(image, geometry.full_size))[None]
-                out.append(FrameCondition(frames, index, image=image))
-        return out
+        for image, index, strength in pictures:
+            frames = np.asarray(geometry.condition_image(image, geometry.full_size))[None]
+            out.append(FrameCondition(frames, index, strength=strength, image=image))
+        return sorted(out, key=lambda c: c.index if c.index >= 0 else float("inf"))
 
     def _audio(self, run: Run, audio_latents: torch.Tensor, seconds: float) -> np.ndarray:
         """The waveform (2, n) at the vocoder's rate, cut or zero-padded to ``seconds``."""

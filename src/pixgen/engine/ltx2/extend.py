@@ -70,7 +70,7 @@ def read_source(path: Path, *, sample_rate: int) -> SourceVideo:
             for frame in container.decode(stream):
                 tail.append(frame.to_ndarray(format="rgb24"))
                 count += 1
-        audio = _read_audio(path, sample_rate)
+        audio = read_audio_track(path, sample_rate)
     except av.FFmpegError as exc:
         raise InvalidRequest(f"the source video cannot be read: {exc}", field=SOURCE_FIELD) from exc
     if count == 0:
@@ -83,7 +83,7 @@ def read_source(path: Path, *, sample_rate: int) -> SourceVideo:
     return SourceVideo(path, width, height, count, frames, audio)
 
 
-def _read_audio(path: Path, sample_rate: int) -> np.ndarray | None:
+def read_audio_track(path: Path, sample_rate: int) -> np.ndarray | None:
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
