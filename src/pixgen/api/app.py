@@ -12,7 +12,7 @@ from typing import AsyncIterator, Sequence
 from fastapi import FastAPI
 
 from pixgen import __version__, web
-from pixgen.api import cloudflare, health, jobs_api, media, openai_videos
+from pixgen.api import cloudflare, health, jobs_api, media, openai_videos, openapi
 from pixgen.api.body import BodyLimit
 from pixgen.api.context import AppContext
 from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
@@ -47,5 +47,6 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
         if surface.prefix and surface.error_response:
             registry.register(surface.prefix, surface.error_response)
     install_error_handlers(app, registry)
+    openapi.install(app, ctx.capabilities)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
     return app

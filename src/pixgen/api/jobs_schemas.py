@@ -1,0 +1,97 @@
+"""The job API's answers as schemas, for the OpenAPI document (``jobs_api`` builds the JSON itself; a test
+checks every answer against these through schemathesis)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pixgen.jobs.states import JobStatus
+
+Status = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+
+
+class JobApiError(BaseModel):
+    code: str = Field(description="stable error code: invalid_request, unauthorized, insufficient_credits, "
+                                  "not_found, model_not_found, conflict, payload_too_large, rate_limited, ...")
+    message: str
+    field: str | None = Field(None, description="the request field at fault, as sent")
+
+
+class JobOutput(BaseModel):
+    video: str = Field(description="signed link to the MP4 (range requests), valid for --media-url-ttl")
+    thumbnail: str | None
+
+
+class Shot(BaseModel):
+    index: int
+    prompt: str | None = None
+    start: float
+    end: float
+
+
+class Job(BaseModel):
+    jobId: str
+    status: Status
+    progress: int = Field(ge=0, le=100)
+    stage: str | None
+    output: JobOutput | None
+    seed: int | None
+    prompt: str | None
+    originalPrompt: str | None
+    error: str | None
+    errorCode: str | None
+    creditCost: int
+    refunded: bool
+    model: str
+    duration: int
+    quality: str
+    aspectRatio: str
+    width: int
+    height: int
+    hasAudio: bool
+    cancelRequested: bool
+    createdAt: float
+    startedAt: float | None
+    completedAt: float | None
+    kind: str
+    sourceJobId: str | None
+    remixOf: str | None
+    shots: list[Shot] | None
+    timings: dict[str, float] | None
+    queuePosition: int | None = Field(None, description="only while pending: jobs ahead of this one")
+    statusUrl: str | None = None
+
+
+class Submitted(BaseModel):
+    jobId: str
+    status: Status
+    statusUrl: str
+    creditCost: int
+    creditsRemaining: int
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    hasMore: bool
+    creditsRemaining: int
+
+
+class ModelInfo(BaseModel):
+    id: str
+    name: str
+    type: str
+    creditCost: int
+    creditCostByResolution: dict[str, int]
+    capabilities: list[str]
+    parameters: dict[str, Any]
+    sizes: dict[str, dict[str, str]]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+SSE = {"text/event-stream": {"schema": {"type": "string", "description": "event: progress (jobId, status, progress, "
+                                         "stage, queuePosition) on each change, then event: done with the job"}}}
