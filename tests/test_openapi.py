@@ -14,9 +14,12 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 
 from pixgen.api import create_app
@@ -26,8 +29,11 @@ from pixgen.jobs.worker import Worker
 from pixgen.settings import load_settings
 from pixgen.testing import FakeEngine
 
+# No 5xx, no status the document does not list, bodies and headers as documented, 405 with Allow.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+          response_headers_conformance, unsupported_method]
+# Following links: what was created can be fetched, what was deleted is gone.
+STATEFUL_CHECKS = [*CHECKS, ensure_resource_availability, use_after_free]
 EXAMPLES = 12  # per operation and phase: the whole run stays well under a minute on two cores
 
 
@@ -74,6 +80,22 @@ def test_every_answer_is_documented_and_matches_its_schema(api_schema, service, 
         except Exception as exc:  # noqa: BLE001 - every operation is run; all failures are reported together
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_following_links_from_created_jobs_meets_only_documented_answers(api_schema, service):
+    """Stateful: jobs and videos are created, then fetched, cancelled, extended, remixed and deleted through the
+    links, so the answers about real jobs (completed, failed, cancelled) are checked too."""
+    _, key = service
+
+    class Workflow(api_schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {key}"}}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=STATEFUL_CHECKS, headers=kwargs.get("headers"))
+
+    Workflow.run(settings=settings(max_examples=EXAMPLES * 2, stateful_step_count=6, deadline=None,
+                                   suppress_health_check=list(HealthCheck), database=None))
 
 
 # -- the document itself ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pixgen.errors import InvalidRequest, MethodNotAllowed, NotFound, PixgenError, RateLimited
 
@@ -33,6 +34,8 @@ def error_headers(exc: PixgenError) -> dict[str, str]:
     """Headers every surface sends with an error (``Retry-After`` on 429)."""
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        return {"Allow": exc.allow}
     return {}
 
 
@@ -77,9 +80,20 @@ def as_pixgen_error(exc: Exception) -> PixgenError:
     return PixgenError("internal error; the server log has the details")
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI, registry: ErrorRegistry) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
         error = as_pixgen_error(exc)
+        if isinstance(error, MethodNotAllowed):
+            error.allow = allowed_methods(request)
         if error.status >= 500:
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return registry.respond(request.url.path, error)

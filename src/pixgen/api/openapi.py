@@ -60,8 +60,8 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-# Links: (operation, status) → {link name: (target operation, {parameter: runtime expression})}.
-# Operations are named "METHOD path" as in the document.
+# Links: operation → {link name: (target operation, {parameter: runtime expression})}.
+# Operations are named "METHOD path" as in the document; the links hang off their 200 answer.
 _JOB = "$response.body#/jobId"
 _VIDEO = "$response.body#/id"
 _JOB_LINKS = {
@@ -78,6 +78,8 @@ _VIDEO_LINKS = {
     "RemixVideo": ("POST /v1/videos/{video_id}/remix", {"video_id": _VIDEO}),
 }
 LINKS = {
+    "GET /api/v1/models": {"RunModel": ("POST /api/v1/models/{model_id}/run",
+                                        {"model_id": "$response.body#/models/0/id"})},
     "POST /api/v1/models/{model_id}/run": _JOB_LINKS,
     "POST /api/v1/jobs/{job_id}/extend": _JOB_LINKS,
     "POST /api/v1/jobs/{job_id}/remix": _JOB_LINKS,
@@ -242,7 +244,7 @@ def _form(properties: dict[str, Any], *, required: Iterable[str]) -> dict[str, A
             fields[name] = {"type": "string", "description": prop.get("description", "")}
         else:
             fields[name] = {k: v for k, v in prop.items() if k != "default"}
-    return {"type": "object", "properties": fields, "required": list(required)}
+    return {"type": "object", "properties": fields, "required": list(required), "additionalProperties": False}
 
 
 def _nullable_enum(prop: dict[str, Any], allowed: Iterable[str]) -> None:
