@@ -50,7 +50,7 @@ class Job(BaseModel):
     aspectRatio: str
     width: int
     height: int
-    hasAudio: bool
+    hasAudio: bool | None = Field(description="known once the video is made")
     cancelRequested: bool
     createdAt: float
     startedAt: float | None
@@ -93,5 +93,10 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
-SSE = {"text/event-stream": {"schema": {"type": "string", "description": "event: progress (jobId, status, progress, "
-                                         "stage, queuePosition) on each change, then event: done with the job"}}}
+SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "enum": ["progress", "done"]},
+                   "data": {"type": "string", "contentMediaType": "application/json",
+                            "description": "progress: {jobId, status, progress, stage, queuePosition}; done: the "
+                                           "job as GET /api/v1/jobs/{job_id} shows it"}},
+    "description": "server-sent events: progress on each change, then done, then the stream ends"}}}
