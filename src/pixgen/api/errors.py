@@ -8,7 +8,7 @@ Paths under no prefix get the job API's shape ``{"code", "message", "field"}``.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,12 +81,24 @@ def as_pixgen_error(exc: Exception) -> PixgenError:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    """The methods the routes of this path take (Starlette's 405 names only the first route's). Of the routes
+    whose template fits, the most literal ones count: ``/v1/videos/extensions`` is not ``/v1/videos/{video_id}``."""
+    fits = [r for r in _flat(request.app.router.routes) if r.matches(request.scope)[0] is not Match.NONE]
+    if not fits:
+        return ""
+    fewest = min(getattr(r, "path", "").count("{") for r in fits)
+    methods = {m for r in fits if getattr(r, "path", "").count("{") == fewest for m in getattr(r, "methods", ()) or ()}
     return ", ".join(sorted(methods))
+
+
+def _flat(routes: Iterable[Any]) -> Iterator[Any]:
+    """The routes, with those of included routers (FastAPI keeps them as one entry each) taken out."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
 
 def install_error_handlers(app: FastAPI, registry: ErrorRegistry) -> None:

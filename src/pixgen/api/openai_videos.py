@@ -229,7 +229,7 @@ def parse_seconds(value: Any) -> int:
 
 def parse_size(value: Any) -> tuple[str, str]:
     """``"1280x720"`` → ``("16:9", "720p")``; only the sizes of the contract's table."""
-    key = value.strip().lower() if isinstance(value, str) else value
+    key = value.strip().lower() if isinstance(value, str) else None  # a list or object is not a size either
     if key not in SIZES:
         raise InvalidRequest(f"size {value!r} is not offered; use one of: {', '.join(SIZES)}", field="size")
     return SIZES[key]
