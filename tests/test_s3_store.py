@@ -124,6 +124,8 @@ def test_a_job_through_pixgen_serve_lives_in_the_bucket_and_leaves_it(s3, bucket
         second = api.post("/v1/videos", json={"prompt": "a blue kite", "seconds": "4", "size": "1280x720"}).json()
         wait_for(lambda: api.get(f"/v1/videos/{second['id']}").json()["status"] == "completed", 60)
         assert len(keys_in(s3, bucket)) == 4
+        content = api.get(f"/v1/videos/{second['id']}/content", headers={"Range": "bytes=10-19"})
+        assert content.status_code == 206 and content.headers["content-range"].startswith("bytes 10-19/")
         assert api.delete(f"/v1/videos/{second['id']}").json()["deleted"] is True
         assert len(keys_in(s3, bucket)) == 2
 
