@@ -47,6 +47,6 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
         if surface.prefix and surface.error_response:
             registry.register(surface.prefix, surface.error_response)
     install_error_handlers(app, registry)
-    openapi.install(app, ctx.capabilities)
+    openapi.install(app, ctx.capabilities, form_files=openai_videos.FILE_FIELDS)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
     return app

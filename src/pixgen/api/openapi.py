@@ -25,10 +25,12 @@ from pixgen.core.models import CLOUDFLARE_MODEL_ID, MODEL_ID
 from pixgen.core.sizes import output_size
 from pixgen.core.spec import DATA_URI_PATTERN, MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
+from pixgen.jobs.store import MAX_IDEMPOTENCY_KEY
+from pixgen.media.fetch import MAX_URL
 
 JSON = "application/json"
 NOT_BLANK = r"\S"  # a prompt must hold more than white space
-HTTP_URL = r"^https?://"
+HTTP_URL = r"^https?://[^\s/@]"  # http(s), a host, no credentials (media.fetch.check_url)
 
 DESCRIPTIONS = {
     200: "Success", 206: "One byte range of the file", 400: "Bad input; the error names the field",
@@ -91,25 +93,26 @@ PUBLIC = ("/health", "/health/ready")  # the operations that need no key
 
 
 # -- the document ----------------------------------------------------------------------------------------------
-def install(app: FastAPI, capabilities: Capabilities) -> None:
-    """Serve the true document from ``app.openapi()`` (built once, on first request)."""
+def install(app: FastAPI, capabilities: Capabilities, form_files: Iterable[str] = ()) -> None:
+    """Serve the true document from ``app.openapi()`` (built once, on first request); ``form_files``: the
+    multipart fields that take an uploaded image."""
 
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = finish(doc, capabilities)
+            app.openapi_schema = finish(doc, capabilities, tuple(form_files))
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
 
 
-def finish(doc: dict[str, Any], capabilities: Capabilities) -> dict[str, Any]:
+def finish(doc: dict[str, Any], capabilities: Capabilities, form_files: Iterable[str] = ()) -> dict[str, Any]:
     """FastAPI's document with the request bodies, no 422s, links and the bearer scheme."""
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    schemas.update(request_schemas(capabilities))
+    schemas.update(request_schemas(capabilities, form_files))
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
                                                 "description": "an API key made by `pixgen keys create`"}}
     ids = {f"{method.upper()} {path}": op["operationId"] for path, ops in doc["paths"].items()
@@ -117,6 +120,10 @@ def finish(doc: dict[str, Any], capabilities: Capabilities) -> dict[str, Any]:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             op["responses"].pop("422", None)
+            for param in op.get("parameters", ()):
+                if param["name"] == "Idempotency-Key":
+                    param["schema"] = {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                                       "description": "the same key and body answer the same job, once"}
             if path not in PUBLIC:
                 op["security"] = [{"bearer": []}]
             links = LINKS.get(f"{method.upper()} {path}")
@@ -151,7 +158,8 @@ def canonical_properties(caps: Capabilities) -> dict[str, dict[str, Any]]:
     return props
 
 
-def request_schemas(caps: Capabilities) -> dict[str, dict[str, Any]]:
+def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """The named request bodies; ``form_files``: the multipart fields that take an uploaded image."""
     props = canonical_properties(caps)
     needs_start = {"end_image_input": ["image_input"]} if "end_image_input" in props else {}
     prompt = {**props["prompt"], "pattern": NOT_BLANK}
@@ -159,15 +167,15 @@ def request_schemas(caps: Capabilities) -> dict[str, dict[str, Any]]:
 
     # Job API: the canonical fields, plus resolution (= quality) and image URLs fetched at submit.
     job = {**props, "resolution": props["quality"],
-           "image_url": {"type": "string", "pattern": HTTP_URL, "description": "an http(s) URL of the start "
-                         "frame (fetched at submit)"}}
+           "image_url": {"anyOf": [_url(), {"type": "null"}],
+                         "description": "an http(s) URL of the start frame (fetched at submit)"}}
     if needs_start:
-        job["end_image_url"] = {"type": "string", "pattern": HTTP_URL, "description": "an http(s) URL of the end "
-                                "frame; needs image_url or image_input"}
+        job["end_image_url"] = {"anyOf": [_url(), {"type": "null"}],
+                                "description": "an http(s) URL of the end frame; needs image_url or image_input"}
     schemas["JobRunRequest"] = _object(job, anyOf=[
         {"required": ["prompt"], "properties": {"prompt": prompt}},
         {"required": ["image_input"], "properties": {"image_input": {"type": "string"}}},
-        {"required": ["image_url"]}], dependentRequired=needs_start,
+        {"required": ["image_url"], "properties": {"image_url": _url()}}], dependentRequired=needs_start,
         **_not_both(("image_url", "image_input"), ("end_image_url", "end_image_input"),
                     ("resolution", "quality")),
         description="A video request. prompt is required unless a start frame (image_input or image_url) is "
@@ -196,9 +204,9 @@ def request_schemas(caps: Capabilities) -> dict[str, dict[str, Any]]:
                "description": "length in seconds"}
     sizes = ["{}x{}".format(*output_size(r, q)) for r in caps.aspect_ratios for q in props["quality"]["enum"]]
     reference = {"anyOf": [
-        {"type": "string", "pattern": DATA_URI_PATTERN}, {"type": "string", "pattern": HTTP_URL},
-        _object({"image_url": {"anyOf": [{"type": "string", "pattern": DATA_URI_PATTERN},
-                                         {"type": "string", "pattern": HTTP_URL}]}}, required=["image_url"])],
+        {"type": "string", "pattern": DATA_URI_PATTERN}, _url(),
+        _object({"image_url": {"anyOf": [{"type": "string", "pattern": DATA_URI_PATTERN}, _url()]}},
+                required=["image_url"])],
         "description": "the start frame: a data URI, an http(s) URL, or {image_url}; an uploaded file in a form"}
     model = {"type": "string", "enum": [MODEL_ID]}
     create = {"model": model, "prompt": prompt, "seconds": seconds, "size": {"type": "string", "enum": sizes},
@@ -208,7 +216,7 @@ def request_schemas(caps: Capabilities) -> dict[str, dict[str, Any]]:
     schemas["VideoCreateRequest"] = _object(create, required=["prompt"], dependentRequired=needs_start,
                                             **_not_both(("seconds", "duration"), ("size", "aspect_ratio"),
                                                         ("size", "quality"), ("input_reference", "image_input")))
-    schemas["VideoCreateRequestForm"] = _form(create, required=["prompt"])
+    schemas["VideoCreateRequestForm"] = _form(create, required=["prompt"], files=form_files)
     video = {"anyOf": [{"type": "string", "minLength": 1, "pattern": NOT_BLANK},
                        _object({"id": {"type": "string", "pattern": NOT_BLANK}}, required=["id"])],
              "description": "the completed video to continue: {id} or its id"}
@@ -216,9 +224,13 @@ def request_schemas(caps: Capabilities) -> dict[str, dict[str, Any]]:
     schemas["VideoExtensionRequest"] = _object(extension, required=["video", "prompt"],
                                                **_not_both(("seconds", "duration")))
     schemas["VideoExtensionRequestForm"] = _form({**extension, "video": {"type": "string", "pattern": NOT_BLANK}},
-                                                 required=["video", "prompt"])
-    schemas["RemixRequestForm"] = _form({"prompt": prompt}, required=["prompt"])
+                                                 required=["video", "prompt"], files=form_files)
+    schemas["RemixRequestForm"] = _form({"prompt": prompt}, required=["prompt"], files=form_files)
     return schemas
+
+
+def _url() -> dict[str, Any]:
+    return {"type": "string", "format": "uri", "pattern": HTTP_URL, "maxLength": MAX_URL}
 
 
 def _object(properties: dict[str, Any], *, required: Iterable[str] = (), **more: Any) -> dict[str, Any]:
@@ -234,11 +246,12 @@ def _not_both(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"allOf": [{"not": {"required": list(pair)}} for pair in pairs]}
 
 
-def _form(properties: dict[str, Any], *, required: Iterable[str]) -> dict[str, Any]:
+def _form(properties: dict[str, Any], *, required: Iterable[str], files: Iterable[str]) -> dict[str, Any]:
     """The multipart form of a body: text fields (numbers and booleans written out) and image files."""
+
     fields: dict[str, Any] = {}
     for name, prop in properties.items():
-        if name in ("input_reference", "image_input", "end_image_input"):
+        if name in files:
             fields[name] = {"type": "string", "format": "binary", "description": "a PNG, JPEG or WebP file"}
         elif name in ("seconds", "video") or "anyOf" in prop:
             fields[name] = {"type": "string", "description": prop.get("description", "")}
