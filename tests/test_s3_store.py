@@ -97,8 +97,8 @@ def test_a_malformed_bucket_location_names_the_setting(location, tmp_path):
 
 def test_a_job_through_pixgen_serve_lives_in_the_bucket_and_leaves_it(s3, bucket, s3_endpoint, tmp_path):
     env = {**AWS_ENV, "PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "scale=0.25",
-           "PIXGEN_MEDIA_STORE": f"s3://{bucket}/media", "PIXGEN_S3_ENDPOINT_URL": s3_endpoint, "PIXGEN_ZERO_DATA_RETENTION": "1", "PIXGEN_OUTPUT_TTL": "10",
-           "PIXGEN_LEASE_SECONDS": "4"}
+           "PIXGEN_MEDIA_STORE": f"s3://{bucket}/media", "PIXGEN_S3_ENDPOINT_URL": s3_endpoint,
+           "PIXGEN_ZERO_DATA_RETENTION": "1", "PIXGEN_OUTPUT_TTL": "10", "PIXGEN_LEASE_SECONDS": "4"}
     server = start_server(tmp_path / "data", workers=1, env=env, ready=True, timeout=120)
     try:
         key = server.new_key()
