@@ -248,7 +248,6 @@ def _not_both(*pairs: tuple[str, str]) -> dict[str, Any]:
 
 def _form(properties: dict[str, Any], *, required: Iterable[str], files: Iterable[str]) -> dict[str, Any]:
     """The multipart form of a body: text fields (numbers and booleans written out) and image files."""
-
     fields: dict[str, Any] = {}
     for name, prop in properties.items():
         if name in files:
