@@ -31,6 +31,23 @@ class Shot(BaseModel):
     end: float
 
 
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="the webhook-id header: the same on every retry")
+    type: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastStatus: int | None
+    lastError: str | None
+    nextAttemptAt: float | None
+    finishedAt: float | None
+
+
+class JobWebhook(BaseModel):
+    url: str
+    events: list[str]
+    deliveries: list[WebhookDelivery]
+
+
 class Job(BaseModel):
     jobId: str
     status: Status
@@ -62,6 +79,7 @@ class Job(BaseModel):
     timings: dict[str, float] | None
     queuePosition: int | None = Field(None, description="only while pending: jobs ahead of this one")
     statusUrl: str | None = None
+    webhook: JobWebhook | None = Field(None, description="only when the job was submitted with a webhook_url")
 
 
 class Submitted(BaseModel):

@@ -26,6 +26,7 @@ from pixgen.core.sizes import output_size
 from pixgen.core.spec import DATA_URI_PATTERN, MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.jobs.store import MAX_IDEMPOTENCY_KEY
+from pixgen.jobs.webhooks import JOB_EVENTS
 from pixgen.media.fetch import MAX_URL
 
 JSON = "application/json"
@@ -89,7 +90,7 @@ LINKS = {
     "POST /v1/videos/extensions": _VIDEO_LINKS,
     "POST /v1/videos/{video_id}/remix": _VIDEO_LINKS,
 }
-PUBLIC = ("/health", "/health/ready")  # the operations that need no key
+PUBLIC = ("/health", "/health/ready", "/metrics")  # the operations that need no API key
 
 
 # -- the document ----------------------------------------------------------------------------------------------
@@ -169,13 +170,19 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     job = {**props, "resolution": props["quality"],
            "image_url": {"anyOf": [_url(), {"type": "null"}],
                          "description": "an http(s) URL of the start frame (fetched at submit)"}}
+    job["webhook_url"] = {"anyOf": [_url(), {"type": "null"}], "description": "where this job's events are "
+                          "POSTed, signed per Standard Webhooks with the key's whsec_ secret"}
+    job["webhook_events"] = {"anyOf": [{"type": "array", "minItems": 1,
+                                        "items": {"type": "string", "enum": list(JOB_EVENTS)}}, {"type": "null"}],
+                             "description": "default: completed, failed, cancelled; needs webhook_url"}
     if needs_start:
         job["end_image_url"] = {"anyOf": [_url(), {"type": "null"}],
                                 "description": "an http(s) URL of the end frame; needs image_url or image_input"}
     schemas["JobRunRequest"] = _object(job, anyOf=[
         {"required": ["prompt"], "properties": {"prompt": prompt}},
         {"required": ["image_input"], "properties": {"image_input": {"type": "string"}}},
-        {"required": ["image_url"], "properties": {"image_url": _url()}}], dependentRequired=needs_start,
+        {"required": ["image_url"], "properties": {"image_url": _url()}}],
+        dependentRequired={**needs_start, "webhook_events": ["webhook_url"]},
         **_not_both(("image_url", "image_input"), ("end_image_url", "end_image_input"),
                     ("resolution", "quality")),
         description="A video request. prompt is required unless a start frame (image_input or image_url) is "
