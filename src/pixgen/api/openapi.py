@@ -90,7 +90,7 @@ LINKS = {
     "POST /v1/videos/extensions": _VIDEO_LINKS,
     "POST /v1/videos/{video_id}/remix": _VIDEO_LINKS,
 }
-PUBLIC = ("/health", "/health/ready", "/metrics")  # the operations that need no API key
+PUBLIC = ("/health", "/health/ready")  # the operations that need no key
 
 
 # -- the document ----------------------------------------------------------------------------------------------
