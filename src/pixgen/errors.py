@@ -84,6 +84,10 @@ class MethodNotAllowed(PixgenError):
     code = "invalid_request"
     status = 405
 
+    def __init__(self, message: str, *, allow: str = "") -> None:
+        super().__init__(message)
+        self.allow = allow  # the methods the path takes (the Allow header)
+
 
 class Conflict(PixgenError):
     code = "conflict"

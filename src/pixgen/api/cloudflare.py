@@ -27,6 +27,7 @@ from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import media_url
+from pixgen.api.openapi import body, errors
 from pixgen.api.surface import Surface
 from pixgen.core.models import CLOUDFLARE_MODEL_ID as MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
@@ -62,7 +63,7 @@ class RunResponse(BaseModel):
     state: str = "Completed"
 
 
-class ErrorResponse(BaseModel):
+class WorkersAIErrorResponse(BaseModel):
     success: bool = False
     errors: list[dict[str, Any]]
     messages: list[dict[str, Any]] = []
@@ -140,7 +141,7 @@ def error_body(exc: PixgenError) -> dict[str, Any]:
     error: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if exc.field:
         error["source"] = {"pointer": "/" + exc.field.replace(".", "/")}
-    return ErrorResponse(errors=[error]).model_dump()
+    return WorkersAIErrorResponse(errors=[error]).model_dump()
 
 
 def error_response(exc: PixgenError, headers: Mapping[str, str] | None = None) -> Response:
@@ -149,11 +150,11 @@ def error_response(exc: PixgenError, headers: Mapping[str, str] | None = None) -
 
 # -- routes ----------------------------------------------------------------------------------------------------
 router = APIRouter(prefix=PREFIX, tags=["Cloudflare Workers AI"])
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 402, 404, 429, 500)}
+_RESPONSES = errors(WorkersAIErrorResponse, 400, 401, 402, 404, 409, 413, 429, 500)
 
 
-@router.post("/accounts/{account_id}/ai/run", response_model=RunResponse, responses=_RESPONSES)
+@router.post("/accounts/{account_id}/ai/run", response_model=RunResponse, responses=_RESPONSES,
+             openapi_extra=body("WorkersAIRunRequest"))
 async def run_wrapped(account_id: str, request: Request, ctx: Ctx, key: AuthKey,
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """Workers AI's ``{"model": "pixverse/v6", "input": {...}}`` form; waits for the video."""
@@ -161,7 +162,8 @@ async def run_wrapped(account_id: str, request: Request, ctx: Ctx, key: AuthKey,
     return await _run(ctx, key, request, video_request, idempotency_key, field_names=WRAPPED_NAMES)
 
 
-@router.post("/accounts/{account_id}/ai/run/{model_name:path}", response_model=RunResponse, responses=_RESPONSES)
+@router.post("/accounts/{account_id}/ai/run/{model_name:path}", response_model=RunResponse, responses=_RESPONSES,
+             openapi_extra=body("WorkersAIInput"))
 async def run_model(account_id: str, model_name: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """The model input as the body (what ``client.ai.run("pixverse/v6", ...)`` sends); waits for the video."""

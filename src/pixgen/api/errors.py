@@ -8,12 +8,13 @@ Paths under no prefix get the job API's shape ``{"code", "message", "field"}``.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pixgen.errors import InvalidRequest, MethodNotAllowed, NotFound, PixgenError, RateLimited
 
@@ -33,6 +34,8 @@ def error_headers(exc: PixgenError) -> dict[str, str]:
     """Headers every surface sends with an error (``Retry-After`` on 429)."""
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        return {"Allow": exc.allow}
     return {}
 
 
@@ -77,9 +80,32 @@ def as_pixgen_error(exc: Exception) -> PixgenError:
     return PixgenError("internal error; the server log has the details")
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods the routes of this path take (Starlette's 405 names only the first route's). Of the routes
+    whose template fits, the most literal ones count: ``/v1/videos/extensions`` is not ``/v1/videos/{video_id}``."""
+    fits = [r for r in _flat(request.app.router.routes) if r.matches(request.scope)[0] is not Match.NONE]
+    if not fits:
+        return ""
+    fewest = min(getattr(r, "path", "").count("{") for r in fits)
+    methods = {m for r in fits if getattr(r, "path", "").count("{") == fewest for m in getattr(r, "methods", ()) or ()}
+    return ", ".join(sorted(methods))
+
+
+def _flat(routes: Iterable[Any]) -> Iterator[Any]:
+    """The routes, with those of included routers (FastAPI keeps them as one entry each) taken out."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
+
+
 def install_error_handlers(app: FastAPI, registry: ErrorRegistry) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
         error = as_pixgen_error(exc)
+        if isinstance(error, MethodNotAllowed):
+            error.allow = allowed_methods(request)
         if error.status >= 500:
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return registry.respond(request.url.path, error)

@@ -6,18 +6,33 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from pydantic import BaseModel
+
 from pixgen.api.context import Ctx
 from pixgen.jobs import fleet
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    workers: int | None = None
+    reason: str | None = None
+
+
+
+
+@router.get("/health", response_model=Health)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "the database does not answer or no worker is live"}})
 def ready(ctx: Ctx) -> JSONResponse:
     try:
         with ctx.db.read() as conn:

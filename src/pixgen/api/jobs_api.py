@@ -7,17 +7,19 @@ Errors: ``{"code", "message", "field"?}`` with the HTTP status of the ``PixgenEr
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Mapping
+from typing import Annotated, Any, AsyncIterator, Mapping
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api import derived, mapping, retake, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
+from pixgen.api import jobs_schemas as schemas
 from pixgen.api.errors import job_api_error
 from pixgen.api.estimate import estimate, estimate_json
+from pixgen.api.openapi import body, errors
 from pixgen.api.media import base_url, media_url
 from pixgen.api.surface import Surface
 from pixgen.core.models import MODEL_ID
@@ -196,6 +198,11 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
 
 
 # -- routes ----------------------------------------------------------------------------------------------------
+def _responses(answer: type, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a route: ``answer`` on 200, the job API's error body on ``statuses``."""
+    return {200: {"model": answer}, **errors(schemas.JobApiError, *statuses)}
+
+
 def render(ctx: AppContext, request: Request, job: Job, position: int | None = None) -> dict[str, Any]:
     base = base_url(ctx, request)
     return job_json(job, position=position, video_url=media_url(ctx, request, job, base=base),
@@ -203,7 +210,8 @@ def render(ctx: AppContext, request: Request, job: Job, position: int | None = N
                     status_url=f"{base}{PREFIX}/jobs/{job.id}")
 
 
-@router.post("/models/{model_id}/run")
+@router.post("/models/{model_id}/run", openapi_extra=body("JobRunRequest"),
+             responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     mapping.check_model(model_id, MODEL_ID)
@@ -216,7 +224,8 @@ async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
     return submitted_json(ctx, request, submitted)
 
 
-@router.post("/models/{model_id}/estimate")
+@router.post("/models/{model_id}/estimate", openapi_extra=body("JobRunRequest"),
+             responses=_responses(schemas.Estimate, 400, 401, 404, 413, 429))
 async def estimate_run(model_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     """What ``run`` with this body would make, cost and when it would finish; refuses what ``run`` refuses (the
     same checks, in the same order), and charges and queues nothing."""
@@ -230,7 +239,8 @@ async def estimate_run(model_id: str, request: Request, ctx: Ctx, key: AuthKey) 
     return estimate_json(await run_in_threadpool(estimate, ctx, key, prepared))
 
 
-@router.post("/jobs/{job_id}/extend")
+@router.post("/jobs/{job_id}/extend", openapi_extra=body("JobExtendRequest", required=False),
+             responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job continuing this completed job's video by ``duration`` seconds (``{prompt?, duration?, ...}``);
@@ -241,7 +251,8 @@ async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
     return submitted_json(ctx, request, submitted)
 
 
-@router.post("/jobs/{job_id}/retake")
+@router.post("/jobs/{job_id}/retake", openapi_extra=body("RetakeRequest"),
+             responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def retake_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job regenerating ``[start, end)`` s of this completed job's video (``{start, end, prompt?, seed?}``),
@@ -251,7 +262,8 @@ async def retake_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
     return submitted_json(ctx, request, submitted)
 
 
-@router.post("/jobs/{job_id}/remix")
+@router.post("/jobs/{job_id}/remix", openapi_extra=body("RemixRequest"),
+             responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def remix_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job with this completed job's settings and seed and a new prompt (``{prompt}``)."""
@@ -272,22 +284,21 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     return await read_json(request) if (await request.body()).strip() else {}
 
 
-@router.get("/models")
+@router.get("/models", responses=_responses(schemas.ModelList, 401))
 def list_models(ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     caps = ctx.capabilities
     return models_json(caps, ctx.settings.price, {q: ctx.settings.price_for(q) for q in caps.qualities})
 
 
-@router.get("/jobs")
-def list_jobs(request: Request, ctx: Ctx, key: AuthKey, limit: int = 20, after: str | None = None) -> dict[str, Any]:
-    if not 1 <= limit <= MAX_LIST:
-        raise InvalidRequest(f"limit must be 1..{MAX_LIST}", field="limit")
+@router.get("/jobs", responses=_responses(schemas.JobList, 400, 401))
+def list_jobs(request: Request, ctx: Ctx, key: AuthKey, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20,
+              after: str | None = None) -> dict[str, Any]:
     found = ctx.store.list_jobs(key.id, limit=limit + 1, after=after)
     return {"jobs": [render(ctx, request, j) for j in found[:limit]], "hasMore": len(found) > limit,
             "creditsRemaining": ctx.store.credits(key.id)}
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=_responses(schemas.Job, 401, 404))
 def get_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     job, position = ctx.store.get_with_position(job_id, key.id)
     body = render(ctx, request, job, position)
@@ -296,14 +307,15 @@ def get_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, 
     return body
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=_responses(schemas.Job, 401, 404))
 async def cancel_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     job = await service.cancel(ctx, key, job_id, wait=5.0)
     _, position = await run_in_threadpool(ctx.store.get_with_position, job_id, key.id)
     return render(ctx, request, job, position)
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": schemas.SSE}, **errors(schemas.JobApiError, 401, 404)})
 async def job_events(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> StreamingResponse:
     """Server-sent events: ``progress`` on each change, then ``done`` with the full job, then the stream ends."""
     await service.get_job(ctx, key, job_id)  # 404 before the stream starts

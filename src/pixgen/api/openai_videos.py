@@ -44,6 +44,7 @@ from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import stored_response
+from pixgen.api.openapi import body, errors, query
 from pixgen.api.surface import Surface
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
@@ -228,7 +229,7 @@ def parse_seconds(value: Any) -> int:
 
 def parse_size(value: Any) -> tuple[str, str]:
     """``"1280x720"`` → ``("16:9", "720p")``; only the sizes of the contract's table."""
-    key = value.strip().lower() if isinstance(value, str) else value
+    key = value.strip().lower() if isinstance(value, str) else None  # a list or object is not a size either
     if key not in SIZES:
         raise InvalidRequest(f"size {value!r} is not offered; use one of: {', '.join(SIZES)}", field="size")
     return SIZES[key]
@@ -358,11 +359,26 @@ def error_response(exc: PixgenError) -> Response:
 
 # -- routes ----------------------------------------------------------------------------------------------------
 router = APIRouter(prefix=PREFIX, tags=["OpenAI Videos"])
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 402, 404, 409, 429, 500)}
+_SUBMIT_ERRORS = errors(ErrorResponse, 400, 401, 402, 404, 409, 413, 429)
+_LIST_PARAMS = {"parameters": [
+    query("after", {"type": "string"}, "the id of the last video of the previous page"),
+    query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "videos per page"),
+    query("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "by creation time")]}
+_CONTENT = {
+    200: {"description": "The whole file", "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                                                       "image/jpeg": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}},
+    206: {"description": "One byte range of the file (Range: bytes=...)",
+          "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                      "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+    416: {"description": "Byte range past the end of the file"},
+}
+_RANGE = {"parameters": [{"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+                          "description": "one byte range, e.g. bytes=0-1023"}]}
 
 
-@router.post("/videos", response_model=Video, responses=_RESPONSES)
+@router.post("/videos", response_model=Video, responses=_SUBMIT_ERRORS,
+             openapi_extra=body("VideoCreateRequest", form=True))
 async def create_video(request: Request, ctx: Ctx, key: AuthKey,
                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
@@ -374,7 +390,8 @@ async def create_video(request: Request, ctx: Ctx, key: AuthKey,
     return _video_response(ctx, submitted.job)
 
 
-@router.post("/videos/extensions", response_model=Video, responses=_RESPONSES)
+@router.post("/videos/extensions", response_model=Video, responses=_SUBMIT_ERRORS,
+             openapi_extra=body("VideoExtensionRequest", form=True))
 async def extend_video(request: Request, ctx: Ctx, key: AuthKey,
                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """Continue a completed video by ``seconds``; the new video is the whole, longer one."""
@@ -388,7 +405,8 @@ async def extend_video(request: Request, ctx: Ctx, key: AuthKey,
     return _video_response(ctx, submitted.job)
 
 
-@router.post("/videos/{video_id}/remix", response_model=Video, responses=_RESPONSES)
+@router.post("/videos/{video_id}/remix", response_model=Video, responses=_SUBMIT_ERRORS,
+             openapi_extra=body("RemixRequest", form=True))
 async def remix_video(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
     """A new video with the settings and seed of a completed one and a new ``prompt``."""
@@ -399,7 +417,7 @@ async def remix_video(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
     return _video_response(ctx, submitted.job)
 
 
-@router.get("/videos", response_model=VideoList, responses=_RESPONSES)
+@router.get("/videos", response_model=VideoList, responses=errors(ErrorResponse, 400, 401), openapi_extra=_LIST_PARAMS)
 async def list_videos(request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     """The key's videos (made through any surface), newest first unless ``order=asc``; cursor ``after``."""
     params = parse_list_params(request.query_params)
@@ -410,12 +428,12 @@ async def list_videos(request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any
                    has_more=len(found) > params.limit)
 
 
-@router.get("/videos/{video_id}", response_model=Video, responses=_RESPONSES)
+@router.get("/videos/{video_id}", response_model=Video, responses=errors(ErrorResponse, 401, 404))
 async def retrieve_video(video_id: str, ctx: Ctx, key: AuthKey) -> Response:
     return _video_response(ctx, await service.get_job(ctx, key, video_id))
 
 
-@router.delete("/videos/{video_id}", response_model=VideoDeleted, responses=_RESPONSES)
+@router.delete("/videos/{video_id}", response_model=VideoDeleted, responses=errors(ErrorResponse, 401, 404, 409))
 async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     """Cancel the job if it is still queued or running (credits refunded), then delete it and its files."""
     await service.cancel(ctx, key, video_id, wait=DELETE_WAIT)
@@ -426,15 +444,13 @@ async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     return deleted(job.id)
 
 
-@router.get("/videos/{video_id}/content", responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}},
-                                                     **_RESPONSES})
+@router.get("/videos/{video_id}/content", responses={**_CONTENT, **errors(ErrorResponse, 400, 401, 404)},
+            response_class=Response, openapi_extra=_RANGE)
 async def download_content(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
-                           variant: str = "video") -> Response:
+                           variant: Literal["video", "thumbnail"] = "video") -> Response:
     """The finished video (``video/mp4``, range requests) or its first-frame thumbnail (``image/jpeg``), streamed
     from the media store."""
     files = {"video": "video.mp4", "thumbnail": "thumbnail.jpg"}
-    if variant not in files:
-        raise InvalidRequest(f"variant must be 'video' or 'thumbnail', not {variant!r}", field="variant")
     job = await service.get_job(ctx, key, video_id)
     if job.status is not JobStatus.COMPLETED:
         raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status]}", field="video_id")

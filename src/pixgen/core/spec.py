@@ -31,7 +31,8 @@ CameraMovement = Literal[
     "dolly_in", "dolly_out", "orbit_left", "orbit_right", "whip_pan", "handheld", "static", "auto_camera",
 ]
 
-_DATA_URI = re.compile(r"^data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+$")
+DATA_URI_PATTERN = r"^data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+$"  # image_input's form
+_DATA_URI = re.compile(DATA_URI_PATTERN)
 _VIDEO_DATA_URI = re.compile(r"^data:video/mp4;base64,[A-Za-z0-9+/=\s]+$")
 CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: what the model folder carries
 

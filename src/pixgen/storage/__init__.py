@@ -54,6 +54,14 @@ def check_name(name: str) -> str:
 
 def media_store_for(settings: Any) -> MediaStore:
     """The store ``Settings`` name (``media_store``, ``media_dir``, ``s3_endpoint_url``)."""
+    if settings.media_store.startswith("s3://"):
+        from pixgen.storage.s3 import MAX_PRESIGN_SECONDS
+
+        if settings.media_url_ttl > MAX_PRESIGN_SECONDS:  # the bucket's links expire with ours, and S3 caps them
+            from pixgen.errors import ConfigError
+
+            raise ConfigError(f"media_url_ttl is {settings.media_url_ttl} s; an S3 presigned link lasts at most "
+                              f"{MAX_PRESIGN_SECONDS} s (7 days)", field="media_url_ttl")
     return open_media_store(settings.media_store, local_root=settings.media_dir,
                             endpoint_url=settings.s3_endpoint_url)
 

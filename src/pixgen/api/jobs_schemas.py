@@ -1,0 +1,151 @@
+"""The job API's answers as schemas, for the OpenAPI document (``jobs_api`` builds the JSON itself; a test
+checks every answer against these through schemathesis)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pixgen.jobs.states import JobStatus
+
+Status = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+
+
+class JobApiError(BaseModel):
+    code: str = Field(description="stable error code: invalid_request, unauthorized, insufficient_credits, "
+                                  "not_found, model_not_found, conflict, payload_too_large, rate_limited, ...")
+    message: str
+    field: str | None = Field(None, description="the request field at fault, as sent")
+
+
+class JobOutput(BaseModel):
+    video: str = Field(description="signed link to the MP4 (range requests), valid for --media-url-ttl")
+    thumbnail: str | None
+
+
+class Shot(BaseModel):
+    index: int
+    prompt: str | None = None
+    start: float
+    end: float
+
+
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="the webhook-id header: the same on every retry")
+    type: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastStatus: int | None
+    lastError: str | None
+    nextAttemptAt: float | None
+    finishedAt: float | None
+
+
+class JobWebhook(BaseModel):
+    url: str
+    events: list[str]
+    deliveries: list[WebhookDelivery]
+
+
+class RetakeRange(BaseModel):
+    start: float
+    end: float
+
+
+class Job(BaseModel):
+    jobId: str
+    status: Status
+    progress: int = Field(ge=0, le=100)
+    stage: str | None
+    output: JobOutput | None
+    seed: int | None
+    prompt: str | None
+    originalPrompt: str | None
+    error: str | None
+    errorCode: str | None
+    creditCost: int
+    refunded: bool
+    model: str
+    duration: int
+    quality: str
+    aspectRatio: str
+    width: int
+    height: int
+    hasAudio: bool | None = Field(description="known once the video is made")
+    cancelRequested: bool
+    createdAt: float
+    startedAt: float | None
+    completedAt: float | None
+    kind: str
+    sourceJobId: str | None
+    remixOf: str | None
+    shots: list[Shot] | None
+    timings: dict[str, float] | None
+    queuePosition: int | None = Field(None, description="only while pending: jobs ahead of this one")
+    statusUrl: str | None = None
+    webhook: JobWebhook | None = Field(None, description="only when the job was submitted with a webhook_url")
+    retake: RetakeRange | None = Field(None, description="a retake's range of its source, as regenerated")
+
+
+class Submitted(BaseModel):
+    jobId: str
+    status: Status
+    statusUrl: str
+    creditCost: int
+    creditsRemaining: int
+
+
+class EstimateBasis(BaseModel):
+    source: Literal["shape", "quality", "default"]
+    jobs: int
+
+
+class Estimate(BaseModel):
+    width: int
+    height: int
+    aspectRatio: str
+    quality: str
+    duration: int
+    frames: int
+    hasAudio: bool
+    controlType: str | None
+    creditCost: int
+    creditsRemaining: int
+    affordable: bool
+    queuePosition: int = Field(description="the place a job submitted now would take in the fair order")
+    workers: int
+    expectedRunSeconds: float
+    expectedWaitSeconds: float | None = Field(description="null with no live worker")
+    expectedFinishAt: float | None = Field(description="Unix seconds; null with no live worker")
+    estimateBasis: EstimateBasis
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    hasMore: bool
+    creditsRemaining: int
+
+
+class ModelInfo(BaseModel):
+    id: str
+    name: str
+    type: str
+    creditCost: int
+    creditCostByResolution: dict[str, int]
+    capabilities: list[str]
+    parameters: dict[str, Any]
+    sizes: dict[str, dict[str, str]]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "enum": ["progress", "done"]},
+                   "data": {"type": "string", "contentMediaType": "application/json",
+                            "description": "progress: {jobId, status, progress, stage, queuePosition}; done: the "
+                                           "job as GET /api/v1/jobs/{job_id} shows it"}},
+    "description": "server-sent events: progress on each change, then done, then the stream ends"}}}
