@@ -84,6 +84,9 @@ jobs = Table(
     Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
     Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
     Column("timings", Text, nullable=True),  # the engine's seconds per stage: JSON {"text": 0.4, "denoise": 12.1, ...}
+    Column("manifest", Text, nullable=True),  # what made the finished video: JSON (jobs.manifest.Manifest)
+    Column("preview_file", String(255), nullable=True),  # the early draft inside the media store, once made
+    Column("replay_of", String(40), nullable=True),  # replay: the job whose manifest it makes again
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),

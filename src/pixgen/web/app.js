@@ -1,7 +1,8 @@
 // pixgen web page: a thin client of the public job API (CONTRACT.md), no build step.
 //
 //   POST /api/v1/models/pixverse-v6/run   start a job
-//   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header)
+//   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header;
+//                                         a "preview" event brings the early draft of a two-stage video)
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
 //   POST /api/v1/jobs/{id}/cancel         cancel it
 //   GET  /api/v1/jobs                     the key's recent jobs and credits left
@@ -56,6 +57,7 @@
     percent: $("job-percent"),
     cancel: $("cancel"),
     jobError: $("job-error"),
+    preview: $("job-preview"),
     result: $("job-result"),
     video: $("result-video"),
     resultSeed: $("result-seed"),
@@ -199,6 +201,7 @@
       let payload;
       try { payload = JSON.parse(data); } catch { continue; }
       if (event === "progress") renderProgress(payload);
+      else if (event === "preview") showPreview(payload);
       else if (event === "done") {
         renderJob(payload);
         return true;
@@ -245,6 +248,7 @@
     el.cancel.hidden = false;
     el.video.removeAttribute("src");
     el.video.load();
+    clearPreview();
     setProgress(null);
     setStatus("Starting…");
   }
@@ -293,7 +297,11 @@
     if (!currentJob || job.jobId !== currentJob.jobId) return;
     currentJob = job;
     renderProgress(job);
-    if (!TERMINAL.has(job.status)) return;
+    if (!TERMINAL.has(job.status)) {
+      if (job.output && job.output.preview) showPreview({ jobId: job.jobId, preview: job.output.preview });
+      return;
+    }
+    clearPreview();
     el.cancel.disabled = true;
     if (job.status === "completed") {
       el.running.hidden = true;
@@ -323,6 +331,38 @@
     el.download.href = video || "#";
     el.download.setAttribute("download", `pixgen-${job.jobId}.mp4`);
     el.useSeed.disabled = job.seed === undefined || job.seed === null;
+  }
+
+  // The early draft ({jobId, preview}: its signed link), shown until the final video replaces it. The <video> is
+  // made here and removed again, so the page holds one player when there is no draft.
+  function showPreview(ev) {
+    if (!currentJob || ev.jobId !== currentJob.jobId || !ev.preview) return;
+    let video = document.getElementById("preview-video");
+    if (video && video.dataset.src === ev.preview) return;
+    if (!video) {
+      video = document.createElement("video");
+      video.id = "preview-video";
+      video.muted = true;
+      video.loop = true;
+      video.autoplay = true;
+      video.playsInline = true;
+      video.controls = true;
+      video.setAttribute("aria-label", "Draft preview");
+      el.preview.prepend(video);
+    }
+    video.dataset.src = ev.preview;
+    video.src = ev.preview;
+    el.preview.hidden = false;
+  }
+
+  function clearPreview() {
+    const video = document.getElementById("preview-video");
+    if (video) {
+      video.removeAttribute("src");
+      video.load();
+      video.remove();
+    }
+    el.preview.hidden = true;
   }
 
   function showJobError(message) {
