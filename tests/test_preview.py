@@ -61,7 +61,7 @@ def _submit(server, secret: str, **fields) -> str:
 def test_a_two_stage_job_streams_its_preview_before_it_completes(two_stage_server, tmp_path):
     server = two_stage_server
     secret = server.new_key(credits=1000)
-    job_id = _submit(server, secret, duration=3)  # 3 s: the final's decode runs well after the draft
+    job_id = _submit(server, secret, duration=2)  # 2 s: the final's decode runs well after the draft
     events: list[tuple[str, dict]] = []
     job_when_previewed: dict = {}
     with httpx.stream("GET", f"{server.url}/api/v1/jobs/{job_id}/events", headers=_auth(secret),
@@ -150,7 +150,7 @@ def test_the_web_page_shows_the_preview_before_the_final_video(two_stage_server)
                 }).observe(box, {childList: true, attributes: true, subtree: true});
             }""")
             page.get_by_label("Prompt", exact=True).fill("A lighthouse in a storm")
-            page.get_by_label("Duration", exact=True).fill("3")
+            page.get_by_label("Duration", exact=True).fill("2")
             page.get_by_label("Quality", exact=True).select_option("360p")
             page.get_by_label("Thinking", exact=True).select_option("disabled")
             page.get_by_role("button", name="Generate", exact=True).click()
