@@ -16,7 +16,7 @@ from test_service_api import parse_sse
 from test_web_page import CHROMIUM, CHROMIUM_ARGS, _enter_key, _require_browser
 
 from pixgen.media.probe import probe, read_frames
-from pixgen.testing import start_server, wait_for
+from pixgen.testing import start_server
 
 pytestmark = pytest.mark.slow
 RUN = "/api/v1/models/pixverse-v6/run"
@@ -96,16 +96,6 @@ def test_a_two_stage_job_streams_its_preview_before_it_completes(two_stage_serve
     assert preview.stat().st_size < final.stat().st_size
     timings = done["timings"]
     assert timings["preview"] > 0  # measured apart from the final's decode
-
-
-def test_a_one_stage_job_has_no_preview(two_stage_server):
-    server = two_stage_server
-    secret = server.new_key(credits=1000)
-    job_id = _submit(server, secret, quality="540p", generate_audio=False)  # 540p is one-stage here
-    job = wait_for(lambda: (j := httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers=_auth(secret)).json())
-                   ["status"] in ("completed", "failed") and j, timeout=240, every=0.3)
-    assert job["status"] == "completed", job
-    assert job["output"]["preview"] is None and "preview" not in job["timings"]
 
 
 def test_the_preview_leaves_the_final_frames_unchanged(tmp_path):
