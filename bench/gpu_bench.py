@@ -34,7 +34,7 @@ through ``pixgen serve``. Results go to ``bench/results/gpu.json`` (``--out``).
 What the device needs besides torch and transformers: ``diffusers==0.42.*``, ``av``, ``peft``, ``accelerate``,
 ``safetensors``, ``tokenizers``, ``pillow``, ``numpy``, and pixgen itself (``pip install --no-deps -e .``); for the
 serve smoke test also fastapi, uvicorn, pydantic, sqlalchemy, alembic, httpx, python-multipart. ``bench/gpu_run.sh``
-installs them from wheels carried in ``bench/wheels/`` (``bench/gpu_wheels.sh`` fetches them) and runs this.
+installs them from wheels carried in ``.whl/`` (``bench/gpu_wheels.sh`` fetches them) and runs this.
 """
 
 from __future__ import annotations

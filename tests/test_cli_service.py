@@ -54,7 +54,8 @@ def test_status_lists_running_jobs_with_their_worker_and_the_live_workers(tmp_pa
     assert lines[1].split() == [running.id, "41%", "denoise", "on", "gpu-a-1-abc"]
     assert lines[2] == "workers: 1 live"
     assert lines[3].split()[0] == "gpu-a-1-abc" and lines[3].endswith(running.id)
-    assert len(lines) == 4 and queued.id not in "\n".join(lines)
+    assert lines[4] == "webhooks: 0 pending, 0 delivered, 0 given up (pixgen webhooks list)"
+    assert len(lines) == 5 and queued.id not in "\n".join(lines)
 
 
 def test_keys_and_status_leave_no_data_folder_and_count_a_worker_live_for_three_beats_of_the_lease(tmp_path):

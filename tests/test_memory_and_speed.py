@@ -180,3 +180,33 @@ def test_memory_and_speed_settings_come_from_flags_and_bad_values_name_the_flag(
     bad = subprocess.run([sys.executable, "-m", "pixgen", "generate", "x", "--memory", "half", "-o",
                           str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--memory" in bad.stderr
+
+
+def test_streamed_offloads_warning_about_layers_that_never_ran_is_one_short_line():
+    """On the H200 the text encoder's streamed offload logged all ~450 vision-tower layer names on one line (the
+    vision tower never runs for text prompts); the filter installed with the offload shortens it to a count."""
+    import logging
+
+    from diffusers.utils import logging as diffusers_logging
+
+    from pixgen.engine.ltx2.memory import _group_offload
+
+    _group_offload(torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.device("cpu"), use_stream=False)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = diffusers_logging.get_logger("diffusers.hooks.group_offloading")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        names = [f"model.vision_tower.encoder.layers.{i}.mlp.fc1" for i in range(450)]
+        logger.warning("It seems like some layers were not executed during the forward pass. The following layers "
+                       f"were not executed:\nunexecuted_layers={names!r}")
+        logger.warning("an unrelated warning")
+    finally:
+        logger.removeHandler(handler)
+    assert seen[0].startswith("streamed offload: 450 layers did not run") and len(seen[0]) < 200
+    assert seen[1] == "an unrelated warning"

@@ -8,6 +8,8 @@ from that one declaration. ``Settings`` is frozen and passed down; nothing else 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 import os
 import secrets
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Mapping
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -87,7 +89,9 @@ class Settings(BaseSettings):
     price: int = setting(DEFAULT_PRICE, "credits per video (default 10)", API, ge=0)
     prices: Annotated[dict[str, int], NoDecode] = setting({}, "per-quality prices, e.g. 1080p=20,720p=10", API)
     rate_limit_per_minute: int = setting(60, "submits per key per minute (default 60; 0 = no limit)", API, ge=0)
-    max_concurrent_jobs: int = setting(8, "queued + running jobs per key (default 8; 0 = no cap)", API, ge=0)
+    max_concurrent_jobs: int = setting(0, "cap on queued + running jobs per key, refused with 429 over it (default 0: "
+                                          "no cap, jobs wait their fair turn)", API, ge=0)
+    metrics_token: str = setting("", "bearer token GET /metrics asks for (default none: /metrics is open)", API)
     media_url_ttl: int = setting(24 * 3600, "seconds a signed media link stays valid (default 86400)", API, ge=1)
     signing_secret: str = setting("", "secret for media links (default: generated once in the data folder)", API)
     zero_data_retention: bool = setting(False, "keep no prompt or image after a job ends; delete outputs after "
@@ -97,10 +101,21 @@ class Settings(BaseSettings):
     public_base_url: str = setting("", "the server's public address for links (default: from each request)", API)
     poll_interval: float = setting(0.2, "seconds an idle worker waits between looks at the queue (default 0.2)",
                                    SERVICE, gt=0)
-    fetch_allow_hosts: str = setting("", "comma-separated hosts image_url may fetch from although they resolve to "
-                                         "private addresses (default none)", API)
+    fetch_allow_hosts: str = setting("", "comma-separated hosts image_url may fetch from, and webhook_url may "
+                                         "point at, although they resolve to private addresses (default none)", API)
     fetch_timeout: float = setting(10.0, "seconds to fetch one image_url, redirects included (default 10)", API,
                                    gt=0)
+    webhook_url: str = setting("", "server-level webhook of the OpenAI surface: video.completed / video.failed of "
+                                   "every OpenAI-form job are POSTed here (default none)", API)
+    webhook_secret: str = setting("", "signing secret of --webhook-url, whsec_ + base64 of 24..64 random bytes (as "
+                                      "OpenAI's; `pixgen webhooks new-secret` makes one)", API)
+    webhook_timeout: float = setting(10.0, "seconds one webhook delivery may take (default 10)", API, gt=0)
+    webhook_retry_base: float = setting(10.0, "seconds before a failed webhook is retried; doubles each time "
+                                              "(default 10)", API, gt=0)
+    webhook_retry_max: float = setting(3600.0, "longest wait between two webhook attempts (default 3600)", API,
+                                       gt=0)
+    webhook_give_up_after: float = setting(86400.0, "seconds after its event a webhook is given up (default "
+                                                    "86400)", API, ge=0)
     media_store: str = setting("", "where videos are kept: the data folder (default) or s3://bucket/prefix",
                                SERVICE)
     s3_endpoint_url: str = setting("", "address of an S3-compatible service for --media-store s3://... "
@@ -129,6 +144,20 @@ class Settings(BaseSettings):
             if any(len(p) != 2 for p in pairs):
                 raise ValueError("give QUALITY=CREDITS pairs separated by commas, e.g. 1080p=20,720p=10")
             return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("webhook_url") and not value:
+            raise ValueError("--webhook-url needs a signing secret too")
+        if value:
+            try:
+                size = len(base64.b64decode(value.removeprefix("whsec_"), validate=True))
+            except (binascii.Error, ValueError):
+                size = 0
+            if not value.startswith("whsec_") or not 24 <= size <= 64:
+                raise ValueError("a webhook secret is whsec_ + base64 of 24..64 random bytes")
         return value
 
     @model_validator(mode="before")

@@ -12,9 +12,10 @@ from typing import AsyncIterator, Sequence
 from fastapi import FastAPI
 
 from pixgen import __version__, web
-from pixgen.api import cloudflare, health, jobs_api, media, openai_videos
+from pixgen.api import cloudflare, health, jobs_api, media, metrics, openai_videos
 from pixgen.api.body import BodyLimit
 from pixgen.api.context import AppContext
+from pixgen.api.deliverer import Deliverer
 from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
 from pixgen.api.surface import Surface
 from pixgen.jobs.db import connect, migrate
@@ -23,7 +24,7 @@ from pixgen.settings import Settings
 
 # Every surface, each built in its own module: its router and the error shape under its URL prefix.
 SURFACES = (jobs_api.SURFACE, cloudflare.SURFACE, openai_videos.SURFACE, Surface(media.router),
-            Surface(health.router), Surface(web.router))
+            Surface(health.router), Surface(metrics.router), Surface(web.router))
 
 
 def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastAPI:
@@ -34,8 +35,13 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        deliverer = Deliverer(ctx)  # sends the outbox's webhooks, sharing the work with the other API nodes
+        deliverer.start()
+        try:
+            yield
+        finally:
+            deliverer.stop()
+            db.dispose()
 
     app = FastAPI(title="pixgen", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Self-hosted text/image-to-video: PixelDojo job API, Cloudflare Workers AI form, "
@@ -48,4 +54,5 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
             registry.register(surface.prefix, surface.error_response)
     install_error_handlers(app, registry)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
+    metrics.install(app, db, lease_seconds=settings.lease_seconds, webhooks=metrics.webhook_tally)  # outermost: times every answer
     return app

@@ -23,8 +23,10 @@ from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest
+from pixgen.jobs import deliveries
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
+from pixgen.jobs.webhooks import Subscription, parse_subscription
 from pixgen.media.fetch import check_url
 
 PREFIX = "/api/v1"
@@ -66,6 +68,20 @@ def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
         return parse_request(data)
     except InvalidRequest as exc:
         raise mapping.renamed(exc, sent_names(body)) from None
+
+
+def webhook_subscription(body: Mapping[str, Any]) -> tuple[dict[str, Any], Subscription | None]:
+    """The body without ``webhook_url`` / ``webhook_events``, and the webhook they ask for (form checked)."""
+    rest = dict(body)
+    return rest, parse_subscription(rest.pop("webhook_url", None), rest.pop("webhook_events", None))
+
+
+def webhook_json(job: Job, sent: list[deliveries.Delivery]) -> dict[str, Any] | None:
+    """A job's own webhook and each of its deliveries (pending, delivered, or failed: given up)."""
+    if not job.webhook_url or job.surface == "openai":  # the OpenAI surface's webhook is the operator's
+        return None
+    return {"url": job.webhook_url, "events": (job.webhook_events or "").split(","),
+            "deliveries": [d.as_json() for d in sent]}
 
 
 def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
@@ -166,11 +182,11 @@ def preview_url(ctx: AppContext, request: Request, job: Job, base: str | None = 
 async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     mapping.check_model(model_id, MODEL_ID)
-    body = await read_json(request)
+    body, webhook = webhook_subscription(await read_json(request))
     urls = image_urls(body)
     video_request = to_video_request(body)  # the whole body is checked before anything is fetched
     submitted = await service.submit(ctx, key, video_request, image_urls=urls, idempotency_key=idempotency_key,
-                                     field_names=sent_names(body))
+                                     field_names=sent_names(body), webhook=webhook)
     return submitted_json(ctx, request, submitted)
 
 
@@ -239,7 +255,10 @@ def list_jobs(request: Request, ctx: Ctx, key: AuthKey, limit: int = 20, after: 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     job, position = ctx.store.get_with_position(job_id, key.id)
-    return render(ctx, request, job, position)
+    body = render(ctx, request, job, position)
+    if job.webhook_url:
+        body["webhook"] = webhook_json(job, deliveries.for_job(ctx.db, job.id))
+    return body
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -20,7 +20,8 @@ from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job, Submitted
-from pixgen.media.fetch import FetchPolicy, fetch_image
+from pixgen.jobs.webhooks import Subscription
+from pixgen.media.fetch import FetchPolicy, check_destination, fetch_image
 from pixgen.media.images import check_request_images
 
 POLL = 0.25  # seconds between database looks while waiting on a job
@@ -37,6 +38,7 @@ async def submit(
     surface: str = "jobs",
     model: str = MODEL_ID,
     field_names: Mapping[str, str] | None = None,
+    webhook: Subscription | None = None,
     **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
@@ -45,6 +47,8 @@ async def submit(
        fetched through the SSRF guard and put in place, for any surface that takes an image by URL;
     2. the start and end frames are decoded (``check_request_images``), the ratio fixed from the start frame;
     3. the request is checked against what the backend can do (``Capabilities``);
+    4. ``webhook``'s URL must resolve to addresses the SSRF guard allows (checked again at every delivery); every
+       job of the OpenAI surface gets the operator's ``--webhook-url`` instead, when one is set;
     then the store charges and queues it in one transaction. Any refusal is a 400 naming the field as the surface
     calls it (``field_names``: canonical → sent), and nothing is queued or charged.
     ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``).
@@ -57,9 +61,15 @@ async def submit(
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
+    if surface == "openai":
+        webhook = Subscription(ctx.settings.webhook_url) if ctx.settings.webhook_url else None
+    elif webhook is not None:
+        policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
+        await run_in_threadpool(check_destination, webhook.url, policy, field="webhook_url")
     cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
-                                   idempotency_key=idempotency_key, surface=surface, model=model, **origin)
+                                   idempotency_key=idempotency_key, surface=surface, model=model,
+                                   webhook=webhook, **origin)
 
 
 async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:

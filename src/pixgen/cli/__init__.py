@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pixgen.cli import generate_cmd, keys_cmd, model_cmd, serve_cmd, status_cmd, worker_cmd
+from pixgen.cli import generate_cmd, keys_cmd, model_cmd, serve_cmd, status_cmd, webhooks_cmd, worker_cmd
 from pixgen.errors import PixgenError
 
-SUBCOMMANDS = (generate_cmd, model_cmd, serve_cmd, worker_cmd, keys_cmd, status_cmd)
+SUBCOMMANDS = (generate_cmd, model_cmd, serve_cmd, worker_cmd, keys_cmd, status_cmd, webhooks_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""``pixgen keys create|list|credits``: API keys and their credits."""
+"""``pixgen keys create|list|credits|webhook-secret|rotate-webhook-secret``: API keys, their credits and their
+webhook signing secrets."""
 
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     credit.add_argument("key_id", help="the key's id (key_…), from `pixgen keys list`")
     credit.add_argument("amount", type=int)
     credit.set_defaults(func=run_credits)
+    show = sub.add_parser("webhook-secret", help="print the key's webhook signing secret (whsec_…)")
+    add_arguments(show, DB_FLAGS)
+    show.add_argument("key_id", help="the key's id (key_…)")
+    show.set_defaults(func=run_webhook_secret)
+    rotate = sub.add_parser("rotate-webhook-secret",
+                            help="give the key a new webhook signing secret; prints webhook_secret=whsec_… last")
+    add_arguments(rotate, DB_FLAGS)
+    rotate.add_argument("key_id", help="the key's id (key_…)")
+    rotate.add_argument("--grace", type=float, default=86400.0,
+                        help="seconds during which webhooks are signed with both the new and the old secret "
+                             "(default 86400; 0 = the old one stops at once)")
+    rotate.set_defaults(func=run_rotate)
 
 
 def _db(args: argparse.Namespace):  # noqa: ANN202
@@ -34,11 +47,14 @@ def _db(args: argparse.Namespace):  # noqa: ANN202
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from pixgen.jobs.keys import create_key
+    from pixgen.jobs.keys import create_key, webhook_secret
 
-    record, secret = create_key(_db(args), credits=args.credits, name=args.name)
-    print(f"created {record.id} ({record.name or 'no name'}) with {record.credits} credits; the key is shown once:")
-    print(secret)
+    db = _db(args)
+    record, secret = create_key(db, credits=args.credits, name=args.name)
+    print(f"created {record.id} ({record.name or 'no name'}) with {record.credits} credits")
+    print(f"webhook_secret={webhook_secret(db, record.id)}")
+    print("the key is shown once, on the next line:")
+    print(secret)  # last: scripts take it with `tail -1`
     return 0
 
 
@@ -55,4 +71,20 @@ def run_credits(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import add_credits
 
     print(f"{args.key_id}: {add_credits(_db(args), args.key_id, args.amount)} credits")
+    return 0
+
+
+def run_webhook_secret(args: argparse.Namespace) -> int:
+    from pixgen.jobs.keys import webhook_secret
+
+    print(webhook_secret(_db(args), args.key_id))
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    from pixgen.jobs.keys import rotate_webhook_secret
+
+    secret = rotate_webhook_secret(_db(args), args.key_id, grace=args.grace)
+    print(f"{args.key_id}: new webhook secret; the old one also signs for {args.grace:g} more seconds")
+    print(f"webhook_secret={secret}")
     return 0

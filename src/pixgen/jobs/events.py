@@ -82,6 +82,12 @@ def job_history(db: Database, job_id: str) -> list[Event]:
     return [Event.from_row(r) for r in rows]
 
 
+def get(db: Database, event_id: str) -> Event | None:
+    with db.read() as conn:
+        row = conn.execute(select(job_events).where(job_events.c.id == event_id)).mappings().first()
+    return Event.from_row(row) if row is not None else None
+
+
 def prune(db: Database, before: float) -> int:
     """Remove events older than ``before`` (UNIX seconds); returns how many."""
     with db.write() as conn:

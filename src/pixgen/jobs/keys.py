@@ -1,4 +1,5 @@
-"""API keys: created with credits, stored as sha256 hashes, checked in constant time."""
+"""API keys: created with credits, stored as sha256 hashes, checked in constant time; each with its own webhook
+signing secret (``jobs.webhooks``), rotatable with a grace period during which the previous one signs too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import select, update
 from pixgen.errors import NotFound, Unauthorized
 from pixgen.jobs.db import Database
 from pixgen.jobs.schema import api_keys
+from pixgen.jobs.webhooks import new_secret
 
 KEY_PREFIX = "pxg_"
 
@@ -39,8 +41,44 @@ def create_key(db: Database, *, credits: int = 0, name: str = "") -> tuple[ApiKe
     with db.write() as conn:
         conn.execute(api_keys.insert().values(
             id=record.id, name=record.name, key_hash=hash_key(secret), prefix=record.prefix,
-            credits=record.credits, disabled=False, created_at=record.created_at))
+            credits=record.credits, disabled=False, created_at=record.created_at, webhook_secret=new_secret()))
     return record, secret
+
+
+def webhook_secret(db: Database, key_id: str) -> str:
+    """The key's current webhook signing secret (``whsec_…``)."""
+    with db.read() as conn:
+        secret = conn.execute(select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)).scalar()
+    if secret is None:
+        raise NotFound(f"no API key {key_id!r}")
+    return secret
+
+
+def signing_secrets(db: Database, key_id: str, now: float) -> list[str]:
+    """The secrets a webhook of this key is signed with: the current one, and the previous one while its grace
+    period after a rotation lasts."""
+    with db.read() as conn:
+        row = conn.execute(select(api_keys.c.webhook_secret, api_keys.c.webhook_secret_previous,
+                                  api_keys.c.webhook_secret_previous_until)
+                           .where(api_keys.c.id == key_id)).first()
+    if row is None or row.webhook_secret is None:
+        raise NotFound(f"no API key {key_id!r}")
+    previous = row.webhook_secret_previous if (row.webhook_secret_previous_until or 0) > now else None
+    return [row.webhook_secret] + ([previous] if previous else [])
+
+
+def rotate_webhook_secret(db: Database, key_id: str, *, grace: float = 86400.0) -> str:
+    """A new signing secret for the key; the old one keeps signing (beside the new) for ``grace`` seconds."""
+    secret = new_secret()
+    with db.write() as conn:
+        current = conn.execute(select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
+                               .with_for_update()).first()
+        if current is None:
+            raise NotFound(f"no API key {key_id!r}")
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(
+            webhook_secret=secret, webhook_secret_previous=current.webhook_secret if grace > 0 else None,
+            webhook_secret_previous_until=time.time() + grace if grace > 0 else None))
+    return secret
 
 
 def authenticate(db: Database, secret: str | None) -> ApiKey:

@@ -36,6 +36,11 @@ api_keys = Table(
     Column("credits", BigInteger, nullable=False, default=0),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    # Standard Webhooks signing secret "whsec_<base64>" (jobs.webhooks); after a rotation the previous one still
+    # signs too, until ``webhook_secret_previous_until``.
+    Column("webhook_secret", String(80), nullable=True),
+    Column("webhook_secret_previous", String(80), nullable=True),
+    Column("webhook_secret_previous_until", Float, nullable=True),
 )
 
 jobs = Table(
@@ -84,12 +89,18 @@ jobs = Table(
     Column("remix_of", String(40), nullable=True),  # remix: the job whose settings and seed were taken
     Column("shots", Text, nullable=True),  # multi-clip: JSON [{index, prompt, start, end}]
     Column("timings", Text, nullable=True),  # the engine's seconds per stage: JSON {"text": 0.4, "denoise": 12.1, ...}
-    Column("manifest", Text, nullable=True),  # what made the finished video: JSON (jobs.manifest.Manifest)
+    # The fair claim order across keys: workers take pending jobs by (queue_round, seq) (jobs.queue_order).
+    Column("queue_round", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("webhook_url", Text, nullable=True),  # where this job's events are POSTed (jobs.webhooks), if anywhere
+    Column("webhook_events", String(80), nullable=True),  # which: "completed,failed,cancelled" (comma-separated)
+    Column("manifest", Text, nullable=True),  # what made the finished video: JSON (jobs.manifest.build_manifest)
     Column("preview_file", String(255), nullable=True),  # the early draft inside the media store, once made
     Column("replay_of", String(40), nullable=True),  # replay: the job whose manifest it makes again
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
+    Index("ix_jobs_status_round_seq", "status", "queue_round", "seq"),
+    Index("ix_jobs_key_status_round", "key_id", "status", "queue_round"),
 )
 
 # The outbox: one row per thing that happened to a job, written in the transaction that made it happen (a state
@@ -107,6 +118,31 @@ job_events = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_job_events_job", "job_id", "seq"),
     Index("ix_job_events_created", "created_at"),
+)
+
+# One row per webhook to send: written with the event it announces (same transaction), claimed under a lease by
+# one deliverer at a time, retried with back-off until delivered or given up (jobs.deliveries).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the event's id ("evt_…"): the webhook-id of every attempt
+    Column("job_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("event_type", String(40), nullable=False),  # "job.completed", "video.failed", ...
+    Column("url", Text, nullable=False),
+    Column("signer", String(8), nullable=False),  # "key": the job key's secret; "server": --webhook-secret
+    Column("state", String(12), nullable=False),  # pending | delivered | failed (given up)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_token", String(32), nullable=True),  # the deliverer sending it now, until lease_expires_at
+    Column("lease_expires_at", Float, nullable=True),
+    Column("body", Text, nullable=True),  # the JSON sent, fixed at the first attempt so retries send the same bytes
+    Column("last_status", Integer, nullable=True),  # the receiver's last HTTP status
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_job", "job_id", "created_at"),
 )
 
 workers = Table(

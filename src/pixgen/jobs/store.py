@@ -6,7 +6,8 @@ Every state change goes through ``JobStore._move``, inside the caller's transact
    of two actors racing for one move exactly one makes it, and a worker that lost its lease writes nothing;
 3. a move to failed or cancelled refunds the charge by flipping ``refunded`` false→true under a guard, so it
    happens exactly once whoever gets there first (a cancel, a worker, a lease sweeper);
-4. one event row (``jobs.events``, the outbox webhooks and metrics read) in the same transaction.
+4. one event row (``jobs.events``, the outbox webhooks and metrics read) in the same transaction, and with it the
+   webhook delivery the job's subscription asks for (``jobs.deliveries``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from pixgen.errors import (
     RateLimited,
     Unauthorized,
 )
-from pixgen.jobs import events
+from pixgen.jobs import deliveries, events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
+from pixgen.jobs.webhooks import Subscription
 
 MAX_IDEMPOTENCY_KEY = 255
 RATE_WINDOW = 60.0  # seconds of the per-key rate limit
@@ -93,6 +95,9 @@ class Job:
     remix_of: str | None = None
     shots: str | None = None
     timings: str | None = None  # JSON {stage: seconds} of the engine's run
+    queue_round: int = 0  # the fair claim order: pending jobs are claimed by (queue_round, seq) (jobs.queue_order)
+    webhook_url: str | None = None  # where its events are POSTed (jobs.webhooks), with the kinds asked for
+    webhook_events: str | None = None
     manifest: str | None = None  # JSON: what made the finished video (jobs.manifest)
     preview_file: str | None = None  # the early draft in the media store, once the engine made one
     replay_of: str | None = None  # replay: the job whose manifest this one makes again
@@ -216,7 +221,7 @@ class JobStore:
         lease_seconds: float = 60.0,
         max_attempts: int = 3,
         rate_limit_per_minute: int = 60,
-        max_concurrent_jobs: int = 8,
+        max_concurrent_jobs: int = 0,
         zero_data_retention: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -249,22 +254,26 @@ class JobStore:
         source_job_id: str | None = None,
         remix_of: str | None = None,
         duration: int | None = None,
+        webhook: Subscription | None = None,
         replay_of: str | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
         ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
         ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
-        ``replay_of`` names the job whose manifest a replay makes again.
-        Raises ``InsufficientCredits``, ``RateLimited`` (rate or concurrency cap), or ``InvalidRequest`` when
-        ``idempotency_key`` was used before with another body.
+        ``replay_of`` names the job whose manifest a replay makes again; ``webhook``: where the job's events go
+        (``jobs.webhooks``).
+        The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
+        Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
+        ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
         """
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
         digest = request_hash(request, kind, source_job_id, remix_of or replay_of)
         origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of, "replay_of": replay_of,
-                  "duration": request.duration if duration is None else duration}
+                  "duration": request.duration if duration is None else duration,
+                  **(webhook.column_values() if webhook is not None else {})}
         try:
             return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
         except IntegrityError:
@@ -299,7 +308,7 @@ class JobStore:
                 surface=surface, prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
                 quality=seeded.quality, aspect_ratio=seeded.aspect_ratio, credit_cost=cost, refunded=False,
                 progress=0, stage=None, cancel_requested=False, attempts=0, media_deleted=False, created_at=now,
-                updated_at=now, **origin))
+                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **origin))
             conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                          .values(credits=api_keys.c.credits - cost))
             job = self._get(conn, job_id)
@@ -337,7 +346,7 @@ class JobStore:
             return self._owned(conn, job_id, key_id)
 
     def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
-        """The job and, while it is pending, its 1-based place in the queue (1 = next to run).
+        """The job and, while it is pending, its 1-based place in the fair claim order (1 = next to run).
 
         The status poll: one prepared statement, one round trip (the count runs only for a pending job).
         """
@@ -407,14 +416,16 @@ class JobStore:
 
     # -- worker side ------------------------------------------------------------------------------------------
     def claim(self, worker_id: str) -> Claim | None:
-        """Take the oldest pending job under a fresh lease (attempt counted), or None when the queue is empty."""
+        """Take the next pending job in the fair order (``queue_order``) under a fresh lease (attempt counted), or
+        None when the queue is empty."""
         now = self.clock()
         token = secrets.token_hex(16)
         with self.db.write() as conn:
             # PostgreSQL: SKIP LOCKED lets many workers claim at once without waiting on each other's row.
             # SQLite: ignored; BEGIN IMMEDIATE already makes this the only writer.
             row = conn.execute(select(jobs).where(jobs.c.status == JobStatus.PENDING.value)
-                               .order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)).mappings().first()
+                               .order_by(*queue_order.CLAIM_ORDER).limit(1).with_for_update(skip_locked=True)
+                               ).mappings().first()
             if row is None:
                 return None
             job = Job.from_row(row)
@@ -573,8 +584,9 @@ class JobStore:
 
     def _event(self, conn: Connection, job: Job, kind: EventKind, status: JobStatus, now: float,
                data: dict[str, Any] | None = None) -> None:
-        events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
-                      data={"surface": job.surface, "quality": job.quality, **(data or {})})
+        event_id = events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
+                                 data={"surface": job.surface, "quality": job.quality, **(data or {})})
+        deliveries.enqueue(conn, event_id=event_id, job=job, kind=kind, now=now)
 
     def _owned(self, conn: Connection, job_id: str, key_id: str | None, *, lock: bool = False) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another key than ``key_id``)."""
@@ -609,8 +621,8 @@ _FIND = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.i
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 _ahead = jobs.alias("ahead")
 _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value, select(func.count())
-                                        .select_from(_ahead).where(_ahead.c.status == JobStatus.PENDING.value,
-                                                                   _ahead.c.seq < jobs.c.seq)
+                                        .select_from(_ahead)
+                                        .where(queue_order.ahead_of(_ahead, jobs.c.queue_round, jobs.c.seq))
                                         .scalar_subquery()), else_=None).label("ahead")) \
     .where(jobs.c.id == bindparam("job_id"), jobs.c.deleted_at.is_(None))
 

@@ -15,6 +15,9 @@ The SSRF guard, hop by hop (at most ``max_redirects`` redirects, each one checke
 
 Hosts in ``allow_hosts`` (an operator setting) may resolve to private addresses; cloud-metadata addresses stay
 refused even for them. Every refusal is an ``InvalidRequest`` naming the field the URL came in.
+
+Outbound webhooks go through the same guard (``check_destination`` at submit, ``post_checked`` for each delivery:
+rules 1–3, one deadline, no redirects followed).
 No FastAPI and no torch here: the API process calls ``fetch_image`` in a worker thread.
 """
 
@@ -38,6 +41,7 @@ from pixgen.media.images import MAX_IMAGE_BYTES, image_type
 MAX_URL = 4096
 REDIRECTS = (301, 302, 303, 307, 308)
 USER_AGENT = "pixgen-image-fetch/1"
+WEBHOOK_USER_AGENT = "pixgen-webhooks/1"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]  # (host, port) → the addresses it resolves to, as strings
@@ -137,6 +141,50 @@ def check_url(url: object, field: str, *, what: str = "is") -> httpx.URL:
     if parsed.userinfo:
         raise InvalidRequest(f"{field} must not carry a user name or password", field=field)
     return parsed
+
+
+def check_destination(url: object, policy: FetchPolicy, *, field: str, resolve: Resolver | None = None) -> str:
+    """Rules 1 and 2 for a URL we will POST to later: its host must resolve, to allowed addresses only."""
+    parsed = check_url(url, field)
+    host = parsed.raw_host.decode("ascii").lower()
+    deadline = time.monotonic() + policy.timeout
+    _checked_addresses(host, _port(parsed), policy, field, resolve or _system_resolver(deadline, field))
+    return str(parsed)
+
+
+def post_checked(url: object, body: bytes, headers: dict[str, str], policy: FetchPolicy, *,
+                 field: str = "webhook_url", resolve: Resolver | None = None) -> httpx.Response:
+    """POST ``body`` pinned to a checked address (rules 1–3), within ``policy.timeout``; a redirect is answered as
+    it is, not followed. Its response body is read up to 64 kB. ``InvalidRequest`` when refused by the guard,
+    ``httpx.HTTPError`` when the receiver cannot be reached."""
+    parsed = check_url(url, field)
+    host = parsed.raw_host.decode("ascii").lower()
+    deadline = time.monotonic() + policy.timeout
+    addresses = _checked_addresses(host, _port(parsed), policy, field, resolve or _system_resolver(deadline, field))
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" and not _is_ip_literal(host) else {}
+    headers = {"Host": parsed.netloc.decode("ascii"), "User-Agent": WEBHOOK_USER_AGENT, **headers}
+    last_error: httpx.HTTPError | None = None
+    for ip in addresses:
+        timeout = httpx.Timeout(max(0.1, deadline - time.monotonic()))
+        with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout,
+                          limits=httpx.Limits(max_keepalive_connections=0), verify=policy.verify) as client:
+            try:
+                with client.stream("POST", parsed.copy_with(host=str(ip)), content=body, headers=headers,
+                                   extensions=extensions) as response:
+                    read = 0
+                    for chunk in response.iter_bytes():
+                        read += len(chunk)
+                        if read > 65536 or time.monotonic() > deadline:
+                            break
+                    return response
+            except httpx.ConnectError as exc:
+                last_error = exc  # the host's next (checked) address
+    assert last_error is not None
+    raise last_error
+
+
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
 
 
 # -- one request ----------------------------------------------------------------------------------------------

@@ -178,9 +178,27 @@ def _remove_turns(module: torch.nn.Module) -> None:
         remove_hook_from_module(module)
 
 
+class ShortUnexecutedLayers(logging.Filter):
+    """diffusers' streamed offload warns once per module with every layer its first forward did not run: for the
+    text encoder that is the whole vision tower (hundreds of names, ~30 KB on one log line), which LTX-2 never
+    calls for text. One line with the count says the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "unexecuted_layers=" in message:
+            count = message.count("', '") + 1
+            record.msg = (f"streamed offload: {count} layers did not run in the first forward (for the text "
+                          "encoder: its vision tower, unused for text prompts); they stay on the host")
+            record.args = ()
+        return True
+
+
 def _group_offload(module: torch.nn.Module, device: torch.device, use_stream: bool) -> None:
     from diffusers.hooks import apply_group_offloading
 
+    hooks_log = logging.getLogger("diffusers.hooks.group_offloading")
+    if not any(isinstance(f, ShortUnexecutedLayers) for f in hooks_log.filters):
+        hooks_log.addFilter(ShortUnexecutedLayers())
     apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
                            offload_type="leaf_level", use_stream=use_stream)
 

@@ -1,7 +1,7 @@
 """jobs.manifest (what made a finished video, JSON), jobs.preview_file (the early draft) and jobs.replay_of
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0004"
+down_revision = "0006"  # written against 0004; re-chained onto main's head (0006) when main was merged in
 branch_labels = None
 depends_on = None
 
