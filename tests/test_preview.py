@@ -98,12 +98,19 @@ def test_a_two_stage_job_streams_its_preview_before_it_completes(two_stage_serve
     assert timings["preview"] > 0  # measured apart from the final's decode
 
 
-def test_the_preview_leaves_the_final_frames_unchanged(tmp_path):
-    """The draft decodes with its own generator and changes nothing the final depends on."""
-    from pixgen.core.spec import parse_request
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
     from pixgen.engine.ltx2.engine import LTX2Engine
 
-    engine = LTX2Engine.load(two_stage_toy(tmp_path))
+    folder = two_stage_toy(tmp_path_factory.mktemp("engine"))
+    return LTX2Engine.load(folder), folder
+
+
+def test_the_preview_leaves_the_final_frames_unchanged(engine, tmp_path):
+    """The draft decodes with its own generator and changes nothing the final depends on."""
+    from pixgen.core.spec import parse_request
+
+    engine, _ = engine
     request = parse_request({"prompt": "a kite over a beach", "duration": 1, "quality": "360p", "seed": 5,
                              "thinking_type": "disabled", "generate_audio": False})
     drafts = []
@@ -112,6 +119,38 @@ def test_the_preview_leaves_the_final_frames_unchanged(tmp_path):
     assert len(drafts) == 1 and drafts[0].path.is_file() and drafts[0].source == "stage1"
     assert with_draft.timings.preview and without.timings.preview is None
     assert np.array_equal(read_frames(with_draft.path), read_frames(without.path))
+
+
+@pytest.mark.parametrize("no_preview", [False, True])
+def test_the_worker_stores_the_draft_unless_told_not_to(engine, tmp_path, no_preview):
+    from pixgen.core.spec import parse_request
+    from pixgen.jobs.db import connect, migrate
+    from pixgen.jobs.keys import create_key
+    from pixgen.jobs.store import JobStore
+    from pixgen.jobs.worker import Worker
+    from pixgen.settings import Settings
+
+    engine, folder = engine
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'jobs.db'}", model=str(folder),
+                        poll_interval=0.05, no_preview=no_preview)
+    db = connect(settings.database_url, pool_size=2)
+    try:
+        migrate(db)
+        store = JobStore.from_settings(db, settings)
+        key, _ = create_key(db, credits=10)
+        job_id = store.submit(key.id, parse_request({"prompt": "a kite", "duration": 1, "quality": "360p",
+                                                     "generate_audio": False}), cost=10).job.id
+        Worker(settings, engine_factory=lambda: engine).run(max_jobs=1)
+        job = store.get(job_id)
+        assert job.status.value == "completed"
+        if no_preview:
+            assert job.preview_file is None and "preview" not in job.timing_dict()
+        else:
+            assert job.preview_file and (settings.media_dir / job.preview_file).is_file()
+            assert probe(settings.media_dir / job.preview_file).width == 320
+        assert job.manifest_dict()["shots"][0]["sigmas"]["stage2"]  # two-stage: both stages' sigmas kept
+    finally:
+        db.dispose()
 
 
 # -- the web page ----------------------------------------------------------------------------------------------
