@@ -188,16 +188,17 @@ class Outcome:
     shots: list[dict[str, Any]] | None = None  # multi-clip: [{index, prompt, start, end}]
     timings: dict[str, float] | None = None  # seconds per engine stage
     manifest: dict[str, Any] | None = None  # jobs.manifest.build_manifest
+    preview_file: str | None = None  # the early draft, when one was stored
 
     @classmethod
     def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
-                    manifest: dict[str, Any] | None = None) -> "Outcome":
+                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> "Outcome":
         """The engine's typed result, as the store keeps it (file names inside the media store)."""
         return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
                    original_prompt=result.original_prompt,
                    shots=[shot.as_dict() for shot in result.shots] or None,
-                   timings=result.timings.as_dict() or None, manifest=manifest)
+                   timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest)
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
@@ -483,7 +484,8 @@ class JobStore:
                          seed=outcome.seed, prompt=outcome.prompt, original_prompt=outcome.original_prompt,
                          shots=json.dumps(shots) if shots is not None else None,
                          timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None,
-                         manifest=json.dumps(outcome.manifest) if outcome.manifest else None)
+                         manifest=json.dumps(outcome.manifest) if outcome.manifest else None,
+                         **({"preview_file": outcome.preview_file} if outcome.preview_file else {}))
 
     def fail(self, job_id: str, token: str, code: str, message: str) -> bool:
         """processing → failed and refunded; False when the lease was lost."""

@@ -103,9 +103,8 @@ class Worker:
                 source = self._source_video(job, stem)
                 result = engine.extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
             else:
-                drafts = {} if self.settings.no_preview else {"on_preview": preview}
                 result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
-                                         **drafts)
+                                         on_preview=None if self.settings.no_preview else preview)
         except Cancelled:
             _remove(video)
             lease.close()
@@ -133,10 +132,12 @@ class Worker:
             if source is not None and source.parent == self.settings.work_dir:
                 _remove(source)  # a download of the source (the local store hands its own file)
         lease.close()
-        self._finish(job, token, result, video, stem)
+        self._finish(job, token, result, video, stem, preview)
 
-    def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str) -> None:
-        """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost)."""
+    def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str,
+                preview: "_PreviewSink") -> None:
+        """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost).
+        The move names the stored draft too, in case the job ended before a heartbeat recorded it."""
         assert self.store is not None
         thumb: Path | None = self.settings.work_dir / f"{stem}.jpg"
         try:
@@ -154,16 +155,18 @@ class Worker:
             if thumb is not None:
                 _remove(thumb)
             self.store.fail(job.id, token, "internal_error", f"the video could not be stored: {type(exc).__name__}")
+            preview.discard()
             return
         manifest = None if self.settings.zero_data_retention or self.model is None else build_manifest(
             job.request_dict(), result, self.model, kind=job.kind, source_job_id=job.source_job_id)
         outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None,
-                                      manifest=manifest)
+                                      preview_file=preview.stored, manifest=manifest)
         if not self.store.complete(job.id, token, outcome):
             log.warning("job %s: finished after losing its lease; result dropped", job.id)
             self.media.delete(video.name)
             if thumb is not None:
                 self.media.delete(thumb.name)
+            preview.discard()
 
     def _source_video(self, job: Job, stem: str) -> Path:
         """The finished MP4 an extend job continues (its source may have been deleted since it was queued)."""
