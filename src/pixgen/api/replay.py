@@ -18,20 +18,20 @@ from pixgen.api.context import AppContext
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import Conflict
 from pixgen.jobs.keys import ApiKey
-from pixgen.jobs.manifest import model_identity
+from pixgen.jobs.manifest import model_identity, with_request
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 
 
 def manifest_of(job: Job) -> dict[str, Any]:
-    """The job's manifest, or ``Conflict`` saying why it has none."""
+    """The job's manifest with the request it ran, or ``Conflict`` saying why it has none."""
     if job.status is not JobStatus.COMPLETED:
         raise Conflict(f"job {job.id} is {job.status.value}; a manifest is kept when a job completes")
     manifest = job.manifest_dict()
     if manifest is None:
         raise Conflict(f"job {job.id} has no manifest (it finished before manifests were kept, or under zero data "
                        f"retention)")
-    return manifest
+    return with_request(manifest, job.request_dict())
 
 
 async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, *,

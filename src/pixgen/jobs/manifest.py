@@ -1,10 +1,11 @@
 """A finished job's manifest: everything that made its video, kept with the job (``jobs.manifest``, JSON) and served
 at ``GET /api/v1/jobs/{id}/manifest``; ``POST /api/v1/jobs/{id}/replay`` makes the same video from it.
 
-Built by the worker when a job completes (``Worker._finish``), from the job's stored request (seed drawn), the
-engine's ``GenerationResult`` (prompts as used, ``Provenance``: recipe, sigmas and seed per shot, dtype, device),
+Built by the worker when a job completes (``Worker._finish``), from the engine's ``GenerationResult`` (prompts as used, ``Provenance``: recipe, sigmas and seed per shot, dtype, device),
 the software versions and the fingerprint of the model folder (``engine.fingerprint``). No torch is imported.
-Under zero data retention no manifest is kept (it holds the prompts).
+The request it ran (seed drawn, images included) is the job's own ``request`` column, added when the manifest is
+served (``with_request``) rather than stored twice. Under zero data retention no manifest is kept (it holds the
+prompts).
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ def model_identity(engine: str, model: str, cache_dir: Path | None) -> ModelIden
     return ModelIdentity(engine, model, found)
 
 
-def build_manifest(request: dict[str, Any], result: GenerationResult, model: ModelIdentity, *,
-                   kind: str = "generate", source_job_id: str | None = None) -> dict[str, Any]:
-    """The manifest of a job that ran ``request`` (the stored, seeded request) and got ``result``."""
+def build_manifest(result: GenerationResult, model: ModelIdentity, *, kind: str = "generate",
+                   source_job_id: str | None = None) -> dict[str, Any]:
+    """The manifest of a job that got ``result`` on ``model`` (without its request: see ``with_request``)."""
     provenance = result.provenance
     manifest: dict[str, Any] = {
         "manifestVersion": MANIFEST_VERSION,
@@ -66,7 +67,6 @@ def build_manifest(request: dict[str, Any], result: GenerationResult, model: Mod
         "model": {"backend": model.backend, "setting": model.setting, "fingerprint": model.fingerprint},
         "kind": kind,
         "sourceJobId": source_job_id,
-        "request": request,
         "seed": result.seed,
         "prompt": result.prompt,
         "originalPrompt": result.original_prompt,
@@ -85,6 +85,11 @@ def build_manifest(request: dict[str, Any], result: GenerationResult, model: Mod
                     "memory": provenance.memory, "options": _plain(provenance.options)} if provenance else None,
     }
     return manifest
+
+
+def with_request(manifest: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as served: with the request the job ran (its stored, seeded request)."""
+    return {**manifest, "request": request}
 
 
 def _plain(value: Any) -> Any:

@@ -158,7 +158,7 @@ class Worker:
             preview.discard()
             return
         manifest = None if self.settings.zero_data_retention or self.model is None else build_manifest(
-            job.request_dict(), result, self.model, kind=job.kind, source_job_id=job.source_job_id)
+            result, self.model, kind=job.kind, source_job_id=job.source_job_id)
         outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None,
                                       preview_file=preview.stored, manifest=manifest)
         if not self.store.complete(job.id, token, outcome):
