@@ -76,6 +76,8 @@ class Settings(BaseSettings):
                                          "_flash_3, sage (default: PyTorch's own)", SERVICE)
     step_cache: StepCache = setting("none", "reuse work across denoising steps (lossy): none or taylorseer",
                                     SERVICE)
+    no_preview: bool = setting(False, "make no early draft of two-stage videos (by default one is made from stage 1 "
+                                      "at half size while the final renders)", SERVICE)
     workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
     gpus: str = setting("", "GPUs for the workers, one each, e.g. 0,1 (default: those CUDA_VISIBLE_DEVICES or "
                             "nvidia-smi shows)", API)

@@ -28,7 +28,15 @@ from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import FAKE_CAPABILITIES
-from pixgen.engine.base import EngineOptions, Extension, GenerationResult, ShotInfo, Timings, never_cancelled
+from pixgen.engine.base import (
+    EngineOptions,
+    Extension,
+    GenerationResult,
+    PreviewCallback,
+    ShotInfo,
+    Timings,
+    never_cancelled,
+)
 from pixgen.errors import Cancelled, GenerationError, InvalidRequest
 
 PG_HOST = "127.0.0.1"
@@ -89,7 +97,9 @@ class FakeEngine:
         return cls(**options)
 
     def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
-                 should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+                 should_cancel: Callable[[], bool] = never_cancelled,
+                 on_preview: PreviewCallback | None = None) -> GenerationResult:
+        """As the protocol says; it makes no early draft (``on_preview`` is never called)."""
         started = time.perf_counter()
         req = request.with_seed()
         ratio = req.aspect_ratio or self._image_ratio(req) or "16:9"

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import derived, mapping, retake, service
+from pixgen.api import derived, mapping, replay, retake, service
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api import jobs_schemas as schemas
@@ -124,8 +124,9 @@ def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
 
 
 def job_json(job: Job, *, position: int | None = None, video_url: str | None = None,
-             thumbnail_url: str | None = None, status_url: str | None = None) -> dict[str, Any]:
-    """A job as the job API shows it."""
+             thumbnail_url: str | None = None, status_url: str | None = None,
+             preview_url: str | None = None) -> dict[str, Any]:
+    """A job as the job API shows it (``output`` appears with the early draft, ``preview``, or the video)."""
     status = job.status
     width, height = mapping.job_size(job)
     ended_badly = status in (JobStatus.FAILED, JobStatus.CANCELLED)
@@ -134,7 +135,8 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
         "status": status.value,
         "progress": mapping.job_progress(job),
         "stage": job.stage,
-        "output": {"video": video_url, "thumbnail": thumbnail_url} if video_url else None,
+        "output": {"video": video_url, "thumbnail": thumbnail_url, "preview": preview_url}
+        if video_url or preview_url else None,
         "seed": job.seed,
         "prompt": job.prompt,
         "originalPrompt": job.original_prompt,
@@ -158,6 +160,7 @@ def job_json(job: Job, *, position: int | None = None, video_url: str | None = N
         "remixOf": job.remix_of,
         "retake": {"start": round(job.retake_start, 4), "end": round(job.retake_end, 4)}
         if job.kind == "retake" and job.retake_start is not None and job.retake_end is not None else None,
+        "replayOf": job.replay_of,
         "shots": job.shot_list(),
         "timings": job.timing_dict(),
     }
@@ -207,7 +210,15 @@ def render(ctx: AppContext, request: Request, job: Job, position: int | None = N
     base = base_url(ctx, request)
     return job_json(job, position=position, video_url=media_url(ctx, request, job, base=base),
                     thumbnail_url=media_url(ctx, request, job, "thumbnail.jpg", base=base),
+                    preview_url=preview_url(ctx, request, job, base),
                     status_url=f"{base}{PREFIX}/jobs/{job.id}")
+
+
+def preview_url(ctx: AppContext, request: Request, job: Job, base: str | None = None) -> str | None:
+    """The early draft's signed link while the job runs or once it completed (a failed job's draft is gone)."""
+    if job.status not in (JobStatus.PROCESSING, JobStatus.COMPLETED):
+        return None
+    return media_url(ctx, request, job, "preview.mp4", base=base)
 
 
 @router.post("/models/{model_id}/run", openapi_extra=body("JobRunRequest"),
@@ -284,6 +295,21 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     return await read_json(request) if (await request.body()).strip() else {}
 
 
+@router.get("/jobs/{job_id}/manifest", responses=_responses(schemas.Manifest, 401, 404, 409))
+async def job_manifest(job_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+    """What made this completed job's video (``jobs.manifest``); 409 while it has none."""
+    job = await service.get_job(ctx, key, job_id)
+    return {"jobId": job.id, **replay.manifest_of(job)}
+
+
+@router.post("/jobs/{job_id}/replay", responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 429))
+async def replay_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
+    """A new job making this completed job's video again from its manifest; 409 when the model differs."""
+    submitted = await replay.submit_replay(ctx, key, job_id, idempotency_key=idempotency_key)
+    return submitted_json(ctx, request, submitted)
+
+
 @router.get("/models", responses=_responses(schemas.ModelList, 401))
 def list_models(ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     caps = ctx.capabilities
@@ -317,11 +343,18 @@ async def cancel_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> d
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": schemas.SSE}, **errors(schemas.JobApiError, 401, 404)})
 async def job_events(job_id: str, request: Request, ctx: Ctx, key: AuthKey) -> StreamingResponse:
-    """Server-sent events: ``progress`` on each change, then ``done`` with the full job, then the stream ends."""
+    """Server-sent events: ``progress`` on each change, ``preview`` once the early draft exists (``{jobId,
+    preview}``: its signed link), then ``done`` with the full job, then the stream ends."""
     await service.get_job(ctx, key, job_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
+        previewed = None
         async for job, position in service.watch(ctx, key, job_id):
+            if job.preview_file and job.preview_file != previewed:
+                url = preview_url(ctx, request, job)
+                if url:
+                    previewed = job.preview_file
+                    yield _sse("preview", {"jobId": job.id, "preview": url})
             yield _sse("progress", progress_json(job, position))
             if job.status.is_terminal():
                 yield _sse("done", render(ctx, request, job))

@@ -20,8 +20,11 @@ class JobApiError(BaseModel):
 
 
 class JobOutput(BaseModel):
-    video: str = Field(description="signed link to the MP4 (range requests), valid for --media-url-ttl")
+    video: str | None = Field(description="signed link to the MP4 (range requests), valid for --media-url-ttl; "
+                                          "null until the job completes")
     thumbnail: str | None
+    preview: str | None = Field(None, description="signed link to the early draft (stage 1 at half size, silent) "
+                                                  "of a two-stage job, while it runs and once it completed")
 
 
 class Shot(BaseModel):
@@ -86,6 +89,7 @@ class Job(BaseModel):
     statusUrl: str | None = None
     webhook: JobWebhook | None = Field(None, description="only when the job was submitted with a webhook_url")
     retake: RetakeRange | None = Field(None, description="a retake's range of its source, as regenerated")
+    replayOf: str | None = Field(None, description="a replay: the job whose manifest it makes again")
 
 
 class Submitted(BaseModel):
@@ -121,6 +125,14 @@ class Estimate(BaseModel):
     estimateBasis: EstimateBasis
 
 
+class Manifest(BaseModel):
+    """What made a completed job's video (``jobs.manifest``): versions, the model folder's fingerprint, the recipe,
+    seeds, prompts as used and sigmas per shot, LoRAs, dtype and device, and the request."""
+
+    model_config = {"extra": "allow"}
+    jobId: str
+
+
 class JobList(BaseModel):
     jobs: list[Job]
     hasMore: bool
@@ -144,8 +156,9 @@ class ModelList(BaseModel):
 
 SSE = {"text/event-stream": {"schema": {
     "type": "object", "required": ["event", "data"],
-    "properties": {"event": {"type": "string", "enum": ["progress", "done"]},
+    "properties": {"event": {"type": "string", "enum": ["progress", "preview", "done"]},
                    "data": {"type": "string", "contentMediaType": "application/json",
-                            "description": "progress: {jobId, status, progress, stage, queuePosition}; done: the "
-                                           "job as GET /api/v1/jobs/{job_id} shows it"}},
+                            "description": "progress: {jobId, status, progress, stage, queuePosition}; preview: "
+                                           "{jobId, preview}; done: the job as GET /api/v1/jobs/{job_id} shows "
+                                           "it"}},
     "description": "server-sent events: progress on each change, then done, then the stream ends"}}}

@@ -4,7 +4,7 @@ Media lives in the ``MediaStore`` (``pixgen.storage``). When the store signs URL
 which serve range requests themselves), those are the links handed out. Otherwise (a local folder) a link is
 ``{base}/media/{job_id}/{variant}?exp={unix}&sig={hmac}``, the HMAC-SHA256 over ``path + "\n" + exp`` with the
 server's signing secret, and the route streams the file from the store. The route never turns request text into a
-path: the job id must match ``job_[0-9a-f]{24}``, the variant is one of two names, and the file name comes from
+path: the job id must match ``job_[0-9a-f]{24}``, the variant is one of three names, and the file name comes from
 the job's database row.
 """
 
@@ -24,7 +24,8 @@ from pixgen.errors import Forbidden, NotFound
 from pixgen.jobs.store import Job
 from pixgen.storage import MediaStore
 
-VARIANTS = {"video.mp4": ("video_file", "video/mp4"), "thumbnail.jpg": ("thumb_file", "image/jpeg")}
+VARIANTS = {"video.mp4": ("video_file", "video/mp4"), "thumbnail.jpg": ("thumb_file", "image/jpeg"),
+            "preview.mp4": ("preview_file", "video/mp4")}
 JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 
 router = APIRouter(tags=["media"])

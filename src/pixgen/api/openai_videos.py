@@ -438,7 +438,7 @@ async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     """Cancel the job if it is still queued or running (credits refunded), then delete it and its files."""
     await service.cancel(ctx, key, video_id, wait=DELETE_WAIT)
     job = await run_in_threadpool(ctx.store.delete, video_id, key.id)  # 409 while it is still stopping
-    for name in (job.video_file, job.thumb_file):
+    for name in (job.video_file, job.thumb_file, job.preview_file):
         if name and not job.media_deleted:
             await run_in_threadpool(ctx.media.delete, name)
     return deleted(job.id)

@@ -77,6 +77,8 @@ _JOB_LINKS = {
     "ExtendJob": ("POST /api/v1/jobs/{job_id}/extend", {"job_id": _JOB}),
     "RemixJob": ("POST /api/v1/jobs/{job_id}/remix", {"job_id": _JOB}),
     "RetakeJob": ("POST /api/v1/jobs/{job_id}/retake", {"job_id": _JOB}),
+    "JobManifest": ("GET /api/v1/jobs/{job_id}/manifest", {"job_id": _JOB}),
+    "ReplayJob": ("POST /api/v1/jobs/{job_id}/replay", {"job_id": _JOB}),
 }
 _VIDEO_LINKS = {
     "RetrieveVideo": ("GET /v1/videos/{video_id}", {"video_id": _VIDEO}),
@@ -91,6 +93,7 @@ LINKS = {
     "POST /api/v1/jobs/{job_id}/extend": _JOB_LINKS,
     "POST /api/v1/jobs/{job_id}/remix": _JOB_LINKS,
     "POST /api/v1/jobs/{job_id}/retake": _JOB_LINKS,
+    "POST /api/v1/jobs/{job_id}/replay": _JOB_LINKS,
     "POST /v1/videos": _VIDEO_LINKS,
     "POST /v1/videos/extensions": _VIDEO_LINKS,
     "POST /v1/videos/{video_id}/remix": _VIDEO_LINKS,

@@ -133,12 +133,12 @@ async def cancel(ctx: AppContext, key: ApiKey, job_id: str, *, wait: float = 0.0
 
 
 async def watch(ctx: AppContext, key: ApiKey, job_id: str) -> AsyncIterator[tuple[Job, int | None]]:
-    """Yield ``(job, queue position)`` each time status, progress, stage or position change (and at least every
+    """Yield ``(job, queue position)`` each time status, progress, stage, position or draft change (and at least every
     ``KEEPALIVE`` seconds); ends after the final state."""
     last, last_sent = None, 0.0
     while True:
         job, position = await run_in_threadpool(ctx.store.get_with_position, job_id, key.id)
-        snapshot = (job.status, job.progress, job.stage, position)
+        snapshot = (job.status, job.progress, job.stage, position, job.preview_file)
         if snapshot != last or time.monotonic() - last_sent >= KEEPALIVE:
             last, last_sent = snapshot, time.monotonic()
             yield job, position

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Mapping, Protocol, get_args
+from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, get_args
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
@@ -92,6 +92,7 @@ class Timings:
     audio: float | None = None
     decode: float | None = None
     encode: float | None = None
+    preview: float | None = None  # the early draft (decode + encode of stage 1), when one was made
 
     @classmethod
     def from_mapping(cls, seconds: Mapping[str, float]) -> "Timings":
@@ -108,6 +109,50 @@ class Timings:
     def as_dict(self) -> dict[str, float]:
         """The stages that ran, ``{stage: seconds}`` rounded to the millisecond."""
         return {f.name: round(value, 3) for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An early draft of the video, handed over while the final one renders: an MP4 (no sound) at ``path`` that
+    the receiver takes over (moves or deletes)."""
+
+    path: Path
+    width: int
+    height: int
+    num_frames: int
+    source: str  # what it was decoded from, e.g. "stage1" (the first stage's latents at half size)
+
+
+PreviewCallback = Callable[[Preview], None]
+
+
+@dataclass(frozen=True)
+class ShotRun:
+    """How one shot was made: its seed, its prompt as used and the sigmas each stage ran."""
+
+    index: int
+    seed: int
+    prompt: str
+    negative_prompt: str
+    sigmas: Mapping[str, tuple[float, ...]]  # {"stage1": (...), "stage2": (...)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "seed": self.seed, "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt,
+                "sigmas": {stage: list(values) for stage, values in self.sigmas.items()}}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a video beyond its request, as the engine knows it (the job's manifest is built from it)."""
+
+    backend: str  # the engine's name
+    recipe_settings: Mapping[str, Any]  # everything the sampling recipe set (LTX-2: ``Recipe.describe()``)
+    runs: tuple[ShotRun, ...]  # one per shot
+    dtype: str
+    device: str
+    memory: str = ""  # the memory mode the weights were placed for
+    options: Mapping[str, Any] = field(default_factory=dict)  # speed options that change numbers (compile, cache)
 
 
 @dataclass(frozen=True)
@@ -152,6 +197,7 @@ class GenerationResult:
     extension: Extension | None = None  # extend only
     retake: Retake | None = None  # retake only
     timings: Timings = field(default_factory=Timings)
+    provenance: Provenance | None = None  # what made it, for the job's manifest
 
     def summary(self) -> str:
         audio = "with audio" if self.has_audio else "no audio"
@@ -179,8 +225,12 @@ class Engine(Protocol):
         out_path: Path,
         on_progress: ProgressCallback = no_progress,
         should_cancel: Callable[[], bool] = never_cancelled,
+        on_preview: PreviewCallback | None = None,
     ) -> GenerationResult:
-        """Write ``out_path`` (MP4). Raises ``Cancelled`` within one denoising step of ``should_cancel()``."""
+        """Write ``out_path`` (MP4). Raises ``Cancelled`` within one denoising step of ``should_cancel()``.
+
+        With ``on_preview``, a backend that can make a cheap early draft (LTX-2: two-stage qualities) hands it
+        over through that callback as soon as it exists, before the final video is done; without, none is made."""
         ...
 
     def extend(

@@ -25,6 +25,7 @@ class EventKind(str, Enum):
     CREATED = "created"  # submitted and charged (status pending)
     STARTED = "started"  # pending → processing: a worker claimed it
     PROGRESS = "progress"  # a new stage, or the next tenth of the progress bar
+    PREVIEW = "preview"  # the early draft of the video is stored (jobs.preview_file)
     REQUEUED = "requeued"  # processing → pending: its worker stopped or died
     CANCEL_REQUESTED = "cancel_requested"  # a cancel asked while it runs; its worker stops within a step
     COMPLETED = "completed"

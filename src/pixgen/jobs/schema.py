@@ -95,6 +95,9 @@ jobs = Table(
     Column("webhook_events", String(80), nullable=True),  # which: "completed,failed,cancelled" (comma-separated)
     Column("retake_start", Float, nullable=True),  # retake: the range regenerated, seconds on the source's clock
     Column("retake_end", Float, nullable=True),
+    Column("manifest", Text, nullable=True),  # what made the finished video: JSON (jobs.manifest.build_manifest)
+    Column("preview_file", String(255), nullable=True),  # the early draft inside the media store, once made
+    Column("replay_of", String(40), nullable=True),  # replay: the job whose manifest it makes again
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),

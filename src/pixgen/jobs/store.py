@@ -101,6 +101,9 @@ class Job:
     webhook_events: str | None = None
     retake_start: float | None = None  # "retake": the range of ``source_job_id``'s video regenerated (seconds)
     retake_end: float | None = None
+    manifest: str | None = None  # JSON: what made the finished video (jobs.manifest)
+    preview_file: str | None = None  # the early draft in the media store, once the engine made one
+    replay_of: str | None = None  # replay: the job whose manifest this one makes again
 
     @classmethod
     def from_row(cls, row: Any) -> "Job":
@@ -130,6 +133,14 @@ class Job:
         except ValueError:
             return None
         return shots if isinstance(shots, list) else None
+
+    def manifest_dict(self) -> dict[str, Any] | None:
+        """What made the finished video (``jobs.manifest``), else None."""
+        try:
+            data = json.loads(self.manifest) if self.manifest else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def timing_dict(self) -> dict[str, float] | None:
         """Seconds per engine stage of the run that made the video, else None."""
@@ -179,15 +190,18 @@ class Outcome:
     original_prompt: str
     shots: list[dict[str, Any]] | None = None  # multi-clip: [{index, prompt, start, end}]
     timings: dict[str, float] | None = None  # seconds per engine stage
+    manifest: dict[str, Any] | None = None  # jobs.manifest.build_manifest
+    preview_file: str | None = None  # the early draft, when one was stored
 
     @classmethod
-    def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None) -> "Outcome":
+    def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
+                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> "Outcome":
         """The engine's typed result, as the store keeps it (file names inside the media store)."""
         return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
                    original_prompt=result.original_prompt,
                    shots=[shot.as_dict() for shot in result.shots] or None,
-                   timings=result.timings.as_dict() or None)
+                   timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest)
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
@@ -248,6 +262,7 @@ class JobStore:
         duration: int | None = None,
         webhook: Subscription | None = None,
         retake: tuple[float, float] | None = None,
+        replay_of: str | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
@@ -255,6 +270,7 @@ class JobStore:
         ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
         ``webhook``: where the job's events go (``jobs.webhooks``).
         ``kind="retake"`` regenerates the range ``retake`` (start, end seconds) of ``source_job_id``'s video.
+        ``replay_of`` names the job whose manifest a replay makes again.
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
         ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
@@ -262,8 +278,8 @@ class JobStore:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
-        digest = request_hash(request, kind, source_job_id, remix_of, retake)
-        origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of,
+        digest = request_hash(request, kind, source_job_id, remix_of or replay_of, retake)
+        origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of, "replay_of": replay_of,
                   "duration": request.duration if duration is None else duration,
                   **(webhook.column_values() if webhook is not None else {})}
         if retake is not None:
@@ -429,16 +445,21 @@ class JobStore:
             job = self._get(conn, job.id)
         return Claim(job=job, token=token)
 
-    def heartbeat(self, job_id: str, token: str, *, progress: int | None = None, stage: str | None = None) -> Beat:
-        """Renew the lease and record progress; says whether the lease still holds and whether to cancel.
+    def heartbeat(self, job_id: str, token: str, *, progress: int | None = None, stage: str | None = None,
+                  preview_file: str | None = None) -> Beat:
+        """Renew the lease and record progress (and the early draft's stored name, once there is one); says whether
+        the lease still holds and whether to cancel.
 
-        A new stage, or progress into the next tenth, is also a ``progress`` event."""
+        A new stage, or progress into the next tenth, is also a ``progress`` event; a new draft a ``preview``
+        event."""
         now = self.clock()
         values: dict[str, Any] = {"lease_expires_at": now + self.lease_seconds, "updated_at": now}
         if progress is not None:
             values["progress"] = max(0, min(100, int(progress)))
         if stage is not None:
             values["stage"] = stage
+        if preview_file is not None:
+            values["preview_file"] = preview_file
         with self.db.write() as conn:
             # Read without a lock: a worker that lost its lease must not hold up a claim of its (pending) job.
             job = self._find(conn, job_id)
@@ -451,6 +472,8 @@ class JobStore:
             if new_stage != job.stage or new_progress // 10 != job.progress // 10:
                 self._event(conn, job, EventKind.PROGRESS, job.status, now,
                             {"progress": new_progress, "stage": new_stage})
+            if preview_file is not None and preview_file != job.preview_file:
+                self._event(conn, job, EventKind.PREVIEW, job.status, now)
         return Beat(lease_ok=True, cancel_requested=job.cancel_requested)
 
     def cancel_requested(self, job_id: str, token: str) -> bool:
@@ -469,7 +492,9 @@ class JobStore:
                          height=outcome.height, seconds=outcome.seconds, has_audio=outcome.has_audio,
                          seed=outcome.seed, prompt=outcome.prompt, original_prompt=outcome.original_prompt,
                          shots=json.dumps(shots) if shots is not None else None,
-                         timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None)
+                         timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None,
+                         manifest=json.dumps(outcome.manifest) if outcome.manifest else None,
+                         **({"preview_file": outcome.preview_file} if outcome.preview_file else {}))
 
     def fail(self, job_id: str, token: str, code: str, message: str) -> bool:
         """processing → failed and refunded; False when the lease was lost."""
@@ -548,7 +573,7 @@ class JobStore:
         if job.status is JobStatus.PROCESSING:  # the lease ends with the move
             values.update(lease_token=None, lease_expires_at=None)
         if to is JobStatus.PENDING:  # back in the queue, as if never started
-            values.update(worker_id=None, progress=0, stage=None)
+            values.update(worker_id=None, progress=0, stage=None, preview_file=None)
         if to.is_terminal():
             values["finished_at"] = now
             if self.zero_data_retention:
@@ -619,7 +644,8 @@ def _scrubbed(job: Job) -> dict[str, Any]:
     for name in ("prompt", "negative_prompt", "image_input", "end_image_input", "control_video"):
         if data.get(name):
             data[name] = "" if name.endswith("prompt") else None
-    scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None}
+    scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None,
+                                "manifest": None}  # it holds the prompts as used
     if job.shots:  # shot times stay, their prompts go
         try:
             scrubbed["shots"] = json.dumps([{k: v for k, v in s.items() if k != "prompt"}

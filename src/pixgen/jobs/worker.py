@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 from pixgen.core.progress import Progress
-from pixgen.engine.base import Engine, GenerationResult
+from pixgen.engine.base import Engine, GenerationResult, Preview
 from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError
 from pixgen.jobs import fleet
 from pixgen.jobs.db import Database, connect, migrate
+from pixgen.jobs.manifest import ModelIdentity, build_manifest, model_identity
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Claim, Job, JobStore, Outcome
 from pixgen.jobs.thumbnail import make_thumbnail
@@ -46,6 +47,7 @@ class Worker:
         self.db: Database | None = None
         self.store: JobStore | None = None
         self.media: MediaStore = media_store_for(settings)
+        self.model: ModelIdentity | None = None  # known once the engine is loaded (the toy is built by then)
 
     def _load_engine(self) -> Engine:
         from pixgen.engine import load_engine  # torch arrives here, in the worker process only
@@ -61,6 +63,7 @@ class Worker:
         self.store = JobStore.from_settings(self.db, self.settings)
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         engine = self._engine_factory()
+        self.model = model_identity(self.settings.engine, self.settings.model, self.settings.cache_dir)
         fleet.register_worker(self.db, self.id, self.settings.model)
         log.info("worker %s ready (model %s)", self.id, self.settings.model)
         housekeeping = threading.Thread(target=self._housekeeping, name="pixgen-housekeeping", daemon=True)
@@ -90,6 +93,7 @@ class Worker:
         video = self.settings.work_dir / f"{stem}.mp4"
         source: Path | None = None
         lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.stop)
+        preview = _PreviewSink(self.media, job.id, lease)
         lease.start()
         log.info("job %s: attempt %d", job.id, job.attempts)
         try:
@@ -105,10 +109,12 @@ class Worker:
                 result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
                                        lease.on_progress, lease.should_cancel)
             else:
-                result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel)
+                result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
+                                         on_preview=None if self.settings.no_preview else preview)
         except Cancelled:
             _remove(video)
             lease.close()
+            preview.discard()
             if lease.lost:
                 log.warning("job %s: lease lost; another worker has it", job.id)
             elif lease.cancel_requested:
@@ -119,6 +125,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any failure of one job must not kill the worker
             _remove(video)
             lease.close()
+            preview.discard()
             if isinstance(exc, PixgenError):
                 code, message = exc.code, exc.message
             else:
@@ -131,10 +138,12 @@ class Worker:
             if source is not None and source.parent == self.settings.work_dir:
                 _remove(source)  # a download of the source (the local store hands its own file)
         lease.close()
-        self._finish(job, token, result, video, stem)
+        self._finish(job, token, result, video, stem, preview)
 
-    def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str) -> None:
-        """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost)."""
+    def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str,
+                preview: "_PreviewSink") -> None:
+        """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost).
+        The move names the stored draft too, in case the job ended before a heartbeat recorded it."""
         assert self.store is not None
         thumb: Path | None = self.settings.work_dir / f"{stem}.jpg"
         try:
@@ -152,13 +161,18 @@ class Worker:
             if thumb is not None:
                 _remove(thumb)
             self.store.fail(job.id, token, "internal_error", f"the video could not be stored: {type(exc).__name__}")
+            preview.discard()
             return
-        outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None)
+        manifest = None if self.settings.zero_data_retention or self.model is None else build_manifest(
+            result, self.model, kind=job.kind, source_job_id=job.source_job_id)
+        outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None,
+                                      preview_file=preview.stored, manifest=manifest)
         if not self.store.complete(job.id, token, outcome):
             log.warning("job %s: finished after losing its lease; result dropped", job.id)
             self.media.delete(video.name)
             if thumb is not None:
                 self.media.delete(thumb.name)
+            preview.discard()
 
     def _source_video(self, job: Job, stem: str) -> Path:
         """The finished MP4 an extend or retake job works on (it may have been deleted since the job was queued)."""
@@ -196,10 +210,34 @@ class Worker:
         assert self.store is not None
         expired = self.store.expired_outputs(self.settings.output_ttl)
         for job in expired:
-            for name in (job.video_file, job.thumb_file):
+            for name in (job.video_file, job.thumb_file, job.preview_file):
                 if name:
                     self.media.delete(name)
         self.store.mark_media_deleted(j.id for j in expired)
+
+
+class _PreviewSink:
+    """Takes the engine's early draft (on the generating thread): into the media store, then its name to the lease
+    thread, which records it with its next heartbeat (at once: a new draft is a change)."""
+
+    def __init__(self, media: MediaStore, job_id: str, lease: "_Lease") -> None:
+        self.media, self.job_id, self.lease = media, job_id, lease
+        self.stored: str | None = None
+
+    def __call__(self, preview: Preview) -> None:
+        try:
+            self.media.put(preview.path.name, preview.path, "video/mp4")
+        except Exception:  # noqa: BLE001 - a draft that cannot be stored is skipped, the job goes on
+            log.exception("job %s: could not store the preview", self.job_id)
+            _remove(preview.path)
+            return
+        self.stored = preview.path.name
+        self.lease.on_preview(preview.path.name)
+
+    def discard(self) -> None:
+        """The job did not complete: its draft goes too."""
+        if self.stored is not None:
+            self.media.delete(self.stored)
 
 
 class _Lease:
@@ -213,6 +251,7 @@ class _Lease:
         self.cancel_requested = False
         self._progress: Progress | None = None
         self._written: tuple[int, str] | None = None
+        self._preview: str | None = None  # a stored draft's name, until a heartbeat has recorded it
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"pixgen-lease-{job_id}", daemon=True)
 
@@ -226,6 +265,9 @@ class _Lease:
     def on_progress(self, progress: Progress) -> None:
         self._progress = progress  # read by the lease thread; the generating thread never touches the database
 
+    def on_preview(self, name: str) -> None:
+        self._preview = name  # recorded by the lease thread, like progress
+
     def should_cancel(self) -> bool:
         return self.lost or self.cancel_requested or self.stopping.is_set()
 
@@ -238,15 +280,19 @@ class _Lease:
             # A new stage is written at once (a handful per job: watchers see "denoise" start without waiting out
             # the throttle); progress within a stage at most every PROGRESS_EVERY seconds.
             new_stage = changed and (self._written is None or current.stage != self._written[1])
-            if now - last_write >= self.renew_every or new_stage or (changed and now - last_write >= PROGRESS_EVERY):
+            preview = self._preview
+            if (now - last_write >= self.renew_every or new_stage or preview is not None
+                    or (changed and now - last_write >= PROGRESS_EVERY)):
                 try:
                     beat = self.store.heartbeat(self.job_id, self.token,
                                                 progress=current.percent if current else None,
-                                                stage=current.stage if current else None)
+                                                stage=current.stage if current else None, preview_file=preview)
                 except Exception:  # noqa: BLE001 - try again next tick; the lease has slack for it
                     log.exception("job %s: heartbeat failed", self.job_id)
                     continue
                 last_write = now
+                if preview is not None and self._preview == preview:
+                    self._preview = None
                 if current is not None:
                     self._written = (current.percent, current.stage)
                 self.lost = not beat.lease_ok

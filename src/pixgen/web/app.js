@@ -3,7 +3,8 @@
 //   POST /api/v1/models/pixverse-v6/run   start a job
 //   POST /api/v1/models/pixverse-v6/estimate   what it would cost and when it would be ready (nothing charged)
 //   GET  /api/v1/models                   the control types the server's model folder offers
-//   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header)
+//   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header;
+//                                         a "preview" event brings the early draft of a two-stage video)
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
 //   POST /api/v1/jobs/{id}/cancel         cancel it
 //   POST /api/v1/jobs/{id}/retake         regenerate a part of a finished video (a new job)
@@ -64,6 +65,7 @@
     percent: $("job-percent"),
     cancel: $("cancel"),
     jobError: $("job-error"),
+    preview: $("job-preview"),
     result: $("job-result"),
     video: $("result-video"),
     resultSeed: $("result-seed"),
@@ -210,6 +212,7 @@
       let payload;
       try { payload = JSON.parse(data); } catch { continue; }
       if (event === "progress") renderProgress(payload);
+      else if (event === "preview") showPreview(payload);
       else if (event === "done") {
         renderJob(payload);
         return true;
@@ -256,6 +259,7 @@
     el.cancel.hidden = false;
     el.video.removeAttribute("src");
     el.video.load();
+    clearPreview();
     setProgress(null);
     setStatus("Starting…");
   }
@@ -304,7 +308,11 @@
     if (!currentJob || job.jobId !== currentJob.jobId) return;
     currentJob = job;
     renderProgress(job);
-    if (!TERMINAL.has(job.status)) return;
+    if (!TERMINAL.has(job.status)) {
+      if (job.output && job.output.preview) showPreview({ jobId: job.jobId, preview: job.output.preview });
+      return;
+    }
+    clearPreview();
     el.cancel.disabled = true;
     if (job.status === "completed") {
       el.running.hidden = true;
@@ -387,6 +395,38 @@
     } finally {
       $("retake-submit").disabled = false;
     }
+  }
+
+  // The early draft ({jobId, preview}: its signed link), shown until the final video replaces it. The <video> is
+  // made here and removed again, so the page holds one player when there is no draft.
+  function showPreview(ev) {
+    if (!currentJob || ev.jobId !== currentJob.jobId || !ev.preview) return;
+    let video = document.getElementById("preview-video");
+    if (video && video.dataset.src === ev.preview) return;
+    if (!video) {
+      video = document.createElement("video");
+      video.id = "preview-video";
+      video.muted = true;
+      video.loop = true;
+      video.autoplay = true;
+      video.playsInline = true;
+      video.controls = true;
+      video.setAttribute("aria-label", "Draft preview");
+      el.preview.prepend(video);
+    }
+    video.dataset.src = ev.preview;
+    video.src = ev.preview;
+    el.preview.hidden = false;
+  }
+
+  function clearPreview() {
+    const video = document.getElementById("preview-video");
+    if (video) {
+      video.removeAttribute("src");
+      video.load();
+      video.remove();
+    }
+    el.preview.hidden = true;
   }
 
   function showJobError(message) {

@@ -52,8 +52,11 @@ from pixgen.engine.base import (
     EngineOptions,
     Extension,
     GenerationResult,
+    PreviewCallback,
+    Provenance,
     Retake,
     ShotInfo,
+    ShotRun,
     Timings,
     never_cancelled,
 )
@@ -66,6 +69,7 @@ from pixgen.engine.ltx2.lora import PresetLoras
 from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
 from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
+from pixgen.engine.ltx2.preview import preview_crop, preview_path, write_preview
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
 from pixgen.engine.ltx2.retake import iter_frames, read_retake_source, splice_audio
 from pixgen.engine.ltx2.speed import apply_speed_options
@@ -115,6 +119,8 @@ class Run:
     # its work has finished (one wait per stage, not per step).
     sync: Callable[[], None] = lambda: None
     seed: int = 0  # the job's (decode noise, for a VAE that takes it)
+    on_preview: PreviewCallback | None = None  # who takes the early draft (None: make none)
+    preview_path: Path | None = None
     total_steps: int = 0
     steps_done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -195,6 +201,7 @@ class RenderedShot:
     prompt: PromptPlan  # as used
     latents: Latents
     audio: np.ndarray | None
+    run: ShotRun  # seed, prompt and sigmas, for the manifest
 
 
 class LTX2Engine:
@@ -209,6 +216,7 @@ class LTX2Engine:
         self.recipe: Recipe = detected.recipe
         self.device = device
         self.memory = memory  # the memory mode the weights were placed for
+        self.speed: dict[str, object] = {}  # the speed options it was loaded with (for the manifest)
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
         # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
@@ -233,6 +241,8 @@ class LTX2Engine:
         plan = plan_memory(options.memory, weights, dev)
         pipes = load_pipelines(folder, device=dev, dtype=dtype, device_map=full_load_device_map(plan.mode, dev))
         engine = cls(folder, pipes, detected, dev, memory=plan.mode)  # loads the stage-2 LoRA (and, for group
+        engine.speed = {"compile": options.compile, "attention_backend": options.attention_backend,
+                        "step_cache": options.step_cache}
         apply_memory_mode(pipes.modules, plan.mode, dev, dtype)  # offload, the presets) before placing weights
         log.info("%s on %s in %s: %s; %s", folder, dev, dtype, detected.summary(), describe_memory(plan, weights))
         for done in apply_speed_options(pipes.text.transformer, compile=options.compile,
@@ -291,8 +301,10 @@ class LTX2Engine:
 
     # -- generate ---------------------------------------------------------------------------------------------
     def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
-                 should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+                 should_cancel: Callable[[], bool] = never_cancelled,
+                 on_preview: PreviewCallback | None = None) -> GenerationResult:
         run = self._run(on_progress, should_cancel)
+        run.on_preview, run.preview_path = on_preview, preview_path(out_path)
         run.report("prepare")
         with run.timed("prepare"):
             plan = self.plan(request)
@@ -333,8 +345,9 @@ class LTX2Engine:
             aspect_ratio=req.ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
             recipe=self.recipe.name, loras=(*adapters, *([run.control.adapter] if run.control else [])),
-            timings=Timings.from_mapping(run.timings), shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used))
-            if req.multi_clip else ())
+            timings=Timings.from_mapping(run.timings),
+            shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used))
+            if req.multi_clip else (), provenance=self._provenance(tuple(r.run for r in rendered)))
 
     def _render_shot(self, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
                      conditions: list[FrameCondition], audio_samples: int | None) -> RenderedShot:
@@ -345,13 +358,18 @@ class LTX2Engine:
         start = next((c.image for c in conditions if c.index == 0), None)
         prompt, embeds = self._text(run, prompt, shot.seed, start)
         latents = self._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions)
+        sigmas = {"stage1": tuple(self.stage_one_sigmas(geometry.stage_one_size, shot.gen_frames))}
         if geometry.two_stage:
+            sigmas["stage2"] = tuple(self.recipe.refine_sigmas)
+            if first and run.on_preview is not None:
+                self._preview(run, geometry, latents.video, shot.num_frames)
             latents = self._stage_two(run, geometry, embeds, latents, shot.seed + 1, shot.gen_frames, conditions,
                                       report=first)
         audio = None
         if audio_samples is not None:
             audio = self._audio(run, latents.audio, audio_samples / self.audio_sample_rate)
-        return RenderedShot(prompt, latents, audio)
+        return RenderedShot(prompt, latents, audio, ShotRun(shot.index, shot.seed, prompt.prompt,
+                                                            prompt.negative_prompt, sigmas))
 
     # -- extend ---------------------------------------------------------------------------------------------
     def extend(self, source: Path, request: VideoRequest, out_path: Path,
@@ -412,6 +430,8 @@ class LTX2Engine:
             negative_prompt=prompt.negative_prompt, thinking=prompt.thinking, quality=req.quality,
             generation_size=(geometry.gen_width, geometry.gen_height), recipe=self.recipe.name,
             loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
+            provenance=self._provenance((ShotRun(0, req.seed, prompt.prompt, prompt.negative_prompt, {
+                "stage1": tuple(self.stage_one_sigmas(geometry.stage_one_size, gen_frames))}),)),
             extension=Extension(source_frames=src.num_frames, new_frames=new_frames, context_frames=context),
         )
 
@@ -479,6 +499,28 @@ class LTX2Engine:
                 run.check_cancel("while copying the source video")
 
     # -- stage blocks ---------------------------------------------------------------------------------------
+    def _preview(self, run: Run, geometry: Geometry, latents: torch.Tensor, num_frames: int) -> None:
+        """Stage 1's latents decoded at half size into the early draft, handed to ``run.on_preview``. A draft
+        that fails is logged and skipped: the final video does not depend on it."""
+        assert run.on_preview is not None and run.preview_path is not None
+        try:
+            with run.timed("preview"), torch.no_grad():
+                decoded, temb = self._prepare_decode(latents, run.seed)
+                crop = preview_crop(geometry)
+                preview = write_preview(run.preview_path, crop,
+                                        stream_frames(self.pipes.text.vae, decoded, temb, crop, limit=num_frames),
+                                        num_frames=num_frames)
+        except Exception:  # noqa: BLE001 - a draft is a convenience, never the job's failure
+            log.exception("the early preview failed; the job goes on without one")
+            run.preview_path.unlink(missing_ok=True)
+            return
+        run.on_preview(preview)
+
+    def _provenance(self, runs: tuple[ShotRun, ...]) -> Provenance:
+        return Provenance(backend=self.name, recipe_settings=self.recipe.describe(), runs=runs,
+                          dtype=str(self.dtype).removeprefix("torch."), device=str(self.device),
+                          memory=self.memory, options=dict(self.speed))
+
     def _run(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> Run:
         if self.device.type == "cuda":
             return Run(on_progress, should_cancel, sync=lambda: torch.cuda.synchronize(self.device))

@@ -248,10 +248,16 @@ def _default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "pixgen"
 
 
+def tiny_model_path(cache_dir: Path | None = None) -> Path:
+    """Where the toy model folder is (or will be) built; nothing is built here."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+    return root / f"tiny-ltx2-{TOY_VERSION}"
+
+
 def tiny_model_dir(cache_dir: Path | None = None) -> Path:
     """The cached toy model folder, built once (safe when several processes race to build it)."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
-    target = root / f"tiny-ltx2-{TOY_VERSION}"
+    target = tiny_model_path(cache_dir)
+    root = target.parent
     if (target / "model_index.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
