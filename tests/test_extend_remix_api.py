@@ -440,7 +440,6 @@ def test_migration_0003_gives_existing_jobs_the_generate_kind(tmp_path):
     from sqlalchemy import text
 
     from pixgen.jobs.db import MIGRATIONS_DIR, migrate
-    from pixgen.jobs.keys import create_key
 
     db = connect(f"sqlite:///{tmp_path / 'old.db'}", pool_size=1)
     cfg = Config()
@@ -448,13 +447,14 @@ def test_migration_0003_gives_existing_jobs_the_generate_kind(tmp_path):
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0002")
-    key, _ = create_key(db, credits=10)
-    with db.write() as conn:
+    with db.write() as conn:  # rows as that revision had them (today's create_key writes later columns)
+        conn.execute(text("INSERT INTO api_keys (id, name, key_hash, prefix, credits, disabled, created_at) "
+                          "VALUES ('key_old', '', 'h', 'pxg_old', 10, 0, 1.0)"))
         conn.execute(text(
             "INSERT INTO jobs (id, key_id, model, status, request, request_hash, surface, seed, quality, duration, "
             "credit_cost, refunded, progress, cancel_requested, attempts, media_deleted, created_at, updated_at) "
             "VALUES ('job_old', :key, 'pixverse-v6', 'completed', '{}', 'h', 'jobs', 1, '720p', 5, 10, 0, 100, 0, 1,"
-            " 0, 1.0, 1.0)"), {"key": key.id})
+            " 0, 1.0, 1.0)"), {"key": "key_old"})
     migrate(db)
     job = JobStore(db).get("job_old")
     assert (job.kind, job.source_job_id, job.remix_of, job.shots) == ("generate", None, None, None)
