@@ -582,7 +582,8 @@ def quiet_cast(module, dtype) -> None:
 # -- smoke tests: the toy on the device through the CLI and the service -------------------------------------------
 def smoke(work: Path, device: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    env = {**os.environ, "PIXGEN_DEVICE": device, "PIXGEN_DTYPE": "bfloat16", "PIXGEN_CACHE_DIR": os.environ.get("PIXGEN_CACHE_DIR", str(work / "cache"))}
+    env = {**os.environ, "PIXGEN_DEVICE": device, "PIXGEN_DTYPE": "bfloat16",
+           "PIXGEN_CACHE_DIR": os.environ.get("PIXGEN_CACHE_DIR", str(work / "cache"))}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a lighthouse at night", "--duration", "2",
                            "--quality", "720p", "--seed", "5", "-o", str(work / "smoke.mp4")],

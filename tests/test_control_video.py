@@ -217,8 +217,9 @@ def test_the_page_estimates_then_generates_with_a_control_video(browser, server,
         estimate.wait_for(state="visible", timeout=10_000)
         text = estimate.text_content()
         assert "640×360, 25 frames, 10 credits (1000 left)" in text and "ready in about" in text, text
-        assert page.evaluate("fetch('api/v1/jobs', {headers: {Authorization: 'Bearer ' + "
-                             "localStorage.getItem('pixgen.apiKey')}}).then(r => r.json()).then(b => b.jobs.length)") == 0
+        jobs_listed = page.evaluate("fetch('api/v1/jobs', {headers: {Authorization: 'Bearer ' + localStorage.getItem("
+                                    "'pixgen.apiKey')}}).then(r => r.json()).then(b => b.jobs.length)")
+        assert jobs_listed == 0
 
         page.get_by_role("button", name="Generate", exact=True).click()
         page.locator("#job-result").wait_for(state="visible", timeout=300_000)

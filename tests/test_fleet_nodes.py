@@ -340,7 +340,8 @@ def test_ready_on_each_node_follows_the_worker_heartbeats(fleet, tmp_path):
     _, headers = fleet.new_key(credits=10)
     waiting = fleet.submit(fleet.a, headers, SHORT)
     out = pixgen("status", "--database-url", fleet.database_url, cwd=tmp_path)
-    assert out.splitlines() == ["queue: 1 pending, 0 running", "workers: 0 live"], out
+    assert out.splitlines() == ["queue: 1 pending, 0 running", "workers: 0 live",
+                                "webhooks: 0 pending, 0 delivered, 0 given up (pixgen webhooks list)"], out
     assert not (tmp_path / "data").exists()  # status signs nothing: no data folder where it runs
     cancelled = httpx.post(f"{fleet.b}/api/v1/jobs/{waiting}/cancel", headers=headers).json()
     fleet.cancelled.add(waiting)

@@ -14,13 +14,13 @@ import boto3
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from test_media_store import DATA, exercise
 
 from pixgen.errors import ConfigError
 from pixgen.settings import load_settings
 from pixgen.storage import media_store_for, open_media_store
 from pixgen.storage.s3 import S3MediaStore
 from pixgen.testing import free_port, start_server, wait_for
-from test_media_store import DATA, exercise
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "pixgen-test", "AWS_SECRET_ACCESS_KEY": "pixgen-test-secret",
            "AWS_DEFAULT_REGION": "us-east-1"}

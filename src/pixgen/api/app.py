@@ -55,5 +55,6 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
     install_error_handlers(app, registry)
     openapi.install(app, ctx.capabilities, form_files=openai_videos.FILE_FIELDS)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
-    metrics.install(app, db, lease_seconds=settings.lease_seconds, webhooks=metrics.webhook_tally)  # outermost: times every answer
+    # outermost: times every answer
+    metrics.install(app, db, lease_seconds=settings.lease_seconds, webhooks=metrics.webhook_tally)
     return app

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-
 from pydantic import BaseModel
+from sqlalchemy import text
 
 from pixgen.api.context import Ctx
 from pixgen.jobs import fleet

@@ -14,13 +14,13 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api import derived, mapping, replay, retake, service
+from pixgen.api import jobs_schemas as schemas
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
-from pixgen.api import jobs_schemas as schemas
 from pixgen.api.errors import job_api_error
 from pixgen.api.estimate import estimate, estimate_json
-from pixgen.api.openapi import body, errors
 from pixgen.api.media import base_url, media_url
+from pixgen.api.openapi import body, errors
 from pixgen.api.surface import Surface
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request

@@ -21,10 +21,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from pixgen.core.models import CLOUDFLARE_MODEL_ID, MODEL_ID
-from pixgen.core.sizes import output_size
 from pixgen.core.keyframes import MAX_KEYFRAMES
+from pixgen.core.models import CLOUDFLARE_MODEL_ID, MODEL_ID
 from pixgen.core.retake import MAX_SECONDS as MAX_RETAKE_SECONDS
+from pixgen.core.sizes import output_size
 from pixgen.core.spec import DATA_URI_PATTERN, MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.jobs.store import MAX_IDEMPOTENCY_KEY

@@ -39,7 +39,8 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
     ("control_video", ("--control-video",), {"type": Path, "metavar": "FILE",
                                              "help": "an MP4 to follow (IC-LoRA); needs --control-type"}),
     ("control_type", ("--control-type",), {"metavar": "TYPE",
-                                           "help": "depth, pose, canny, ...: a type the model folder has an IC-LoRA for"}),
+                                           "help": "depth, pose, canny, ...: a type the model folder has an "
+                                                   "IC-LoRA for"}),
 )
 FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs

@@ -58,7 +58,8 @@ def check_keyframes(keyframes: tuple[Keyframe, ...], duration: int, *, start_ima
         index = latent_index(frame_at(keyframe.time))
         if index in taken:
             raise InvalidRequest(f"{field} ({keyframe.time:g} s) lands on the same latent frame as {taken[index]}; "
-                                 f"one latent frame holds {FRAMES_PER_LATENT} frames ({FRAMES_PER_LATENT / FPS:.2f} s), "
+                                 f"one latent frame holds {FRAMES_PER_LATENT} frames "
+                                 f"({FRAMES_PER_LATENT / FPS:.2f} s), "
                                  f"so move one of them",
                                  field=field)
         taken[index] = f"keyframes[{i}] ({keyframe.time:g} s)"

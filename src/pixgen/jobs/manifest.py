@@ -1,7 +1,8 @@
 """A finished job's manifest: everything that made its video, kept with the job (``jobs.manifest``, JSON) and served
 at ``GET /api/v1/jobs/{id}/manifest``; ``POST /api/v1/jobs/{id}/replay`` makes the same video from it.
 
-Built by the worker when a job completes (``Worker._finish``), from the engine's ``GenerationResult`` (prompts as used, ``Provenance``: recipe, sigmas and seed per shot, dtype, device),
+Built by the worker when a job completes (``Worker._finish``), from the engine's ``GenerationResult`` (prompts as
+used, ``Provenance``: recipe, sigmas and seed per shot, dtype, device),
 the software versions and the fingerprint of the model folder (``engine.fingerprint``). No torch is imported.
 The request it ran (seed drawn, images included) is the job's own ``request`` column, added when the manifest is
 served (``with_request``) rather than stored twice. Under zero data retention no manifest is kept (it holds the

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from PIL import Image
 
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest

@@ -1,4 +1,5 @@
-"""Fetch a start/end frame (or a control video) from an http(s) URL without letting a request reach into the server's own network.
+"""Fetch a start/end frame (or a control video) from an http(s) URL without letting a request reach into the server's
+own network.
 
 The SSRF guard, hop by hop (at most ``max_redirects`` redirects, each one checked like the first URL):
 

@@ -58,13 +58,7 @@ def read_source(path: Path, *, sample_rate: int) -> SourceVideo:
     path = Path(path)
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InvalidRequest("the source has no video track", field=SOURCE_FIELD)
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 0)
-            if abs(fps - FPS) > 0.01:
-                raise InvalidRequest(f"the source video runs at {fps:g} fps; only {FPS} fps videos can be extended",
-                                     field=SOURCE_FIELD)
+            stream = source_stream(container, "extended")
             tail: deque[np.ndarray] = deque(maxlen=CONTEXT_FRAMES)
             count = 0
             for frame in container.decode(stream):
@@ -81,6 +75,18 @@ def read_source(path: Path, *, sample_rate: int) -> SourceVideo:
     if audio is not None:
         audio = fit_audio(audio, sample_rate, (count - 1) / FPS)
     return SourceVideo(path, width, height, count, frames, audio)
+
+
+def source_stream(container: av.container.InputContainer, verb: str) -> av.video.stream.VideoStream:
+    """The source's video stream; a video without one, or not at pixgen's frame rate, cannot be ``verb``."""
+    if not container.streams.video:
+        raise InvalidRequest("the source has no video track", field=SOURCE_FIELD)
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    if abs(fps - FPS) > 0.01:
+        raise InvalidRequest(f"the source video runs at {fps:g} fps; only {FPS} fps videos can be {verb}",
+                             field=SOURCE_FIELD)
+    return stream
 
 
 def read_audio_track(path: Path, sample_rate: int) -> np.ndarray | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pixgen.core.retake import RetakeWindow, plan_range
 from pixgen.core.sizes import FPS
-from pixgen.engine.ltx2.extend import SOURCE_FIELD, read_audio_track
+from pixgen.engine.ltx2.extend import SOURCE_FIELD, read_audio_track, source_stream
 from pixgen.errors import InvalidRequest
 from pixgen.media.audio import crossfade
 from pixgen.media.mp4 import fit_audio
@@ -54,13 +54,7 @@ def read_retake_source(path: Path, start: float, end: float, *, sample_rate: int
 
 def _count_frames(path: Path) -> tuple[int, int, int]:
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise InvalidRequest("the source has no video track", field=SOURCE_FIELD)
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if abs(fps - FPS) > 0.01:
-            raise InvalidRequest(f"the source video runs at {fps:g} fps; only {FPS} fps videos can be retaken",
-                                 field=SOURCE_FIELD)
+        stream = source_stream(container, "retaken")
         count = sum(1 for packet in container.demux(stream) if packet.size)  # the flush packet is empty
         return count, stream.codec_context.width, stream.codec_context.height
 
