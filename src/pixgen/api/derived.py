@@ -25,6 +25,7 @@ from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
+from pixgen.jobs.webhooks import Subscription
 
 MAX_TOTAL_SECONDS = 60  # an extended video (extensions of extensions included) is at most this long
 DEFAULT_EXTENSION = 5
@@ -119,17 +120,18 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
 # -- submitting ------------------------------------------------------------------------------------------------
 async def submit_extension(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                            source_field: str, idempotency_key: str | None = None,
-                           surface: str = "jobs") -> Submitted:
+                           surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
     if not ctx.capabilities.extend:
         raise InvalidRequest("this server's model cannot extend videos", field=source_field)
     source = await _source(ctx, key, source_id, source_field)
     derived = extension(source, fields, source_field=source_field)
     return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                **derived.origin)
+                                webhook=webhook, **derived.origin)
 
 
 async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
-                       source_field: str, idempotency_key: str | None = None, surface: str = "jobs") -> Submitted:
+                       source_field: str, idempotency_key: str | None = None, surface: str = "jobs",
+                       webhook: Subscription | None = None) -> Submitted:
     source = await _source(ctx, key, source_id, source_field)
     derived = remix(source, fields, source_field=source_field)
     if derived.source_job_id is not None and not ctx.capabilities.extend:
@@ -138,7 +140,7 @@ async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Map
     if derived.source_job_id is not None:  # a remixed extension continues the same video again: still there?
         check_source(await _source(ctx, key, derived.source_job_id, source_field), source_field, "remixed")
     return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                **derived.origin)
+                                webhook=webhook, **derived.origin)
 
 
 async def _source(ctx: AppContext, key: ApiKey, job_id: str, field: str) -> Job:

@@ -256,9 +256,9 @@ async def extend_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job continuing this completed job's video by ``duration`` seconds (``{prompt?, duration?, ...}``);
     its result is the whole video."""
-    body = await _optional_json(request)
+    body, webhook = webhook_subscription(await _optional_json(request))
     submitted = await derived.submit_extension(ctx, key, job_id, body, source_field="jobId",
-                                               idempotency_key=idempotency_key)
+                                               idempotency_key=idempotency_key, webhook=webhook)
     return submitted_json(ctx, request, submitted)
 
 
@@ -268,18 +268,20 @@ async def retake_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job regenerating ``[start, end)`` s of this completed job's video (``{start, end, prompt?, seed?}``),
     keeping the rest frame for frame; its result is the whole video, charged for the retaken seconds."""
-    submitted = await retake.submit_retake(ctx, key, job_id, await read_json(request), source_field="jobId",
-                                           idempotency_key=idempotency_key)
+    body, webhook = webhook_subscription(await read_json(request))
+    submitted = await retake.submit_retake(ctx, key, job_id, body, source_field="jobId",
+                                           idempotency_key=idempotency_key, webhook=webhook)
     return submitted_json(ctx, request, submitted)
 
 
-@router.post("/jobs/{job_id}/remix", openapi_extra=body("RemixRequest"),
+@router.post("/jobs/{job_id}/remix", openapi_extra=body("JobRemixRequest"),
              responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def remix_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     """A new job with this completed job's settings and seed and a new prompt (``{prompt}``)."""
-    submitted = await derived.submit_remix(ctx, key, job_id, await read_json(request), source_field="jobId",
-                                           idempotency_key=idempotency_key)
+    body, webhook = webhook_subscription(await read_json(request))
+    submitted = await derived.submit_remix(ctx, key, job_id, body, source_field="jobId",
+                                           idempotency_key=idempotency_key, webhook=webhook)
     return submitted_json(ctx, request, submitted)
 
 

@@ -195,11 +195,13 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     job = {**props, "resolution": props["quality"],
            "image_url": {"anyOf": [_url(), {"type": "null"}],
                          "description": "an http(s) URL of the start frame (fetched at submit)"}}
-    job["webhook_url"] = {"anyOf": [_url(), {"type": "null"}], "description": "where this job's events are "
-                          "POSTed, signed per Standard Webhooks with the key's whsec_ secret"}
-    job["webhook_events"] = {"anyOf": [{"type": "array", "minItems": 1,
-                                        "items": {"type": "string", "enum": list(JOB_EVENTS)}}, {"type": "null"}],
-                             "description": "default: completed, failed, cancelled; needs webhook_url"}
+    webhook = {
+        "webhook_url": {"anyOf": [_url(), {"type": "null"}], "description": "where this job's events are POSTed, "
+                        "signed per Standard Webhooks with the key's whsec_ secret"},
+        "webhook_events": {"anyOf": [{"type": "array", "minItems": 1,
+                                      "items": {"type": "string", "enum": list(JOB_EVENTS)}}, {"type": "null"}],
+                           "description": "default: completed, failed, cancelled; needs webhook_url"}}
+    job.update(webhook)
     if "keyframes" in job:  # on the job API a keyframe's image may also be a URL, fetched at submit
         job["keyframes"] = {**job["keyframes"], "anyOf": [
             {**job["keyframes"]["anyOf"][0], "items": _keyframe(DATA_URI_PATTERN, url=True)}, {"type": "null"}]}
@@ -223,15 +225,19 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     extend["prompt"] = {**prompt, "description": "default: the prompt of the video continued"}
     extend["duration"] = {**props["duration"], "description": "seconds added (the whole video stays within the "
                           "longest duration)"}
-    schemas["JobExtendRequest"] = _object(extend, description="All optional; the body may be absent.")
+    needs_url = {"webhook_events": ["webhook_url"]}
+    schemas["JobExtendRequest"] = _object({**extend, **webhook}, dependentRequired=needs_url,
+                                          description="All optional; the body may be absent.")
     schemas["RemixRequest"] = _object({"prompt": prompt}, required=["prompt"])
+    schemas["JobRemixRequest"] = _object({"prompt": prompt, **webhook}, required=["prompt"],
+                                         dependentRequired=needs_url)
     # the route stays even where the model cannot retake (it answers 400 naming jobId then)
     seconds_on_clock = {"type": "number", "minimum": 0, "description": "seconds on the video's clock"}
     schemas["RetakeRequest"] = _object({
         "start": seconds_on_clock, "end": {**seconds_on_clock, "description": "seconds on the video's clock; "
                                            f"end - start from 8 frames to {MAX_RETAKE_SECONDS} s"},
         "prompt": {**prompt, "description": "default: the prompt of the source job"},
-        "seed": props["seed"]}, required=["start", "end"])
+        "seed": props["seed"], **webhook}, required=["start", "end"], dependentRequired=needs_url)
 
     # Workers AI: the canonical fields with a prompt always; the wrapped form puts them under ``input``.
     schemas["WorkersAIInput"] = _object({**props, "prompt": prompt}, required=["prompt"],

@@ -23,6 +23,7 @@ from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.store import Job, Submitted
+from pixgen.jobs.webhooks import Subscription
 
 RETAKE_FIELDS = ("start", "end", "prompt", "seed")
 
@@ -84,7 +85,7 @@ def retake(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId
 
 async def submit_retake(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                         source_field: str = "jobId", idempotency_key: str | None = None,
-                        surface: str = "jobs") -> Submitted:
+                        surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
     if not ctx.capabilities.retake:
         raise InvalidRequest("this server's model cannot retake videos", field=source_field)
     try:
@@ -95,4 +96,4 @@ async def submit_retake(ctx: AppContext, key: ApiKey, source_id: str, fields: Ma
     cost = job.cost(ctx.settings.price_for(source.quality))
     return await service.submit(ctx, key, job.request, idempotency_key=idempotency_key, surface=surface,
                                 cost=cost, kind="retake", source_job_id=source.id, duration=source.duration,
-                                retake=(job.start, job.end))
+                                retake=(job.start, job.end), webhook=webhook)
