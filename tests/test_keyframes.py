@@ -253,3 +253,20 @@ def test_the_cli_takes_keyframes_as_seconds_equals_file(tmp_path):
         with pytest.raises(InvalidRequest) as info:
             parse_args_request(args)
         assert info.value.field == "--keyframe"
+
+
+def test_a_keyframe_at_zero_fixes_the_ratio_as_a_start_frame_does():
+    """With no aspect_ratio and no image_input, a keyframe at 0 s is the first frame: its shape sets the ratio; a
+    later keyframe does not, and an explicit aspect_ratio or image_input wins."""
+    from pixgen.media.images import check_request_images
+
+    tall = data_uri((10, 20, 30), size=(90, 160))
+    wide = data_uri((30, 20, 10), size=(160, 90))
+
+    def checked(**fields):
+        return check_request_images(parse_request({"prompt": "a lighthouse", "duration": 2, **fields}))
+
+    assert checked(keyframes=[{"image": tall, "time": 0}]).aspect_ratio == "9:16"
+    assert checked(keyframes=[{"image": tall, "time": 1}]).aspect_ratio is None  # 16:9 by default
+    assert checked(keyframes=[{"image": tall, "time": 0}], aspect_ratio="1:1").aspect_ratio == "1:1"
+    assert checked(image_input=wide, keyframes=[{"image": tall, "time": 1}]).aspect_ratio == "16:9"

@@ -87,15 +87,18 @@ def check_request_images(request: VideoRequest) -> VideoRequest:
     """Decode a request's start, end and key frames once, when it is submitted.
 
     An unreadable image is then a 400 before anything is queued or charged, not a failed job later; and with no
-    ``aspect_ratio`` the start image's nearest ratio is fixed here, so every answer reports the real size.
+    ``aspect_ratio`` the start image's nearest ratio is fixed here (or, without one, a keyframe's at 0 s: the same
+    first frame), so every answer reports the real size.
     """
+    first = None
     for i, keyframe in enumerate(request.keyframes or ()):
-        image_from_data_uri(keyframe.image, field=f"keyframes[{i}].image")
-    if request.image_input is None:
-        return request
-    start = image_from_data_uri(request.image_input, field="image_input")
+        image = image_from_data_uri(keyframe.image, field=f"keyframes[{i}].image")
+        if keyframe.time == 0 and first is None:
+            first = image
+    if request.image_input is not None:
+        first = image_from_data_uri(request.image_input, field="image_input")
     if request.end_image_input is not None:
         image_from_data_uri(request.end_image_input, field="end_image_input")
-    if request.aspect_ratio is None:
-        return request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
+    if request.aspect_ratio is None and first is not None:
+        return request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*first.size)})
     return request
