@@ -74,6 +74,15 @@ def server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def fetch_server(tmp_path_factory):
+    """API only, with 127.0.0.1 allow-listed for URLs fetched at submit (image_url, keyframes, control_video)."""
+    server = start_server(tmp_path_factory.mktemp("fetch-server"), workers=0,
+                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
+    yield server
+    server.stop()
+
+
 # -- the toy LTX-2 under another recipe ------------------------------------------------------------------------
 @pytest.fixture
 def toy_variant(tmp_path):

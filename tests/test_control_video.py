@@ -256,17 +256,8 @@ def files_host(tmp_path_factory):
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def allow_loopback_server(tmp_path_factory):
-    from pixgen.testing import start_server
 
-    server = start_server(tmp_path_factory.mktemp("control-fetch"), workers=0,
-                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
-    yield server
-    server.stop()
-
-
-def test_a_control_video_url_is_fetched_into_the_request_and_a_non_mp4_is_refused(allow_loopback_server,
+def test_a_control_video_url_is_fetched_into_the_request_and_a_non_mp4_is_refused(fetch_server,
                                                                                   files_host):
     import json
 
@@ -274,7 +265,7 @@ def test_a_control_video_url_is_fetched_into_the_request_and_a_non_mp4_is_refuse
     from pixgen.jobs.store import JobStore
 
     base, mp4 = files_host
-    server = allow_loopback_server
+    server = fetch_server
     key = server.new_key(credits=30)
     body = {"prompt": "a kite", "duration": 1, "quality": "360p", "control_type": "depth",
             "control_video": base + "/control.mp4"}

@@ -17,7 +17,6 @@ from PIL import Image
 
 from pixgen.errors import InvalidRequest
 from pixgen.media.fetch import FetchPolicy, fetch_image, forbidden_address
-from pixgen.testing import start_server
 
 LOOPBACK = FetchPolicy.from_settings("127.0.0.1", timeout=5)
 
@@ -259,15 +258,6 @@ def test_unresolvable_host_is_refused():
 
 # -- through the job API of a real server ---------------------------------------------------------------------
 RUN = "/api/v1/models/pixverse-v6/run"
-
-
-@pytest.fixture(scope="module")
-def fetch_server(tmp_path_factory):
-    """API only, with 127.0.0.1 allow-listed for image_url."""
-    server = start_server(tmp_path_factory.mktemp("fetch-server"), workers=0,
-                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
-    yield server
-    server.stop()
 
 
 def _stored_request(server, job_id: str) -> dict:

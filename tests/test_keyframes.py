@@ -204,15 +204,6 @@ def pictures():
     httpd.shutdown()
 
 
-@pytest.fixture(scope="module")
-def fetch_server(tmp_path_factory):
-    from pixgen.testing import start_server
-
-    server = start_server(tmp_path_factory.mktemp("kf-fetch"), workers=0,
-                          env={"PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_FETCH_TIMEOUT": "3"})
-    yield server
-    server.stop()
-
 
 def test_keyframe_urls_are_fetched_at_submit_and_a_bad_one_is_refused_naming_it(fetch_server, pictures):
     from pixgen.jobs.db import connect

@@ -71,7 +71,7 @@ from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.ltx2.preview import preview_crop, preview_path, write_preview
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
-from pixgen.engine.ltx2.retake import iter_frames, read_retake_source, splice_audio
+from pixgen.engine.ltx2.retake import read_retake_source, splice_audio
 from pixgen.engine.ltx2.speed import apply_speed_options
 from pixgen.engine.prompting import PromptPlan, plan_prompt
 from pixgen.errors import Cancelled, GenerationError
@@ -493,7 +493,7 @@ class LTX2Engine:
     def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
         """The source's decoded frames ``[start, stop)`` into ``writer``, unchanged."""
         with run.timed("encode"):
-            for frames in iter_frames(path, start, stop):
+            for frames in iter_source_frames(path, start=start, stop=stop):
                 writer.write_frames(frames)
                 run.report("decode", writer.frames_written, num_frames)
                 run.check_cancel("while copying the source video")

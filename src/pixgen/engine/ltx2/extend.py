@@ -101,17 +101,22 @@ def read_audio_track(path: Path, sample_rate: int) -> np.ndarray | None:
     return np.concatenate(chunks, axis=1).astype(np.float32) if chunks else np.zeros((2, 0), np.float32)
 
 
-def iter_source_frames(path: Path, batch: int = 8) -> Iterator[np.ndarray]:
-    """The source's frames again, uint8 (n ≤ batch, H, W, 3), a few at a time (memory stays flat)."""
+def iter_source_frames(path: Path, batch: int = 8, *, start: int = 0,
+                       stop: int | None = None) -> Iterator[np.ndarray]:
+    """The source's frames ``[start, stop)`` again, uint8 (n ≤ batch, H, W, 3), a few at a time (memory stays
+    flat)."""
+    frames: list[np.ndarray] = []
     with av.open(str(path)) as container:
-        frames: list[np.ndarray] = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == batch:
-                yield np.stack(frames)
-                frames = []
-        if frames:
-            yield np.stack(frames)
+        for i, frame in enumerate(container.decode(video=0)):
+            if stop is not None and i >= stop:
+                break
+            if i >= start:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == batch:
+                    yield np.stack(frames)
+                    frames = []
+    if frames:
+        yield np.stack(frames)
 
 
 def stitch_audio(source: np.ndarray, new: np.ndarray, *, start: int, length: int, fade: int) -> np.ndarray:

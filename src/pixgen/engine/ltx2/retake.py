@@ -1,9 +1,9 @@
 """Retake: reading what a retake needs from its source, and splicing the new sound in (no model here).
 
 The rule of the window is ``pixgen.core.retake``; ``LTX2Engine.retake`` runs it. Frames outside the range are the
-source's decoded frames, handed to the encoder as they decode (``iter_frames``); the sound outside the range is the
-source's sample for sample, the new sound inside it, with an equal-power crossfade just inside each join
-(``splice_audio``).
+source's decoded frames, handed to the encoder as they decode (``extend.iter_source_frames``); the sound outside
+the range is the source's sample for sample, the new sound inside it, with an equal-power crossfade just inside
+each join (``splice_audio``).
 """
 
 from __future__ import annotations
@@ -68,22 +68,6 @@ def enumerate_frames(path: Path, wanted: set[int]) -> Iterator[tuple[int, np.nda
                 return
             if i in wanted:
                 yield i, frame.to_ndarray(format="rgb24")
-
-
-def iter_frames(path: Path, start: int, stop: int, batch: int = 8) -> Iterator[np.ndarray]:
-    """The source's decoded frames ``[start, stop)``, uint8 (n ≤ batch, H, W, 3), a few at a time."""
-    frames: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i >= stop:
-                break
-            if i >= start:
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == batch:
-                    yield np.stack(frames)
-                    frames = []
-    if frames:
-        yield np.stack(frames)
 
 
 def splice_audio(source: np.ndarray, new: np.ndarray, *, start: int, end: int, offset: int,
