@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rotate.set_defaults(func=run_rotate)
 
 
-def _db(args: argparse.Namespace):  # noqa: ANN202
+def open_database(args: argparse.Namespace):  # noqa: ANN201
+    """The database the flags name, migrated (for the commands that work on it directly)."""
     from pixgen.jobs.db import connect, migrate
 
     db = connect(settings_from_args(args, secret=False).database_url, pool_size=1)
@@ -49,7 +50,7 @@ def _db(args: argparse.Namespace):  # noqa: ANN202
 def run_create(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import create_key, webhook_secret
 
-    db = _db(args)
+    db = open_database(args)
     record, secret = create_key(db, credits=args.credits, name=args.name)
     print(f"created {record.id} ({record.name or 'no name'}) with {record.credits} credits")
     print(f"webhook_secret={webhook_secret(db, record.id)}")
@@ -61,7 +62,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import list_keys
 
-    for key in list_keys(_db(args)):
+    for key in list_keys(open_database(args)):
         state = " disabled" if key.disabled else ""
         print(f"{key.id}  {key.prefix}…  {key.credits:>8} credits  {key.name}{state}")
     return 0
@@ -70,21 +71,21 @@ def run_list(args: argparse.Namespace) -> int:
 def run_credits(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import add_credits
 
-    print(f"{args.key_id}: {add_credits(_db(args), args.key_id, args.amount)} credits")
+    print(f"{args.key_id}: {add_credits(open_database(args), args.key_id, args.amount)} credits")
     return 0
 
 
 def run_webhook_secret(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import webhook_secret
 
-    print(webhook_secret(_db(args), args.key_id))
+    print(webhook_secret(open_database(args), args.key_id))
     return 0
 
 
 def run_rotate(args: argparse.Namespace) -> int:
     from pixgen.jobs.keys import rotate_webhook_secret
 
-    secret = rotate_webhook_secret(_db(args), args.key_id, grace=args.grace)
+    secret = rotate_webhook_secret(open_database(args), args.key_id, grace=args.grace)
     print(f"{args.key_id}: new webhook secret; the old one also signs for {args.grace:g} more seconds")
     print(f"webhook_secret={secret}")
     return 0

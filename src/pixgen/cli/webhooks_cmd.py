@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from pixgen.settings import DB_FLAGS, add_arguments, settings_from_args
+from pixgen.cli.keys_cmd import open_database
+from pixgen.settings import DB_FLAGS, add_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,18 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     secret.set_defaults(func=run_new_secret)
 
 
-def _db(args: argparse.Namespace):  # noqa: ANN202
-    from pixgen.jobs.db import connect, migrate
-
-    db = connect(settings_from_args(args, secret=False).database_url, pool_size=1)
-    migrate(db)
-    return db
-
-
 def run_list(args: argparse.Namespace) -> int:
     from pixgen.jobs.deliveries import recent
 
-    found = recent(_db(args), state=args.state, limit=args.limit)
+    found = recent(open_database(args), state=args.state, limit=args.limit)
     print(f"{len(found)} deliver{'y' if len(found) == 1 else 'ies'}")
     for d in found:
         last = f"last {d.last_status or '-'} {d.last_error or ''}".rstrip()
@@ -47,7 +40,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_retry(args: argparse.Namespace) -> int:
     from pixgen.jobs.deliveries import retry
 
-    retry(_db(args), args.delivery_id, time.time())
+    retry(open_database(args), args.delivery_id, time.time())
     print(f"{args.delivery_id}: pending again")
     return 0
 
