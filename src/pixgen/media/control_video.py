@@ -9,7 +9,6 @@ frame to the generation size by centre crop, one frame in memory at a time befor
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import re
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest
-from pixgen.media.images import fit_to_size
+from pixgen.media.images import decode_base64_uri, fit_to_size
 
 FIELD = "control_video"
 MAX_CONTROL_VIDEO_BYTES = 20 * 1024 * 1024
@@ -47,16 +46,7 @@ def video_data_uri(data: bytes, *, field: str = FIELD) -> str:
 
 
 def decode_video_uri(uri: str, *, field: str = FIELD) -> bytes:
-    match = _DATA_URI.match(uri)
-    if not match:
-        raise InvalidRequest(f"{field} must be a data:video/mp4;base64,... URI", field=field)
-    payload = uri[match.end():]
-    if len(payload) > MAX_CONTROL_VIDEO_BYTES * 4 // 3 + 4:
-        raise InvalidRequest(f"{field} is larger than {MAX_CONTROL_VIDEO_BYTES // (1024 * 1024)} MB", field=field)
-    try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{field} is not valid base64", field=field) from None
+    data = decode_base64_uri(uri, _DATA_URI, "data:video/mp4;base64,...", MAX_CONTROL_VIDEO_BYTES, field=field)
     if not is_mp4(data):
         raise InvalidRequest(f"{field} is not an MP4 video", field=field)
     return data

@@ -21,12 +21,17 @@ _DATA_URI = re.compile(r"^data:image/(png|jpeg|jpg|webp);base64,", re.IGNORECASE
 
 
 def decode_data_uri(uri: str, *, field: str = "image_input") -> bytes:
-    match = _DATA_URI.match(uri)
+    return decode_base64_uri(uri, _DATA_URI, "data:image/(png|jpeg|webp);base64,...", MAX_IMAGE_BYTES, field=field)
+
+
+def decode_base64_uri(uri: str, prefix: re.Pattern[str], form: str, max_bytes: int, *, field: str) -> bytes:
+    """The bytes of a base64 data URI that starts with ``prefix`` (``form`` in the error), at most ``max_bytes``."""
+    match = prefix.match(uri)
     if not match:
-        raise InvalidRequest(f"{field} must be a data:image/(png|jpeg|webp);base64,... URI", field=field)
+        raise InvalidRequest(f"{field} must be a {form} URI", field=field)
     payload = uri[match.end():]
-    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise InvalidRequest(f"{field} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB", field=field)
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise InvalidRequest(f"{field} is larger than {max_bytes // (1024 * 1024)} MB", field=field)
     try:
         return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError):
