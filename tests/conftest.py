@@ -54,6 +54,16 @@ def db_url(request, tmp_path):
     return url
 
 
+@pytest.fixture
+def db(db_url):
+    """A connection pool on ``db_url`` (each backend), disposed after the test."""
+    from pixgen.jobs.db import connect
+
+    database = connect(db_url, pool_size=4)
+    yield database
+    database.dispose()
+
+
 # -- real servers (pixgen.testing) ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory):

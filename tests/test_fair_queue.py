@@ -6,19 +6,11 @@ import pytest
 
 from pixgen.core.spec import parse_request
 from pixgen.errors import RateLimited
-from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.store import JobStore
 from pixgen.settings import load_settings
 
 REQ = parse_request({"prompt": "a red fox in snow", "duration": 1, "quality": "360p"})
-
-
-@pytest.fixture
-def db(db_url):
-    database = connect(db_url, pool_size=2)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

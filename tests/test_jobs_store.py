@@ -25,13 +25,6 @@ class Clock:
 
 
 @pytest.fixture
-def db(db_url):
-    database = connect(db_url, pool_size=4)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def clock():
     return Clock()
 

@@ -130,13 +130,6 @@ def test_values_move_as_a_batch_is_queued_run_and_ended(metered):
 
 
 # -- the fleet collector on each database ---------------------------------------------------------------------
-@pytest.fixture
-def db(db_url):
-    database = connect(db_url, pool_size=2)
-    yield database
-    database.dispose()
-
-
 def collect(db, **options) -> dict:
     registry = CollectorRegistry()
     registry.register(FleetCollector(db, lease_seconds=60, **options))

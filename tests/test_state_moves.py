@@ -7,7 +7,6 @@ import pytest
 
 from pixgen.core.spec import parse_request
 from pixgen.errors import IllegalTransition
-from pixgen.jobs.db import connect
 from pixgen.jobs.events import EventKind, job_history
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.states import TRANSITIONS, JobStatus
@@ -22,13 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def db(db_url):
-    database = connect(db_url, pool_size=4)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
