@@ -125,6 +125,8 @@ class Run:
     steps_done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     control: ControlReference | None = None  # a control-video job's reference (stage 1 only: ``control.py``)
+    # The sigmas the current shot's stage blocks ran ("stage1", "stage2"): what the manifest records.
+    sigmas: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def report(self, stage: str, step: int = 0, total: int = 1) -> None:
         self.on_progress(Progress(stage, step, total))
@@ -358,9 +360,7 @@ class LTX2Engine:
         start = next((c.image for c in conditions if c.index == 0), None)
         prompt, embeds = self._text(run, prompt, shot.seed, start)
         latents = self._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions)
-        sigmas = {"stage1": tuple(self.stage_one_sigmas(geometry.stage_one_size, shot.gen_frames))}
         if geometry.two_stage:
-            sigmas["stage2"] = tuple(self.recipe.refine_sigmas)
             if first and run.on_preview is not None:
                 self._preview(run, geometry, latents.video, shot.num_frames)
             latents = self._stage_two(run, geometry, embeds, latents, shot.seed + 1, shot.gen_frames, conditions,
@@ -369,7 +369,7 @@ class LTX2Engine:
         if audio_samples is not None:
             audio = self._audio(run, latents.audio, audio_samples / self.audio_sample_rate)
         return RenderedShot(prompt, latents, audio, ShotRun(shot.index, shot.seed, prompt.prompt,
-                                                            prompt.negative_prompt, sigmas))
+                                                            prompt.negative_prompt, dict(run.sigmas)))
 
     # -- extend ---------------------------------------------------------------------------------------------
     def extend(self, source: Path, request: VideoRequest, out_path: Path,
@@ -430,8 +430,8 @@ class LTX2Engine:
             negative_prompt=prompt.negative_prompt, thinking=prompt.thinking, quality=req.quality,
             generation_size=(geometry.gen_width, geometry.gen_height), recipe=self.recipe.name,
             loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
-            provenance=self._provenance((ShotRun(0, req.seed, prompt.prompt, prompt.negative_prompt, {
-                "stage1": tuple(self.stage_one_sigmas(geometry.stage_one_size, gen_frames))}),)),
+            provenance=self._provenance((ShotRun(0, req.seed, prompt.prompt, prompt.negative_prompt,
+                                                 dict(run.sigmas)),)),
             extension=Extension(source_frames=src.num_frames, new_frames=new_frames, context_frames=context),
         )
 
@@ -562,6 +562,7 @@ class LTX2Engine:
         """Denoise from noise at stage 1's size, pinned to ``conditions``."""
         size = geometry.stage_one_size
         sigmas = self.stage_one_sigmas(size, num_frames)
+        run.sigmas = {"stage1": tuple(sigmas)}  # a new shot's first stage: the record starts again
         args = self._sampling(run, embeds, self.recipe.guidance, sigmas, seed, size, num_frames)
         crf = self.recipe.image_condition_crf
         with run.timed("denoise"):
@@ -586,6 +587,7 @@ class LTX2Engine:
         with run.timed("upsample"):
             video = self.pipes.upsample(latents=latents.video, output_type="latent", return_dict=False)[0]
         sigmas = list(self.recipe.refine_sigmas)
+        run.sigmas["stage2"] = tuple(sigmas)
         size = geometry.full_size
         args = self._sampling(run, embeds, self.recipe.refine_guidance, sigmas, seed, size, num_frames)
         args.update(latents=video, audio_latents=latents.audio, noise_scale=sigmas[0])
