@@ -124,3 +124,36 @@ def toy_variant(tmp_path):
         return folder
 
     return make
+
+
+# -- a real browser (tests/web_browser.py) ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, through Playwright (skipped where missing, failed where CI=true)."""
+    from web_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    with require_browser()() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def web_key(server) -> str:
+    """A key with credits to spare for the page tests, on the shared toy-model ``server``."""
+    return server.new_key(credits=100_000, name="web page test")
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh browser context on the ``server``'s page; the test fails on any JavaScript error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/")
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

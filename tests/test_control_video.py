@@ -11,6 +11,7 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from web_browser import enter_key
 
 from pixgen.core.spec import parse_request
 from pixgen.errors import InvalidRequest
@@ -62,9 +63,6 @@ class TransformerCalls:
 
     def close(self):
         self._handle.remove()
-
-
-from tests.test_web_page import browser  # noqa: E402,F401  (the real-browser fixture)
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +192,6 @@ def test_a_control_video_is_sampled_on_the_output_clock_and_fitted(tmp_path):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_the_page_estimates_then_generates_with_a_control_video(browser, server, tmp_path):
-    from tests.test_web_page import _enter_key
-
     secret = server.new_key(credits=1000, name="control video page")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -203,7 +199,7 @@ def test_the_page_estimates_then_generates_with_a_control_video(browser, server,
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(server.url + "/")
-        _enter_key(page, secret)
+        enter_key(page, secret)
         page.get_by_label("Control type", exact=True).wait_for(state="visible", timeout=10_000)  # models lists depth
         page.get_by_label("Prompt", exact=True).fill("A paper boat following the stripes")
         page.get_by_label("Duration", exact=True).fill("1")

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from test_service_api import parse_sse
-from test_web_page import CHROMIUM, CHROMIUM_ARGS, _enter_key, _require_browser
+from web_browser import CHROMIUM, CHROMIUM_ARGS, enter_key, require_browser
 
 from pixgen.media.probe import probe, read_frames
 from pixgen.testing import start_server
@@ -163,7 +163,7 @@ def test_the_worker_stores_the_draft_unless_told_not_to(engine, tmp_path, no_pre
 def test_the_web_page_shows_the_preview_before_the_final_video(two_stage_server):
     server = two_stage_server
     secret = server.new_key(credits=1000)
-    sync_playwright = _require_browser()
+    sync_playwright = require_browser()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -171,7 +171,7 @@ def test_the_web_page_shows_the_preview_before_the_final_video(two_stage_server)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server.url + "/")
-            _enter_key(page, secret)
+            enter_key(page, secret)
             # Log each time the draft player appears, with whether the final video was showing then.
             page.evaluate("""() => {
                 window.__previews = [];

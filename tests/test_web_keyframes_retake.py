@@ -1,5 +1,5 @@
 """The web page's keyframe timeline and retake range, in the real browser against the toy-model server (the
-fixtures and helpers of test_web_page.py)."""
+fixtures of conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from PIL import Image
-from test_web_page import _enter_key, _post, browser, page, secret  # noqa: F401 - fixtures used by name
+from web_browser import enter_key, post_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,8 +27,8 @@ def add_keyframe(page, color, at: str) -> None:
     page.get_by_alt_text(f"Keyframe at {at} s").wait_for(state="visible")
 
 
-def test_keyframes_go_on_the_timeline_and_into_the_request(page, server, secret):
-    _enter_key(page, secret)
+def test_keyframes_go_on_the_timeline_and_into_the_request(page, server, web_key):
+    enter_key(page, web_key)
     page.get_by_label("Prompt", exact=True).fill("A lantern drifting on a lake")
     page.get_by_label("Duration", exact=True).fill("2")
     page.get_by_label("Quality", exact=True).select_option("360p")
@@ -48,19 +48,19 @@ def test_keyframes_go_on_the_timeline_and_into_the_request(page, server, secret)
     page.locator("#job-id").wait_for(state="visible", timeout=10_000)
     job_id = page.locator("#job-id").text_content()
     assert job_id.startswith("job_")
-    _post(server, secret, f"/api/v1/jobs/{job_id}/cancel")
+    post_json(server, web_key, f"/api/v1/jobs/{job_id}/cancel")
 
 
-def test_a_part_of_a_finished_video_is_retaken_from_the_player(page, server, secret):
-    source = _post(server, secret, "/api/v1/models/pixverse-v6/run",
+def test_a_part_of_a_finished_video_is_retaken_from_the_player(page, server, web_key):
+    source = post_json(server, web_key, "/api/v1/models/pixverse-v6/run",
                    {"prompt": "a kite over dunes", "duration": 1, "quality": "360p", "seed": 5,
                     "thinking_type": "disabled"})["jobId"]
     deadline = time.monotonic() + 240
-    while httpx.get(f"{server.url}/api/v1/jobs/{source}", headers={"Authorization": f"Bearer {secret}"},
+    while httpx.get(f"{server.url}/api/v1/jobs/{source}", headers={"Authorization": f"Bearer {web_key}"},
                     timeout=30).json()["status"] != "completed":
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    _enter_key(page, secret)
+    enter_key(page, web_key)
     page.locator("#recent-list button").first.click()
     page.locator("#job-result").wait_for(state="visible", timeout=30_000)
     page.get_by_text("Retake a part", exact=True).click()
@@ -73,7 +73,7 @@ def test_a_part_of_a_finished_video_is_retaken_from_the_player(page, server, sec
     page.wait_for_function(f"document.getElementById('job-id').textContent !== '{source}'", timeout=10_000)
     page.locator("#job-result").wait_for(state="visible", timeout=240_000)
     retake = page.locator("#job-id").text_content()
-    job = httpx.get(f"{server.url}/api/v1/jobs/{retake}", headers={"Authorization": f"Bearer {secret}"},
+    job = httpx.get(f"{server.url}/api/v1/jobs/{retake}", headers={"Authorization": f"Bearer {web_key}"},
                     timeout=30).json()
     assert (job["kind"], job["sourceJobId"], job["status"]) == ("retake", source, "completed")
     page.wait_for_function("document.querySelector('video').readyState >= 2", timeout=30_000)

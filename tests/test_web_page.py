@@ -9,77 +9,15 @@ Where chromium is missing these tests skip, except under CI=true, where they fai
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
-import httpx
 import pytest
+from web_browser import enter_key, post_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-quic"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PHONE = {"width": 375, "height": 812}
-
-
-def _require_browser():
-    """Playwright's sync API, or skip (fail under CI=true) when it or chromium is missing."""
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright Python package is not installed"
-    if missing is None and not os.access(CHROMIUM, os.X_OK):
-        missing = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests must run in CI: {missing}")
-        pytest.skip(missing)
-    return sync_playwright
-
-
-def _post(server, secret: str, path: str, body: dict | None = None) -> dict:
-    res = httpx.post(f"{server.url}{path}", json=body or {}, headers={"Authorization": f"Bearer {secret}"},
-                     timeout=30)
-    res.raise_for_status()
-    return res.json()
-
-
-# -- a real browser ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _require_browser()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def secret(server) -> str:
-    return server.new_key(credits=100_000, name="web page test")
-
-
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/")
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def _enter_key(page, secret: str) -> None:
-    field = page.get_by_label("API key", exact=True)
-    field.fill(secret)
-    field.press("Tab")  # commits the value: the page stores it and loads the recent jobs
 
 
 def _watch_progress(page) -> None:
@@ -94,11 +32,11 @@ def _watch_progress(page) -> None:
 
 
 # -- the tests ---------------------------------------------------------------------------------------------------
-def test_generate_from_the_form_shows_progress_and_plays_the_video(page, secret):
+def test_generate_from_the_form_shows_progress_and_plays_the_video(page, web_key):
     # The key is kept in the browser's local storage.
-    _enter_key(page, secret)
+    enter_key(page, web_key)
     page.reload()
-    assert page.get_by_label("API key", exact=True).input_value() == secret
+    assert page.get_by_label("API key", exact=True).input_value() == web_key
 
     page.get_by_label("Prompt", exact=True).fill("A paper boat drifting down a rainy street")
     page.get_by_label("Negative prompt", exact=True).fill("blurry")
@@ -158,12 +96,12 @@ def test_generate_from_the_form_shows_progress_and_plays_the_video(page, secret)
     page.screenshot(path=str(ARTIFACTS / "web-finished-phone.png"), full_page=True)
 
 
-def test_a_queued_job_shows_its_place_and_can_be_cancelled(page, server, secret):
+def test_a_queued_job_shows_its_place_and_can_be_cancelled(page, server, web_key):
     # Keep the only worker busy, so the page's job waits in the queue.
-    blocker = _post(server, secret, "/api/v1/models/pixverse-v6/run",
+    blocker = post_json(server, web_key, "/api/v1/models/pixverse-v6/run",
                     {"prompt": "a long one", "duration": 15, "quality": "1080p", "thinking_type": "disabled"})
     try:
-        _enter_key(page, secret)
+        enter_key(page, web_key)
         page.get_by_label("Prompt", exact=True).fill("A queued video that gets cancelled")
         page.get_by_label("Duration", exact=True).fill("1")
         page.get_by_label("Quality", exact=True).select_option("360p")
@@ -179,13 +117,13 @@ def test_a_queued_job_shows_its_place_and_can_be_cancelled(page, server, secret)
         assert page.locator("#job-result").is_hidden()
         page.locator("#recent-list .badge").first.get_by_text("cancelled", exact=True).wait_for(timeout=10_000)
     finally:
-        _post(server, secret, f"/api/v1/jobs/{blocker['jobId']}/cancel")
+        post_json(server, web_key, f"/api/v1/jobs/{blocker['jobId']}/cancel")
 
 
-def test_an_api_error_is_shown_next_to_the_form(page, secret):
+def test_an_api_error_is_shown_next_to_the_form(page, web_key):
     from PIL import Image
 
-    _enter_key(page, secret)
+    enter_key(page, web_key)
     page.get_by_label("Prompt", exact=True).fill("An end frame without a start frame")
     png = io.BytesIO()
     Image.new("RGB", (64, 36), (200, 80, 40)).save(png, format="PNG")

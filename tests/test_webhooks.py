@@ -420,6 +420,30 @@ def test_a_delivery_is_written_with_the_event_it_announces_for_the_events_asked_
         db.dispose()
 
 
+def test_an_idempotency_key_reused_with_another_webhook_is_refused_and_charges_nothing(db):
+    """The subscription is part of what an Idempotency-Key stands for: the same body with the same webhook is the
+    same job; with another webhook (or none) it is 400 naming the header, and nothing more is charged."""
+    from pixgen.core.spec import parse_request
+    from pixgen.errors import InvalidRequest
+    from pixgen.jobs.store import JobStore
+    from pixgen.jobs.webhooks import Subscription
+
+    store = JobStore(db, rate_limit_per_minute=0, max_concurrent_jobs=0)
+    key, _ = keys.create_key(db, credits=100)
+    request = parse_request({"prompt": "a kite", "duration": 1, "quality": "360p"})
+    hook = Subscription("http://hooks.example.com/a", ("completed",))
+    first = store.submit(key.id, request, cost=10, idempotency_key="k1", webhook=hook)
+    again = store.submit(key.id, request, cost=10, idempotency_key="k1",
+                         webhook=Subscription("http://hooks.example.com/a", ("completed",)))
+    assert again.replayed and again.job.id == first.job.id
+    for other in (Subscription("http://hooks.example.com/b", ("completed",)),
+                  Subscription("http://hooks.example.com/a", ("failed",)), None):
+        with pytest.raises(InvalidRequest) as info:
+            store.submit(key.id, request, cost=10, idempotency_key="k1", webhook=other)
+        assert info.value.field == "Idempotency-Key"
+    assert store.credits(key.id) == 90
+
+
 def test_claims_of_two_deliverers_never_overlap(db_url):
     """The claim itself, on SQLite and PostgreSQL: two deliverers claiming at once get disjoint rows."""
     db = connect(db_url, pool_size=4)

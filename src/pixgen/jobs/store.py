@@ -205,16 +205,20 @@ class Outcome:
 
 
 def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
-                 remix_of: str | None = None, retake: tuple[float, float] | None = None) -> str:
+                 remix_of: str | None = None, retake: tuple[float, float] | None = None,
+                 webhook: Subscription | None = None) -> str:
     """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
 
-    An extension or remix hashes its source too, so one Idempotency-Key cannot stand for two different jobs.
+    An extension or remix hashes its source too, and a job with a webhook its subscription, so one Idempotency-Key
+    cannot stand for two different jobs (or one job whose events go to two different places).
     """
     data: dict[str, Any] = request.model_dump(mode="json")
-    if kind != "generate" or source_job_id or remix_of:
+    if kind != "generate" or source_job_id or remix_of or webhook is not None:
         data = {"request": data, "kind": kind, "source_job_id": source_job_id, "remix_of": remix_of}
         if retake is not None:
             data["retake"] = list(retake)
+        if webhook is not None:
+            data["webhook"] = webhook.column_values()
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -278,7 +282,7 @@ class JobStore:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
-        digest = request_hash(request, kind, source_job_id, remix_of or replay_of, retake)
+        digest = request_hash(request, kind, source_job_id, remix_of or replay_of, retake, webhook)
         origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of, "replay_of": replay_of,
                   "duration": request.duration if duration is None else duration,
                   **(webhook.column_values() if webhook is not None else {})}
