@@ -224,24 +224,27 @@ def test_a_receiver_that_never_comes_up_is_given_up_and_shown(hook_server):
 
 
 def test_jobs_made_from_a_finished_one_take_a_webhook_too(hook_server, receiver):
-    """Extend, remix and retake on the job API take webhook_url / webhook_events like run; a bad one is refused
-    naming the field before anything is charged."""
+    """Extend, remix, retake and replay on the job API take webhook_url / webhook_events like run; a bad one is
+    refused naming the field before anything is charged."""
     headers, _, secret = new_key(hook_server.database_url)
     source = submit(hook_server.url, headers)
     wait_for(lambda: job_json(hook_server.url, headers, source)["status"] == "completed", timeout=60)
     refused = httpx.post(f"{hook_server.url}/api/v1/jobs/{source}/remix", headers=headers, timeout=30,
                          json={"prompt": "a red boat", "webhook_url": receiver.url, "webhook_events": ["done"]})
     assert refused.status_code == 400 and refused.json()["field"] == "webhook_events", refused.text
+    other = httpx.post(f"{hook_server.url}/api/v1/jobs/{source}/replay", headers=headers, timeout=30,
+                       json={"seed": 3, "webhook_url": receiver.url})  # a replay makes the same video: no seed
+    assert other.status_code == 400 and other.json()["field"] == "seed", other.text
     made = {}
     for route, body in (("remix", {"prompt": "a red boat"}), ("extend", {"duration": 1}),
-                        ("retake", {"start": 0, "end": 1})):
+                        ("retake", {"start": 0, "end": 1}), ("replay", {})):
         answer = httpx.post(f"{hook_server.url}/api/v1/jobs/{source}/{route}", headers=headers, timeout=30,
                             json={**body, "webhook_url": receiver.url, "webhook_events": ["completed", "failed"]})
         if answer.status_code == 400 and answer.json()["field"] == "jobId":  # this engine cannot do that route
             continue
         assert answer.status_code == 200, (route, answer.text)
         made[route] = answer.json()["jobId"]
-    assert {"remix", "extend"} <= set(made)  # the fake engine cannot retake; the toy-model retake tests cover it
+    assert {"remix", "extend", "replay"} <= set(made)  # the fake engine cannot retake (the toy's tests cover it)
     wait_for(lambda: all(receiver.of_job(job_id) for job_id in made.values()), timeout=60)
     by_job = {e["data"]["jobId"]: e["type"] for e in receiver.events(secret)}
     assert {by_job[job_id] for job_id in made.values()} <= {"job.completed", "job.failed"}

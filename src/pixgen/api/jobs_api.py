@@ -304,11 +304,15 @@ async def job_manifest(job_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     return {"jobId": job.id, **replay.manifest_of(job)}
 
 
-@router.post("/jobs/{job_id}/replay", responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 429))
+@router.post("/jobs/{job_id}/replay", openapi_extra=body("JobReplayRequest", required=False),
+             responses=_responses(schemas.Submitted, 400, 401, 402, 404, 409, 413, 429))
 async def replay_job(job_id: str, request: Request, ctx: Ctx, key: AuthKey,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
-    """A new job making this completed job's video again from its manifest; 409 when the model differs."""
-    submitted = await replay.submit_replay(ctx, key, job_id, idempotency_key=idempotency_key)
+    """A new job making this completed job's video again from its manifest; 409 when the model differs. The body
+    (optional) takes only ``webhook_url`` / ``webhook_events``."""
+    fields, webhook = webhook_subscription(await _optional_json(request))
+    submitted = await replay.submit_replay(ctx, key, job_id, fields, idempotency_key=idempotency_key,
+                                           webhook=webhook)
     return submitted_json(ctx, request, submitted)
 
 

@@ -228,6 +228,8 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     needs_url = {"webhook_events": ["webhook_url"]}
     schemas["JobExtendRequest"] = _object({**extend, **webhook}, dependentRequired=needs_url,
                                           description="All optional; the body may be absent.")
+    schemas["JobReplayRequest"] = _object(dict(webhook), dependentRequired=needs_url,
+                                          description="All optional; the body may be absent.")
     schemas["RemixRequest"] = _object({"prompt": prompt}, required=["prompt"])
     schemas["JobRemixRequest"] = _object({"prompt": prompt, **webhook}, required=["prompt"],
                                          dependentRequired=needs_url)

@@ -9,6 +9,7 @@ that request is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -16,11 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from pixgen.api import service
 from pixgen.api.context import AppContext
 from pixgen.core.spec import VideoRequest
-from pixgen.errors import Conflict
+from pixgen.errors import Conflict, InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.manifest import model_identity, with_request
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
+from pixgen.jobs.webhooks import Subscription
 
 
 def manifest_of(job: Job) -> dict[str, Any]:
@@ -34,8 +36,12 @@ def manifest_of(job: Job) -> dict[str, Any]:
     return with_request(manifest, job.request_dict())
 
 
-async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, *,
-                        idempotency_key: str | None = None) -> Submitted:
+async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, fields: Mapping[str, Any] | None = None, *,
+                        idempotency_key: str | None = None, webhook: Subscription | None = None) -> Submitted:
+    """``fields``: what the body held besides the webhook; a replay takes nothing else (400 naming the field)."""
+    for name in fields or {}:
+        raise InvalidRequest(f"unknown field {name!r}; a replay takes only webhook_url and webhook_events",
+                             field=name)
     job = await service.get_job(ctx, key, job_id)
     manifest = manifest_of(job)
     if manifest.get("kind", "generate") != "generate":
@@ -49,4 +55,4 @@ async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, *,
                        f"frames")
     request = VideoRequest.model_validate(manifest["request"])
     return await service.submit(ctx, key, request, idempotency_key=idempotency_key, surface=job.surface,
-                                replay_of=job.id)
+                                replay_of=job.id, webhook=webhook)
