@@ -64,6 +64,21 @@ def db(db_url):
     database.dispose()
 
 
+class ManualClock:
+    """A clock for ``JobStore(clock=...)`` that moves only when a test sets ``now``."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
 # -- real servers (pixgen.testing) ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory):

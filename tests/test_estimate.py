@@ -91,14 +91,6 @@ def test_estimate_of_an_unaffordable_job_says_so_rather_than_refusing(api_server
         assert c.post(ESTIMATE.replace("pixverse-v6", "other"), json={"prompt": "x"}).status_code == 404
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def finished(store, clock, key_id, worker, *, quality, duration, seconds):
     """One job run to completion taking ``seconds`` of wall time."""
     request = parse_request({"prompt": "a fox", "duration": duration, "quality": quality})
@@ -111,10 +103,9 @@ def finished(store, clock, key_id, worker, *, quality, duration, seconds):
     clock.now += 1
 
 
-def test_run_time_comes_from_the_fleets_finished_jobs_by_shape_then_by_quality(db_url):
+def test_run_time_comes_from_the_fleets_finished_jobs_by_shape_then_by_quality(db_url, clock):
     db = connect(db_url, pool_size=2)
     try:
-        clock = Clock()
         store = JobStore(db, rate_limit_per_minute=1000, max_concurrent_jobs=1000, clock=clock)
         key, _ = create_key(db, credits=100)
         for seconds in (10.0, 12.0, 30.0):

@@ -16,19 +16,6 @@ from pixgen.jobs.store import JobStore, Outcome
 REQ = parse_request({"prompt": "a red fox in snow", "duration": 1, "quality": "360p"})
 
 
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def store(db, clock):
     return JobStore(db, lease_seconds=30, max_attempts=3, rate_limit_per_minute=100, max_concurrent_jobs=100,

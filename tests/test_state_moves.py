@@ -15,19 +15,6 @@ from pixgen.jobs.store import JobStore, Outcome
 REQ = parse_request({"prompt": "a lighthouse at dusk", "duration": 1, "quality": "360p"})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def store(db, clock):
     return JobStore(db, lease_seconds=30, max_attempts=2, clock=clock)
