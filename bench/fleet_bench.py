@@ -48,7 +48,7 @@ class CopyEngine:
     def __init__(self, template: Path) -> None:
         self.data = template.read_bytes()
 
-    def generate(self, request, out_path, on_progress, should_cancel):  # noqa: ANN001, ANN201
+    def generate(self, request, out_path, on_progress, should_cancel, on_preview=None):  # noqa: ANN001, ANN201
         from pixgen.core.progress import Progress
 
         on_progress(Progress("denoise", 1, 1))
@@ -138,12 +138,18 @@ def claim_throughput(database_url: str, mode: str, workers: int, jobs: int, data
         request = parse_request({"prompt": "noop", "duration": 1, "quality": "360p", "seed": 1})
         for _ in range(jobs):
             store.submit(key.id, request, cost=1)
-        count = select(func.count()).select_from(jobs_table).where(jobs_table.c.status == "completed")
+        by_status = select(jobs_table.c.status, func.count()).group_by(jobs_table.c.status)
         started = time.perf_counter()
         go.set()
         while True:
             with db.read() as conn:
-                done = conn.execute(count).scalar_one()
+                counts = dict(conn.execute(by_status).all())
+            if counts.get("failed"):  # a broken engine: say so at once instead of waiting out the timeout
+                with db.read() as conn:
+                    error = conn.execute(select(jobs_table.c.error_message).where(
+                        jobs_table.c.status == "failed").limit(1)).scalar_one()
+                raise RuntimeError(f"{counts['failed']} jobs failed in the claim benchmark: {error}")
+            done = counts.get("completed", 0)
             if done >= jobs:
                 break
             if time.perf_counter() - started > 600:

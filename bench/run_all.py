@@ -4,7 +4,8 @@
 
 - ``engine_bench.py`` (issue 2): stage times, MP4 writing; the 15 s 1080p peak-RSS job only with ``--big``;
 - ``service_bench.py`` (issue 3): status polls, submit → first step, API overhead, worker RSS;
-- ``fleet_bench.py`` (issue 5): claim throughput, killed-worker recovery.
+- ``fleet_bench.py`` (issue 5): claim throughput, killed-worker recovery;
+- ``webhook_bench.py`` (issue 11): webhook delivery latency, a receiver's outage, the fair queue.
 
 Each writes ``bench/results/<name>.json``; this writes them all into ``bench/results/all.json``. ``--quick`` runs
 smaller versions (fewer rounds, runs and jobs) for a smoke test. A benchmark that fails is recorded as failed and
@@ -29,8 +30,9 @@ def plan(big: bool, quick: bool) -> list[tuple[str, list[str]]]:
     engine = [] if big else ["--skip-big"]
     service = ["--rounds", "2", "--first-step-runs", "3", "--overhead-runs", "1", "--rss-jobs", "20"] if quick else []
     fleet = ["--jobs", "50"] if quick else []
+    webhooks = ["--jobs", "8", "--batch", "10", "--down", "2"] if quick else []
     return [("engine", ["engine_bench.py", *engine]), ("service", ["service_bench.py", *service]),
-            ("fleet", ["fleet_bench.py", *fleet])]
+            ("fleet", ["fleet_bench.py", *fleet]), ("webhooks", ["webhook_bench.py", *webhooks])]
 
 
 def main() -> int:

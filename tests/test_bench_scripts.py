@@ -93,3 +93,29 @@ def test_the_gpu_benchmark_variants_run_at_toy_size(tmp_path):
     speed = results["speed"]
     assert speed["taylorseer"]["applied"] == ["taylorseer step cache"] and "speedup" in speed["taylorseer"]
     assert speed["fastest_within_bound"]["psnr_bound_db"] == 30.0
+
+
+def test_the_fleet_and_webhook_benchmarks_run_small(tmp_path):
+    """The claim benchmark drives real ``Worker`` processes with an engine of its own and the webhook benchmark
+    a real ``pixgen serve``: a change to the engine protocol or the job API must show here, not at the next
+    benchmark run (the claim benchmark's engine once missed ``on_preview`` and every job failed)."""
+    import json
+
+    fleet = tmp_path / "fleet.json"
+    done = subprocess.run([sys.executable, str(BENCH / "fleet_bench.py"), "--claims", "--jobs", "6",
+                           "--backends", "sqlite", "--json", str(fleet)], capture_output=True, text=True,
+                          timeout=300, cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(fleet.read_text())["claim_throughput"]["sqlite"]
+    assert all(run["jobs"] == 6 and run["jobs_per_s"] > 0 for mode in runs.values() for run in mode.values())
+
+    hooks = tmp_path / "webhooks.json"
+    done = subprocess.run([sys.executable, str(BENCH / "webhook_bench.py"), "--jobs", "4", "--batch", "6",
+                           "--down", "0.5", "--json", str(hooks)], capture_output=True, text=True, timeout=300,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(hooks.read_text())
+    assert results["latency"]["jobs"] == 4 and results["latency"]["max_s"] < 30
+    outage = results["outage"]
+    assert outage["distinct_webhook_ids"] == outage["jobs"] and outage["received"] >= outage["jobs"]
+    assert results["fair"]["batch_jobs_started_ahead_of_it"] <= 1
