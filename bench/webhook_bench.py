@@ -23,9 +23,7 @@ import contextlib
 import json
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RUN, machine, median, new_key, postgres_database, start_server, write_results  # noqa: E402
 
-from pixgen.testing import free_port, wait_for  # noqa: E402
+from pixgen.testing import WebhookReceiver, wait_for  # noqa: E402
 
 SHORT = {"prompt": "a lighthouse at dusk", "duration": 1, "resolution": "360p"}
 ENV = {"PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "steps=2,step_seconds=0.02,scale=0.1",
@@ -42,41 +40,9 @@ ENV = {"PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "steps=2,step_seconds=0.02,scale
        "PIXGEN_RATE_LIMIT_PER_MINUTE": "0", "PIXGEN_MAX_CONCURRENT_JOBS": "0"}
 
 
-class Receiver:
-    """Records (arrival time, webhook-id, job id, type) of every POST; answers 200."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.got: list[tuple[float, str, str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> "Receiver":
-        got = self.got
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                got.append((time.time(), self.headers["webhook-id"], body["data"]["jobId"], body["type"]))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+def arrivals(receiver: WebhookReceiver) -> list[tuple[float, str, str]]:
+    """(arrival time, webhook-id, job id) of everything the receiver got."""
+    return [(r.at, r.headers["webhook-id"], json.loads(r.body)["data"]["jobId"]) for r in list(receiver.received)]
 
 
 def submit(client: httpx.Client, url: str, headers: dict[str, str], **extra: Any) -> str:
@@ -100,16 +66,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_latency(server, client: httpx.Client, jobs: int) -> dict[str, Any]:
-    receiver = Receiver(free_port()).start()
+    receiver = WebhookReceiver().start()
     headers = {"Authorization": f"Bearer {new_key(server)}"}
     try:
         done = {}
         for _ in range(jobs):
             job_id = submit(client, server.url, headers, webhook_url=receiver.url, webhook_events=["completed"])
             done[job_id] = completed(client, server.url, headers, job_id)["completedAt"]
-        wait_for(lambda: len({g[2] for g in receiver.got}) >= jobs, timeout=60, every=0.05)
+        wait_for(lambda: len({job_id for _, _, job_id in arrivals(receiver)}) >= jobs, timeout=60, every=0.05)
         first = {}
-        for at, _, job_id, _ in receiver.got:
+        for at, _, job_id in arrivals(receiver):
             first.setdefault(job_id, at)
         lags = [first[j] - done[j] for j in done]
     finally:
@@ -119,7 +85,7 @@ def bench_latency(server, client: httpx.Client, jobs: int) -> dict[str, Any]:
 
 
 def bench_outage(server, client: httpx.Client, jobs: int, down: float) -> dict[str, Any]:
-    receiver = Receiver(free_port())  # not started: connections are refused
+    receiver = WebhookReceiver()  # not started: connections are refused
     headers = {"Authorization": f"Bearer {new_key(server)}"}
     ids = [submit(client, server.url, headers, webhook_url=receiver.url, webhook_events=["completed"])
            for _ in range(jobs)]
@@ -129,10 +95,10 @@ def bench_outage(server, client: httpx.Client, jobs: int, down: float) -> dict[s
     up = time.time()
     receiver.start()
     try:
-        wait_for(lambda: {g[2] for g in receiver.got} >= set(ids), timeout=120, every=0.05)
-        last = max(min(at for at, _, j, _ in receiver.got if j == job_id) for job_id in ids)
+        wait_for(lambda: {job_id for _, _, job_id in arrivals(receiver)} >= set(ids), timeout=120, every=0.05)
+        last = max(min(at for at, _, j in arrivals(receiver) if j == job_id) for job_id in ids)
         time.sleep(1.0)  # anything sent twice arrives now
-        hook_ids = [g[1] for g in receiver.got]
+        hook_ids = [hook_id for _, hook_id, _ in arrivals(receiver)]
     finally:
         receiver.stop()
     return {"jobs": jobs, "down_s": down, "all_delivered_after_up_s": round(last - up, 3),

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -33,7 +32,7 @@ from pixgen.jobs import deliveries, keys
 from pixgen.jobs.db import connect, migrate
 from pixgen.jobs.schema import jobs, webhook_deliveries
 from pixgen.jobs.webhooks import new_secret, signed_headers
-from pixgen.testing import free_port, spawn, start_server, start_worker, stop_process, wait_for
+from pixgen.testing import WebhookReceiver, free_port, spawn, start_server, start_worker, stop_process, wait_for
 
 RUN = "/api/v1/models/pixverse-v6/run"
 SHORT = {"prompt": "a lighthouse at dusk", "duration": 1, "resolution": "360p"}
@@ -46,46 +45,14 @@ WEBHOOK_ENV = {**FAKE, "PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_WEBHOOK_
 
 
 # -- a receiver ------------------------------------------------------------------------------------------------
-class Receiver:
-    """An HTTP server on loopback that records every POST (headers, body) and answers 200."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    def start(self) -> "Receiver":
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+class Receiver(WebhookReceiver):
+    """``pixgen.testing.WebhookReceiver``, with what these tests read from it."""
 
     def events(self, secret: str) -> list[dict]:
         """Every body received, each verified with the openai SDK and with standardwebhooks."""
         client = OpenAI(api_key="unused")
         verified = []
-        for headers, body in list(self.received):
+        for _, headers, body in list(self.received):
             event = client.webhooks.unwrap(body, headers, secret=secret)
             assert Webhook(secret).verify(body, headers) == json.loads(body)
             assert event.id == headers["webhook-id"] == json.loads(body)["id"]
@@ -94,7 +61,7 @@ class Receiver:
 
     def of_job(self, job_id: str) -> list[tuple[dict[str, str], bytes]]:
         """The requests (headers, raw body) about one job."""
-        return [(headers, body) for headers, body in list(self.received)
+        return [(headers, body) for _, headers, body in list(self.received)
                 if json.loads(body)["data"].get("jobId", json.loads(body)["data"].get("id")) == job_id]
 
 
@@ -334,7 +301,7 @@ def test_no_event_is_lost_when_workers_are_killed_and_no_api_node_runs_at_the_mo
         time.sleep(1)  # nothing more comes
         types = Counter(e["type"] for e in receiver.events(secret))
         assert types == {"job.started": 2, "job.completed": 1}  # one per attempt, each under its own id
-        assert len({h["webhook-id"] for h, _ in receiver.received}) == 3
+        assert len({r.headers["webhook-id"] for r in receiver.received}) == 3
     finally:
         for proc in procs:
             stop_process(proc)
@@ -372,7 +339,7 @@ def test_two_api_nodes_on_postgres_deliver_each_event_once_per_id(pg_url, tmp_pa
             wait_for(all_sent, timeout=120, every=0.3)
             with db.read() as conn:
                 expected = set(conn.execute(select(webhook_deliveries.c.id)).scalars().all())
-            received = Counter(h["webhook-id"] for h, _ in receiver.received)
+            received = Counter(r.headers["webhook-id"] for r in receiver.received)
             assert set(received) == expected and set(received.values()) == {1}
             assert Counter(e["type"] for e in receiver.events(secret))["job.completed"] == 6
             assert len(expected) > 12  # started + progress + completed of six jobs

@@ -5,6 +5,8 @@ Nothing here is a stand-in for pixgen: every helper starts the same command line
 stand-in is for the model: ``FakeEngine`` implements the whole ``Engine`` protocol (capabilities, load, generate,
 extend, progress, cancel) and writes real MP4s of solid colour, fast, so tests of everything around the model
 need no weights (as httpx ships ``MockTransport``). ``pixgen serve --engine fake`` runs it in real workers.
+``WebhookReceiver`` is the other end of a ``webhook_url``: a real HTTP server on loopback that records what the
+service POSTs.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import httpx
 import numpy as np
@@ -258,6 +262,51 @@ class LocalServer:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+class ReceivedWebhook(NamedTuple):
+    at: float  # time.time() when it arrived
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+
+class WebhookReceiver:
+    """An HTTP server on loopback that records every POST in ``received`` and answers 200. Give its ``url`` as a
+    job's ``webhook_url`` (with ``PIXGEN_FETCH_ALLOW_HOSTS=127.0.0.1``: the SSRF guard refuses loopback otherwise).
+    Not started, its port refuses connections: a receiver that is down."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.received: list[ReceivedWebhook] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> "WebhookReceiver":
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.append(ReceivedWebhook(time.time(), {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 def start_server(data_dir: Path, *, workers: int, database_url: str | None = None,
