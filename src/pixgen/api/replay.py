@@ -39,9 +39,10 @@ def manifest_of(job: Job) -> dict[str, Any]:
 async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, fields: Mapping[str, Any] | None = None, *,
                         idempotency_key: str | None = None, webhook: Subscription | None = None) -> Submitted:
     """``fields``: what the body held besides the webhook; a replay takes nothing else (400 naming the field)."""
-    for name in fields or {}:
-        raise InvalidRequest(f"unknown field {name!r}; a replay takes only webhook_url and webhook_events",
-                             field=name)
+    unknown = next(iter(fields or {}), None)
+    if unknown is not None:
+        raise InvalidRequest(f"unknown field {unknown!r}; a replay takes only webhook_url and webhook_events",
+                             field=unknown)
     job = await service.get_job(ctx, key, job_id)
     manifest = manifest_of(job)
     if manifest.get("kind", "generate") != "generate":
