@@ -62,11 +62,11 @@ def health() -> dict[str, str]:
 @router.get("/health/ready", response_model=Readiness,
             responses={**errors(JobApiError, 400),
                        503: {"model": Readiness, "description": "shutting down, the database does not answer, or "
-                                                                "fewer workers are live than asked"}})
+                                                                "no worker is live (unless workers=0)"}})
 def ready(request: Request, ctx: Ctx,
-          workers: Annotated[int, Query(ge=0, le=1_000_000, description=(
-              "how many live workers make this node ready (default 1; 0: the API alone, for a fleet whose workers "
-              "scale to zero)"))] = 1) -> JSONResponse:
+          workers: Annotated[int, Query(ge=0, le=1, description=(
+              "1 (default): ready only while a worker is live; 0: the API alone (a fleet whose workers scale to "
+              "zero still takes jobs into its queue)"))] = 1) -> JSONResponse:
     shutdown = shutdown_state(request.app)
     shutdown.probed.set()
     if shutdown.started.is_set():
@@ -79,6 +79,5 @@ def ready(request: Request, ctx: Ctx,
     except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
         return JSONResponse({"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, status_code=503)
     if len(live) < workers:
-        return JSONResponse({"status": "unavailable", "reason": "no live worker" if not live else
-                             f"{len(live)} live worker(s), {workers} asked", "workers": len(live)}, status_code=503)
+        return JSONResponse({"status": "unavailable", "reason": "no live worker", "workers": 0}, status_code=503)
     return JSONResponse({"status": "ready", "workers": len(live)})
