@@ -144,8 +144,8 @@ def test_the_cpu_profile_runs_a_job_from_the_api_to_the_bucket_and_metrics(tmp_p
                          "/data": tmp_path / name, "/models": tmp_path / "models"})
             env = network.rewrite({**image_environment(env_file["IMAGE_VARIANT"]),
                                    **service_environment(project, name, env_file)})
-            env["PIXGEN_DATABASE_URL"] = env["PIXGEN_DATABASE_URL"].replace(
-                f"/{compose_url.database}", f"/{compose_database}")
+            env["PIXGEN_DATABASE_URL"] = make_url(env["PIXGEN_DATABASE_URL"]).set(
+                database=compose_database).render_as_string(hide_password=False)
             env.update(PIXGEN_HOST="127.0.0.1", PIXGEN_PORT=str(api_port) if env["PIXGEN_PORT"] == published
                        else env["PIXGEN_PORT"])  # the published port, on loopback only
             envs[name] = env
