@@ -194,9 +194,11 @@ def test_serve_turns_readiness_off_keeps_answering_while_its_worker_finishes_the
         final = wait_for(lambda: (r := httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers=headers)).json()
                          ["status"] == "completed" and r, timeout=30, every=0.1)
         assert final.json()["output"]["video"]
-        exit_within(server.proc, 30)
+        assert exit_within(server.proc, 30) == 128 + signal.SIGTERM  # the conventional exit of a SIGTERMed process
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/health", timeout=2)
+        log = server.log(tail=20000)
+        assert "Traceback" not in log and "workers stopped; no longer accepting connections" in log, log
         assert_ledger(store, server, account, [job_id])
     finally:
         server.stop()

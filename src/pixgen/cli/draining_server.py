@@ -27,12 +27,12 @@ READY_NOTICE_SECONDS = 10.0
 class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, supervisor: Supervisor, shutdown: ShutdownState) -> None:
         super().__init__(config)
-        self.supervisor, self.shutdown = supervisor, shutdown
+        self.supervisor, self.shutdown_state = supervisor, shutdown
         self._drain_thread: threading.Thread | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_thread is None:  # first signal: readiness off now, stop accepting once drained
-            self.shutdown.begin()
+            self.shutdown_state.begin()
             self._drain_thread = threading.Thread(target=self._drain, args=(sig,), name="pixgen-drain", daemon=True)
             self._drain_thread.start()
         else:  # again: jobs back to the queue now, and stop
@@ -45,7 +45,7 @@ class DrainingServer(uvicorn.Server):
                  self.supervisor.settings.drain_seconds)
         workers = threading.Thread(target=self.supervisor.stop, name="pixgen-stop-workers", daemon=True)
         workers.start()
-        if self.shutdown.probed.is_set() and not self.shutdown.seen.wait(READY_NOTICE_SECONDS):
+        if self.shutdown_state.probed.is_set() and not self.shutdown_state.seen.wait(READY_NOTICE_SECONDS):
             log.warning("no readiness probe came within %g s of the shutdown", READY_NOTICE_SECONDS)
         workers.join()
         log.info("workers stopped; no longer accepting connections")

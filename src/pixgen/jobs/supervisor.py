@@ -42,8 +42,10 @@ class Supervisor:
         return {**os.environ, **self.settings.to_env(), **worker_environment(self.gpus[slot], os.environ)}
 
     def _spawn(self, slot: int) -> None:
+        # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which then drains its workers
+        # with one SIGTERM each (a second would hand their jobs back at once).
         self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
-                                             preexec_fn=_die_with_parent)
+                                             preexec_fn=_die_with_parent, process_group=0)
         self._started[slot] = time.monotonic()
         gpu = f"GPU {self.gpus[slot]}" if self.gpus[slot] is not None else "the CPU (no GPU)"
         log.info("worker slot %d: started pid %d on %s", slot, self._procs[slot].pid, gpu)
