@@ -40,15 +40,21 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --uid 10001 --user-group --create-home --home-dir /home/pixgen pixgen \
+    && groupadd --gid 10001 pixgen \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/pixgen pixgen \
     && mkdir -p /data /models \
     && chown pixgen:pixgen /data
 COPY --from=build /opt/pixgen /opt/pixgen
 # Settings are PIXGEN_* variables (README "Settings"); the database URL and secrets come from the environment.
-# HF_HUB_OFFLINE: the image never downloads weights.
+# HF_HUB_OFFLINE: the image never downloads weights. Every cache goes under /data, the one writable folder (the
+# root file system may be read-only).
 ENV PATH=/opt/pixgen/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
+    XDG_CACHE_HOME=/data/.cache \
+    HF_HOME=/data/.cache/huggingface \
+    TRITON_CACHE_DIR=/data/.cache/triton \
+    TORCHINDUCTOR_CACHE_DIR=/data/.cache/inductor \
     PIXGEN_HOST=0.0.0.0 \
     PIXGEN_PORT=8000 \
     PIXGEN_DATA_DIR=/data \
