@@ -210,7 +210,7 @@ def test_a_new_stage_is_written_at_once_and_progress_within_a_stage_is_throttled
     monkeypatch.setattr(worker_module, "PROGRESS_EVERY", 30.0)  # within a stage: nothing more during this test
     _, job_id = submit(store)
     claim = store.claim("w")
-    lease = worker_module._Lease(store, job_id, claim.token, 60.0, threading.Event())  # no renewal either
+    lease = worker_module._Lease(store, job_id, claim.token, 60.0, lambda: False)  # no renewal, no hand-back
     lease.start()
     try:
         lease.on_progress(Progress("text", 0, 1))

@@ -150,7 +150,7 @@ def test_each_surface_documents_its_own_error_body(document):
     assert errors["GET /v1/videos/{video_id}"] == "ErrorResponse"
     assert errors["POST /client/v4/accounts/{account_id}/ai/run"] == "WorkersAIErrorResponse"
     ready = dict(operations(document))["GET /health/ready"]["responses"]
-    assert set(ready) == {"200", "503"}
+    assert set(ready) == {"200", "400", "503"}
 
 
 def test_a_created_job_links_to_the_routes_that_take_its_id(document):

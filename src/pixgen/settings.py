@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     lease_seconds: float = setting(60.0, "a job's lease; a worker silent this long loses the job (default 60)",
                                    SERVICE, gt=0)
     max_attempts: int = setting(3, "attempts before a job whose worker keeps dying fails (default 3)", SERVICE, ge=1)
+    drain_seconds: float = setting(0.0, "on SIGTERM a worker stops claiming and gets this long to finish its job; "
+                                        "past it the job goes back to the queue at once, for another worker "
+                                        "(default 0: at once)", SERVICE, ge=0)
     max_body_bytes: int = setting(25 * 1024 * 1024, "largest request body accepted (default 25 MB)", API, ge=1)
     price: int = setting(DEFAULT_PRICE, "credits per video (default 10)", API, ge=0)
     prices: Annotated[dict[str, int], NoDecode] = setting({}, "per-quality prices, e.g. 1080p=20,720p=10", API)

@@ -10,7 +10,9 @@ from pixgen.settings import SERVICE_FLAGS, add_arguments, settings_from_args
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("worker", help="run one model worker",
-                                   description="Load the model once, then claim and run jobs until SIGTERM.")
+                                   description="Load the model once, then claim and run jobs until SIGTERM; then "
+                                               "claim no more and finish the running job within --drain-seconds, "
+                                               "else hand it back.")
     add_arguments(parser, SERVICE_FLAGS)
     parser.set_defaults(func=run)
 

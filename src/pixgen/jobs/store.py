@@ -513,6 +513,21 @@ class JobStore:
         """processing → pending, attempt not counted: the worker is shutting down cleanly, another will run it."""
         return self._end(job_id, token, JobStatus.PENDING, attempts=jobs.c.attempts - 1)
 
+    def hand_back(self, job_id: str, token: str) -> bool:
+        """A stopping worker gives its running job up now (it may still be computing): back to pending, attempt not
+        counted, for another worker to restart; or cancelled and refunded when a cancel was asked meanwhile. One
+        locked transaction, so a cancel request cannot slip in between. False when the lease was lost."""
+        now = self.clock()
+        with self.db.write() as conn:
+            job = self._find(conn, job_id, lock=True)
+            if not _holds_lease(job, token):
+                return False
+            assert job is not None
+            if job.cancel_requested:
+                return self._move(conn, job, JobStatus.CANCELLED, now, error_code="cancelled",
+                                  error_message="cancelled by the user")
+            return self._move(conn, job, JobStatus.PENDING, now, attempts=jobs.c.attempts - 1)
+
     def requeue_expired(self) -> list[str]:
         """Jobs whose lease ran out (their worker died or hung): back to pending, or — after ``max_attempts``
         attempts, or when a cancel was asked — ended and refunded. Returns the ids touched."""

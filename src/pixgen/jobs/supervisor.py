@@ -17,7 +17,7 @@ from pixgen.settings import Settings
 log = logging.getLogger("pixgen.supervisor")
 
 MAX_BACKOFF = 30.0
-STOP_GRACE = 20.0  # seconds a worker gets to hand back its job after SIGTERM
+HAND_BACK_GRACE = 20.0  # seconds a worker gets, past its drain, to hand back its job and exit before SIGKILL
 
 
 class Supervisor:
@@ -42,8 +42,10 @@ class Supervisor:
         return {**os.environ, **self.settings.to_env(), **worker_environment(self.gpus[slot], os.environ)}
 
     def _spawn(self, slot: int) -> None:
+        # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which then drains its workers
+        # with one SIGTERM each (a second would hand their jobs back at once).
         self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
-                                             preexec_fn=_die_with_parent)
+                                             preexec_fn=_die_with_parent, process_group=0)
         self._started[slot] = time.monotonic()
         gpu = f"GPU {self.gpus[slot]}" if self.gpus[slot] is not None else "the CPU (no GPU)"
         log.info("worker slot %d: started pid %d on %s", slot, self._procs[slot].pid, gpu)
@@ -67,20 +69,28 @@ class Supervisor:
                     self._spawn(slot)
 
     def stop(self) -> None:
-        """SIGTERM every worker (each hands back its job), then SIGKILL what is left after a grace period."""
+        """SIGTERM every worker: each drains (finishes its job within ``--drain-seconds``, else hands it back);
+        SIGKILL what is left ``HAND_BACK_GRACE`` seconds past the drain."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         live = [p for p in self._procs if p is not None and p.poll() is None]
         for proc in live:
             proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + self.settings.drain_seconds + HAND_BACK_GRACE
         for proc in live:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+    def hurry(self) -> None:
+        """A second SIGTERM to every live worker: each hands its running job back now instead of finishing it."""
+        for proc in self._procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
 
 
 def _die_with_parent() -> None:

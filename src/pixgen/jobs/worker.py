@@ -1,8 +1,13 @@
 """A worker process: loads the engine once, then claims jobs and runs them under a lease until told to stop.
 
-Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress
-and picks up cancel requests; a housekeeping thread keeps the worker's own heartbeat row fresh, puts jobs of dead
-workers back in the queue and, under zero data retention, deletes outputs past their TTL.
+Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress,
+picks up cancel requests and hands the job back when a drain runs out; a housekeeping thread keeps the worker's own
+heartbeat row fresh, puts jobs of dead workers back in the queue and, under zero data retention, deletes outputs
+past their TTL.
+
+Stopping (``drain``, on SIGTERM): no new claims; the running job may finish within ``--drain-seconds``; past that
+the lease thread hands it back at once (``JobStore.hand_back``, another worker restarts it) and the engine stops at
+its next cancel check. A second signal hands it back now.
 The engine (torch) is imported here only inside ``run``, so importing this module stays cheap.
 """
 
@@ -41,7 +46,8 @@ class Worker:
                  worker_id: str | None = None) -> None:
         self.settings = settings
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # set: no more claims (set directly, the running job is handed back at once)
+        self._hand_back_at: float | None = None  # a drain's deadline (time.monotonic()); None: as soon as stopping
         self._engine_factory = engine_factory or self._load_engine
         self._current: str | None = None
         self.db: Database | None = None
@@ -54,6 +60,21 @@ class Worker:
 
         return load_engine(self.settings.model, backend_id=self.settings.engine, cache_dir=self.settings.cache_dir,
                            options=self.settings.engine_options())
+
+    # -- stopping ---------------------------------------------------------------------------------------------
+    def drain(self, seconds: float | None = None) -> None:
+        """Stop claiming; the running job gets ``seconds`` (default ``--drain-seconds``) to finish, then it is
+        handed back. Called again (a second SIGTERM / Ctrl-C), the job is handed back now."""
+        grace = self.settings.drain_seconds if seconds is None else seconds
+        self._hand_back_at = time.monotonic() + (0.0 if self.stop.is_set() else grace)
+        self.stop.set()
+
+    def hand_back_due(self) -> bool:
+        """True once the running job must go back to the queue: stopping, and the drain (if any) has run out."""
+        if not self.stop.is_set():
+            return False
+        deadline = self._hand_back_at
+        return deadline is None or time.monotonic() >= deadline
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(self, *, max_jobs: int | None = None) -> int:
@@ -92,7 +113,7 @@ class Worker:
         stem = f"{job.id}-{token[:8]}"
         video = self.settings.work_dir / f"{stem}.mp4"
         source: Path | None = None
-        lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.stop)
+        lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.hand_back_due)
         preview = _PreviewSink(self.media, job.id, lease)
         lease.start()
         log.info("job %s: attempt %d", job.id, job.attempts)
@@ -115,12 +136,14 @@ class Worker:
             _remove(video)
             lease.close()
             preview.discard()
-            if lease.lost:
+            if lease.handed_back:
+                log.info("job %s: handed back to the queue (worker stopping)", job.id)
+            elif lease.lost:
                 log.warning("job %s: lease lost; another worker has it", job.id)
             elif lease.cancel_requested:
                 store.finish_cancelled(job.id, token)
-            else:  # this worker is stopping: hand the job back without counting the attempt
-                store.release(job.id, token)
+            else:  # stopped for no reason the lease thread recorded: give the job back all the same
+                store.hand_back(job.id, token)
             return
         except Exception as exc:  # noqa: BLE001 - any failure of one job must not kill the worker
             _remove(video)
@@ -241,14 +264,17 @@ class _PreviewSink:
 
 
 class _Lease:
-    """Renews one job's lease, writes its progress (throttled) and watches for a cancel, on its own thread."""
+    """Renews one job's lease, writes its progress (throttled), watches for a cancel and, once ``hand_back_due()``,
+    hands the job back to the queue, on its own thread."""
 
-    def __init__(self, store: JobStore, job_id: str, token: str, renew_every: float, stopping: threading.Event):
+    def __init__(self, store: JobStore, job_id: str, token: str, renew_every: float,
+                 hand_back_due: Callable[[], bool]):
         self.store, self.job_id, self.token = store, job_id, token
         self.renew_every = renew_every
-        self.stopping = stopping
+        self.hand_back_due = hand_back_due
         self.lost = False
         self.cancel_requested = False
+        self.handed_back = False  # the job went back to the queue (or was cancelled, if asked) from this thread
         self._progress: Progress | None = None
         self._written: tuple[int, str] | None = None
         self._preview: str | None = None  # a stored draft's name, until a heartbeat has recorded it
@@ -269,11 +295,25 @@ class _Lease:
         self._preview = name  # recorded by the lease thread, like progress
 
     def should_cancel(self) -> bool:
-        return self.lost or self.cancel_requested or self.stopping.is_set()
+        return self.lost or self.cancel_requested or self.handed_back
+
+    def _hand_back(self) -> None:
+        """The job back to the queue now, whatever the engine is doing; its later writes are refused (no lease)."""
+        try:
+            self.handed_back = self.store.hand_back(self.job_id, self.token)
+        except Exception:  # noqa: BLE001 - try again next tick
+            log.exception("job %s: hand-back failed; retrying", self.job_id)
+            return
+        self.lost = not self.handed_back
 
     def _loop(self) -> None:
         last_write = 0.0
         while not self._closed.wait(CANCEL_POLL):
+            if self.hand_back_due():
+                self._hand_back()
+                if self.handed_back or self.lost:
+                    return
+                continue
             now = time.monotonic()
             current = self._progress
             changed = current is not None and (current.percent, current.stage) != self._written
@@ -314,12 +354,16 @@ def _remove(path: Path) -> None:
 
 
 def run_worker(settings: Settings) -> int:
-    """Entry point of ``pixgen worker``: run until SIGTERM / SIGINT, then hand back the current job."""
+    """Entry point of ``pixgen worker``: run until SIGTERM / SIGINT, then drain (``Worker.drain``); a second signal
+    hands the running job back at once."""
     worker = Worker(settings)
 
-    def _stop(signum, _frame) -> None:  # noqa: ANN001
-        log.info("worker %s: signal %d, stopping", worker.id, signum)
-        worker.stop.set()
+    def _stop(signum: int, _frame: object) -> None:
+        again = worker.stop.is_set()
+        log.info("worker %s: signal %d, %s", worker.id, signum,
+                 "handing the running job back now" if again else
+                 f"draining: no new jobs; the running one gets {settings.drain_seconds:g} s to finish")
+        worker.drain()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
