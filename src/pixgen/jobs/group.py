@@ -210,6 +210,8 @@ def leading(settings: Settings) -> Iterator[LeaderEngine]:
 
     from pixgen.engine.distributed import leave_rank_group
 
+    if torch.distributed.is_initialized():
+        raise RankGroupBroken("this process is already a rank of a group")
     world, port = settings.ranks, free_port()
     env = rank_environment(settings)
     os.environ.update({k: v for k, v in env.items() if k.startswith("CUDA_")})  # before CUDA starts here

@@ -59,17 +59,18 @@ class SequenceShard:
         return self.per_rank * self.degree
 
     def split(self, t: torch.Tensor, dim: int) -> torch.Tensor:
-        """This rank's slice of ``t`` along ``dim`` (padded with zeros at the end to a multiple of the degree)."""
+        """This rank's slice of ``t`` along ``dim`` (padded with zeros at the end to a multiple of the degree), laid
+        out contiguously as a whole tensor would be (a strided view takes other kernels: other bfloat16 roundings)."""
         pad = self.padded - t.shape[dim]
         if pad:
             shape = list(t.shape)
             shape[dim] = pad
             t = torch.cat([t, t.new_zeros(shape)], dim=dim)
-        return t.narrow(dim, self.index * self.per_rank, self.per_rank)
+        return t.narrow(dim, self.index * self.per_rank, self.per_rank).contiguous()
 
     def gather(self, t: torch.Tensor, dim: int) -> torch.Tensor:
         """Every rank's slice of ``t`` along ``dim``, joined, padding cut off."""
-        return all_gather(t, dim, self.group).narrow(dim, 0, self.tokens)
+        return all_gather(t, dim, self.group).narrow(dim, 0, self.tokens).contiguous()
 
 
 class ShardState:
@@ -177,7 +178,7 @@ class ShardedAttnProcessor:
         rows = _mask_rows(mask, s)  # (B, N_pad, N) additive, or None
         if exchange(heads, s.degree, s.exchange) == "ulysses":
             query, key, value = (_tokens_for_heads(x, s) for x in (query, key, value))  # (B, N_pad, H/S, D)
-            out = self._attend(query, key[:, :s.tokens], value[:, :s.tokens],
+            out = self._attend(query, _first(key, s.tokens), _first(value, s.tokens),
                                None if rows is None else rows[:, None])
             return _heads_for_tokens(out, s)  # (B, n, H, D)
         key, value = s.gather(key, 1), s.gather(value, 1)
@@ -189,7 +190,7 @@ class ShardedAttnProcessor:
                             value: torch.Tensor) -> torch.Tensor:
         """Q: all audio tokens (the same on every rank); K, V: this rank's video tokens."""
         if exchange(heads, s.degree, s.exchange) == "ulysses":
-            key, value = (_tokens_for_heads(x, s)[:, :s.tokens] for x in (key, value))  # (B, N, H/S, D)
+            key, value = (_first(_tokens_for_heads(x, s), s.tokens) for x in (key, value))  # (B, N, H/S, D)
             h = heads // s.degree
             out = self._attend(query[:, :, s.index * h:(s.index + 1) * h], key, value, None)  # (B, Na, H/S, D)
             return all_gather(out, 2, s.group)  # every rank's heads, in order
@@ -205,6 +206,11 @@ def _mask_rows(mask: torch.Tensor | None, s: SequenceShard) -> torch.Tensor | No
         raise NotImplementedError(f"a video self-attention mask of shape {tuple(mask.shape)} is not split over ranks")
     pad = s.padded - mask.shape[1]
     return torch.cat([mask, mask.new_zeros(mask.shape[0], pad, mask.shape[2])], dim=1) if pad else mask
+
+
+def _first(x: torch.Tensor, tokens: int) -> torch.Tensor:
+    """The first ``tokens`` along dim 1 (the padding cut off), contiguous."""
+    return x if x.shape[1] == tokens else x[:, :tokens].contiguous()
 
 
 def _tokens_for_heads(x: torch.Tensor, s: SequenceShard) -> torch.Tensor:
