@@ -65,7 +65,7 @@ def init_rank_group(rank: int, world: int, *, port: int, device: torch.device, t
     dist.init_process_group(backend, store=dist.PrefixStore("pg/", store), rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout),
                             device_id=device if backend == "nccl" else None)
-    _make_subgroups(rank, world)
+    _make_subgroups(rank, world, timedelta(seconds=timeout))
     log.info("rank %d of %d joined (%s, %s; collectives time out after %.0f s)", rank, world, backend, device,
              timeout)
     return RankGroup(rank, world, backend, timeout, store)
@@ -76,14 +76,16 @@ def init_rank_group(rank: int, world: int, *, port: int, device: torch.device, t
 _SUBGROUPS: dict[Layout, tuple[dist.ProcessGroup | None, dist.ProcessGroup | None]] = {}
 
 
-def _make_subgroups(rank: int, world: int) -> None:
+def _make_subgroups(rank: int, world: int, timeout: timedelta) -> None:
     """Every sub-group, made at once after joining (``new_group`` is collective: every rank makes every group, in
-    the same order, while they are all here, not later when loading the model may have kept one back)."""
+    the same order, while they are all here, not later when loading the model may have kept one back). Each gets
+    the group's timeout: ``new_group`` does not inherit it (its default is 30 minutes)."""
     _SUBGROUPS.clear()
     for s in divisors(world):
         g = world // s
-        sequence = [dist.new_group(list(range(i * s, (i + 1) * s))) if s > 1 else None for i in range(g)]
-        guidance = [dist.new_group(list(range(j, world, s))) if g > 1 else None for j in range(s)]
+        sequence = [dist.new_group(list(range(i * s, (i + 1) * s)), timeout=timeout) if s > 1 else None
+                    for i in range(g)]
+        guidance = [dist.new_group(list(range(j, world, s)), timeout=timeout) if g > 1 else None for j in range(s)]
         _SUBGROUPS[Layout(g, s)] = (sequence[rank // s], guidance[rank % s])
 
 
