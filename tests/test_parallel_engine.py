@@ -152,7 +152,7 @@ class TestTwoRanksAgainstOne:
 
 
 def test_tokens_that_do_not_divide_are_padded_and_logged(tmp_path, caplog):
-    """540p 1:1, 2 s: 7 × 17 × 17 = 2023 video tokens over 2 ranks: padded to 2024, never refused."""
+    """540p 1:1, 2 s: 7 x 17 x 17 = 2023 video tokens over 2 ranks: padded to 2024, never refused."""
     from pixgen.engine import load_engine
     from pixgen.jobs.group import leading
 

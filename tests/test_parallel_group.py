@@ -16,8 +16,19 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from pixgen.engine.parallel_plan import COND, MODALITY, STG, UNCOND, Layout, bins, choose_layout, exchange, \
-    guidance_pieces, shard, video_tokens
+from pixgen.engine.parallel_plan import (
+    COND,
+    MODALITY,
+    STG,
+    UNCOND,
+    Layout,
+    bins,
+    choose_layout,
+    exchange,
+    guidance_pieces,
+    shard,
+    video_tokens,
+)
 from pixgen.errors import ConfigError, InvalidRequest
 from pixgen.testing import start_server, wait_for
 
@@ -193,3 +204,25 @@ def test_a_cancel_ends_the_job_on_every_rank_and_the_group_goes_on(group_server)
     assert job_row(server, second)["attempts"] == 1
     manifest = json.loads(job_row(server, second)["manifest"])
     assert "rank 0 of 2" in json.dumps(manifest)
+
+
+# -- the store's hand-back ---------------------------------------------------------------------------------------
+def test_a_job_whose_group_keeps_breaking_goes_back_then_fails_refunded_once(db, clock):
+    from pixgen.core.spec import parse_request
+    from pixgen.jobs.keys import create_key
+    from pixgen.jobs.states import JobStatus
+    from pixgen.jobs.store import JobStore
+
+    store = JobStore(db, lease_seconds=30, max_attempts=2, clock=clock)
+    key, _ = create_key(db, credits=10)
+    job = store.submit(key.id, parse_request({"prompt": "a lighthouse", "duration": 1, "quality": "360p"}),
+                       cost=10).job
+    first = store.claim("group-a")
+    assert store.hand_back(job.id, first.token, "rank 1 died")
+    assert store.get(job.id).status is JobStatus.PENDING and store.get(job.id).attempts == 1  # counted
+    assert not store.hand_back(job.id, first.token, "again")  # the lease went with the move
+    second = store.claim("group-b")
+    assert store.hand_back(job.id, second.token, "rank 1 hung")
+    failed = store.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.attempts == 2 and "rank 1 hung" in failed.error_message
+    assert store.credits(key.id) == 10  # charged 10, refunded once

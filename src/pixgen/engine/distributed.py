@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.distributed import PrefixStore, Store, TCPStore  # type: ignore[attr-defined]
 
 from pixgen.engine.parallel_plan import Layout, divisors
 from pixgen.errors import RankGroupBroken
@@ -41,14 +42,14 @@ class RankGroup:
     world: int
     backend: str
     timeout: float
-    store: dist.TCPStore = field(repr=False)
+    store: TCPStore = field(repr=False)
 
     @property
     def is_leader(self) -> bool:
         return self.rank == 0
 
     def channel(self) -> Channel:
-        return Channel(dist.PrefixStore("jobs/", self.store), self.rank, self.world)
+        return Channel(PrefixStore("jobs/", self.store), self.rank, self.world)
 
 
 def init_rank_group(rank: int, world: int, *, port: int, device: torch.device, timeout: float,
@@ -60,9 +61,9 @@ def init_rank_group(rank: int, world: int, *, port: int, device: torch.device, t
         # tearing the process down.
         os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         torch.cuda.set_device(device)
-    store = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timedelta(seconds=RENDEZVOUS_SECONDS),
+    store = TCPStore(host, port, world, is_master=rank == 0, timeout=timedelta(seconds=RENDEZVOUS_SECONDS),
                           wait_for_workers=True)
-    dist.init_process_group(backend, store=dist.PrefixStore("pg/", store), rank=rank, world_size=world,
+    dist.init_process_group(backend, store=PrefixStore("pg/", store), rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout),
                             device_id=device if backend == "nccl" else None)
     _make_subgroups(rank, world, timedelta(seconds=timeout))
@@ -129,7 +130,7 @@ _GROUP_FAILURE_WORDS = ("gloo", "NCCL", "Connection reset", "Connection closed",
 class Channel:
     """Messages (JSON objects) from rank 0 to the others, one numbered job at a time, and each rank's answer."""
 
-    def __init__(self, store: dist.Store, rank: int, world: int) -> None:
+    def __init__(self, store: Store, rank: int, world: int) -> None:
         self.store, self.rank, self.world = store, rank, world
         self.seq = 0
 
@@ -169,7 +170,7 @@ class Channel:
 
     def answered(self, seq: int) -> bool:
         """Rank 0: has every other rank answered job ``seq`` (so none will join another collective for it)?"""
-        return self.store.check([f"done/{seq}/{r}" for r in range(1, self.world)])
+        return bool(self.store.check([f"done/{seq}/{r}" for r in range(1, self.world)]))
 
     def answers(self, seq: int, timeout: float, stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
         """Rank 0: every other rank's answer to job ``seq``; ``RankGroupBroken`` when one has none in ``timeout``

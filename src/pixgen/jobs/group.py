@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.spec import VideoRequest
@@ -167,7 +167,7 @@ def rank_environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env(), **worker_environment(gpus or None, os.environ)}
 
 
-def start_rank(rank: int, world: int, port: int, role: str, env: dict[str, str]) -> subprocess.Popen:
+def start_rank(rank: int, world: int, port: int, role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "pixgen.jobs.group", "--role", role, "--rank", str(rank),
                              "--world", str(world), "--port", str(port)], env=env, preexec_fn=die_with_parent)
 
@@ -182,6 +182,13 @@ def _device(settings: Settings, rank: int) -> str:
     return f"cuda:{rank}" if settings.gpu_list else "cpu"
 
 
+def _engine_device(settings: Settings) -> str:
+    """Where the engine loads: plain ``cuda`` is this rank's GPU once joining has made it the current device, and
+    lets the weights stream straight to it (the memory modes load ``cuda:N`` for N > 0 through host memory, which
+    several ranks at once could not afford)."""
+    return "cuda" if settings.gpu_list else "cpu"
+
+
 def _join(settings: Settings, rank: int, port: int) -> RankGroup:
     """Join the group as ``rank`` (torch arrives here)."""
     import torch
@@ -194,10 +201,10 @@ def _join(settings: Settings, rank: int, port: int) -> RankGroup:
     return init_rank_group(rank, settings.ranks, port=port, device=device, timeout=settings.collective_timeout)
 
 
-def _load(settings: Settings, rank: int) -> Engine:
+def _load(settings: Settings) -> Engine:
     from pixgen.engine import load_engine
 
-    options = replace(settings.engine_options(), device=_device(settings, rank))
+    options = replace(settings.engine_options(), device=_engine_device(settings))
     return load_engine(settings.model, backend_id=settings.engine, cache_dir=settings.cache_dir, options=options)
 
 
@@ -220,7 +227,7 @@ def leading(settings: Settings) -> Iterator[LeaderEngine]:
     leader: LeaderEngine | None = None
     try:
         group = _join(settings, 0, port)
-        engine = _load(settings, 0)
+        engine = _load(settings)
         channel = group.channel()
         if not channel.wait_ready(lambda: any(p.poll() is not None for p in others)):
             raise RankGroupBroken("a rank exited while loading the model")
@@ -241,7 +248,7 @@ def generate_over_group(settings: Settings, request: VideoRequest, out_path: Pat
         return leader.generate(request, out_path, on_progress)
 
 
-def _end(procs: list[subprocess.Popen]) -> None:
+def _end(procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + FOLLOWER_EXIT_SECONDS
     for proc in procs:
         try:
@@ -258,7 +265,7 @@ class GroupSupervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = threading.Event()
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
         backoff = 1.0
@@ -297,12 +304,12 @@ class GroupSupervisor:
                 proc.wait()
 
 
-def _signal(proc: subprocess.Popen, sig: int) -> None:
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     try:
         proc.wait(timeout=timeout)
         return True
@@ -334,12 +341,12 @@ def _lead_worker(settings: Settings, port: int) -> int:
 
     def engine_factory() -> Engine:
         nonlocal leader
-        engine = _load(settings, 0)
+        engine = _load(settings)
         channel = group.channel()
         if not channel.wait_ready(worker.stop.is_set):
             raise RankGroupBroken("stopped while the other ranks were loading the model")
         leader = LeaderEngine(engine, channel, group.timeout, stopping=worker.stop.is_set, on_broken=worker.stop.set)
-        return leader
+        return cast(Engine, leader)  # the Engine's job methods, as the Worker calls them
 
     worker = Worker(settings, engine_factory=engine_factory)
 
@@ -359,7 +366,7 @@ def _lead_worker(settings: Settings, port: int) -> int:
 
 def _follow(settings: Settings, rank: int, port: int) -> int:
     group = _join(settings, rank, port)
-    follow(_load(settings, rank), group.channel())
+    follow(_load(settings), group.channel())
     return 0
 
 

@@ -523,7 +523,7 @@ class JobStore:
             assert job is not None
             if job.attempts >= self.max_attempts:
                 return self._move(conn, job, JobStatus.FAILED, self.clock(), error_code="internal_error",
-                                  error_message=f"the worker's GPUs failed on each of {job.attempts} attempts: {reason}")
+                                  error_message=f"the worker's GPUs failed on all {job.attempts} attempts: {reason}")
             return self._move(conn, job, JobStatus.PENDING, self.clock())
 
     def requeue_expired(self) -> list[str]:

@@ -94,7 +94,7 @@ def attach_parallel(engine: LTX2Engine, options: EngineOptions) -> ParallelRunti
     """Wrap ``engine``'s transformer for the rank group this process is in; None (nothing changed) outside one."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return None
-    runtime = parallelize(engine.pipes.text.transformer, engine.device, options)
+    runtime = parallelize(getattr(engine.pipes.text, "transformer"), engine.device, options)  # noqa: B009
     engine.speed["parallel"] = runtime.describe()  # for the manifest: the numbers differ in the last bits
     log.info("%s", runtime.describe())
     return runtime
@@ -104,7 +104,7 @@ def parallelize(transformer: torch.nn.Module, device: torch.device, options: Eng
     """Make ``transformer`` (shared by every pipeline) run over this process's group."""
     runtime = ParallelRuntime.create(device, options)
     install(transformer, runtime.state)
-    transformer.forward = ParallelForward(transformer, runtime)  # type: ignore[method-assign]
+    transformer.forward = ParallelForward(transformer, runtime)
     return runtime
 
 
@@ -152,8 +152,8 @@ class ParallelForward:
     """The transformer's ``forward`` on a rank of a group (see the module's docstring)."""
 
     def __init__(self, transformer: torch.nn.Module, runtime: ParallelRuntime) -> None:
-        self.forward = transformer.forward
-        self.rope = transformer.rope
+        self.forward: Callable[..., Any] = transformer.forward
+        self.rope: Any = transformer.rope
         self.runtime = runtime
         self.foreseen: list[_Foreseen] = []
 
@@ -177,8 +177,10 @@ class ParallelForward:
         rt = self.runtime
         cancel = rt.rank == 0 and rt.cancel()
         control = torch.tensor([int(cancel), _digest(kwargs)], dtype=torch.int64, device=rt.device)
+        everyone = dist.group.WORLD
+        assert everyone is not None  # inside a group
         with collective("the ranks' agreement on a transformer call"):
-            seen = all_gather(control, 0, dist.group.WORLD).view(rt.world, 2).tolist()
+            seen = all_gather(control, 0, everyone).view(rt.world, 2).tolist()
         if seen[0][0]:
             raise Cancelled("cancelled during denoising")
         if len({digest for _, digest in seen}) > 1:
@@ -194,7 +196,7 @@ class ParallelForward:
                 flat = torch.cat([kwargs[n].to(rt.device).reshape(-1) for n in group]) if rt.rank == 0 else \
                     torch.empty(sum(kwargs[n].numel() for n in group), dtype=dtype, device=rt.device)
                 dist.broadcast(flat.view(torch.uint8) if dtype == torch.bool else flat, src=0)
-                for name, part in zip(group, flat.split([kwargs[n].numel() for n in group]), strict=True):
+                for name, part in zip(group, torch.split(flat, [kwargs[n].numel() for n in group]), strict=True):
                     out[name] = part.view(kwargs[name].shape).to(kwargs[name].device)
         return out
 
@@ -216,6 +218,7 @@ class ParallelForward:
             videos.append(video)
             audios.append(audio)
         _, guidance_group = self.runtime.groups[layout]
+        assert guidance_group is not None  # a layout of G > 1 groups has one
         with collective("the exchange of guidance passes"):
             video_all = all_gather(torch.cat(videos), 0, guidance_group)
             audio_all = all_gather(torch.cat(audios), 0, guidance_group)
@@ -234,7 +237,8 @@ class ParallelForward:
         self.runtime.note(tokens, layout)
         group, _ = self.runtime.groups[layout]
         if group is None:
-            return tuple(self.forward(**kwargs, return_dict=False))  # type: ignore[return-value]
+            video, audio = self.forward(**kwargs, return_dict=False)
+            return video, audio
         s = SequenceShard(group, layout.sequence, self.runtime.rank % layout.sequence, tokens,
                           self.runtime.exchange)
         with collective("a sequence-parallel transformer pass"), self.runtime.state.active(s):

@@ -88,7 +88,7 @@ class ShardState:
             self.current = previous
 
 
-def split_inputs(shard_: SequenceShard, kwargs: dict[str, Any], rope: torch.nn.Module) -> dict[str, Any]:
+def split_inputs(shard_: SequenceShard, kwargs: dict[str, Any], rope: Any) -> dict[str, Any]:
     """The transformer's keyword arguments with every per-video-token tensor cut to this rank's slice."""
     hidden = kwargs["hidden_states"]
     out = dict(kwargs)
@@ -148,7 +148,7 @@ class ShardedAttnProcessor:
                 rotate = apply_interleaved_rotary_emb if attn.rope_type == "interleaved" else apply_split_rotary_emb
                 query = rotate(query, query_rotary_emb)
                 key = rotate(key, key_rotary_emb if key_rotary_emb is not None else query_rotary_emb)
-            query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
+            query, key, value = (x.reshape(*x.shape[:2], attn.heads, -1) for x in (query, key, value))
             if shard_ is None:
                 hidden_states = self._attend(query, key, value, attention_mask)
             elif self.role == SELF:
@@ -162,15 +162,16 @@ class ShardedAttnProcessor:
                 hidden_states = torch.lerp(value.flatten(2, 3), hidden_states, perturbation_mask)
 
         if gate_logits is not None:  # per token and head: on this rank's tokens, after the exchange back
-            hidden_states = hidden_states.unflatten(2, (attn.heads, -1))
+            hidden_states = hidden_states.reshape(*hidden_states.shape[:2], attn.heads, -1)
             hidden_states = (hidden_states * (2.0 * torch.sigmoid(gate_logits)).unsqueeze(-1)).flatten(2, 3)
-        hidden_states = attn.to_out[0](hidden_states)
-        return attn.to_out[1](hidden_states)
+        out: torch.Tensor = attn.to_out[1](attn.to_out[0](hidden_states))
+        return out
 
     def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
-        return dispatch_attention_fn(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False,
-                                     backend=self._attention_backend, parallel_config=None)
+        out: torch.Tensor = dispatch_attention_fn(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False,
+                                                  backend=self._attention_backend, parallel_config=None)
+        return out
 
     def _self_attention(self, s: SequenceShard, heads: int, query: torch.Tensor, key: torch.Tensor,
                         value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
