@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -94,6 +94,12 @@ def attach_parallel(engine: LTX2Engine, options: EngineOptions) -> ParallelRunti
     """Wrap ``engine``'s transformer for the rank group this process is in; None (nothing changed) outside one."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return None
+    if options.step_cache != "none" and options.guidance_parallel != "off":
+        # A step cache keeps its state per guidance pass (diffusers' cache contexts, set around each pipeline
+        # call): a rank computing another pass ahead, inside the first pass's context, would mix them.
+        log.warning("step cache %s: the guidance passes run one after another (tokens split only)",
+                    options.step_cache)
+        options = replace(options, guidance_parallel="off")
     runtime = parallelize(getattr(engine.pipes.text, "transformer"), engine.device, options)  # noqa: B009
     engine.speed["parallel"] = runtime.describe()  # for the manifest: the numbers differ in the last bits
     log.info("%s", runtime.describe())
