@@ -164,7 +164,9 @@ def test_tokens_that_do_not_divide_are_padded_and_logged(tmp_path, caplog):
         two = leader.generate(job, tmp_path / "two.mp4")
     assert "2023 does not divide by 2: padded by 1" in caplog.text
     assert (two.width, two.height, two.num_frames) == (one.width, one.height, one.num_frames) == (540, 540, 49)
-    assert psnr(read_frames(one.path), read_frames(two.path)) >= PSNR_MIN
+    seen = psnr(read_frames(one.path), read_frames(two.path))
+    print(f"2023 tokens over 2 ranks: PSNR {seen:.1f} dB")  # shown with pytest -s
+    assert seen >= PSNR_MIN
 
 
 def test_guidance_passes_side_by_side_make_the_same_video(toy_variant, tmp_path):
