@@ -20,6 +20,8 @@ prints ``pixgen: error (field): message`` and exits 2.
     ├── IllegalTransition           internal_error         500   a job move off the state machine (a bug)
     ├── ModelError                  internal_error         500   the model folder is missing or broken
     └── GenerationError             internal_error         500
+        └── RankGroupBroken         internal_error         500   a rank of a multi-GPU group died or hung: the
+                                                                  job goes back to the queue, the group restarts
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class ConfigError(PixgenError):
 class GenerationError(PixgenError):
     code = "internal_error"
     status = 500
+
+
+class RankGroupBroken(GenerationError):
+    """A collective of a multi-rank group failed or timed out: not the job's fault, it runs again."""
 
 
 def error_for_code(code: str | None, message: str) -> PixgenError:

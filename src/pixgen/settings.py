@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from pixgen.engine.base import Dtype, EngineOptions, MemoryMode, StepCache
+from pixgen.engine.base import Dtype, EngineOptions, GuidanceParallel, MemoryMode, SequenceExchange, StepCache
 from pixgen.errors import ConfigError
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
@@ -79,8 +79,19 @@ class Settings(BaseSettings):
     no_preview: bool = setting(False, "make no early draft of two-stage videos (by default one is made from stage 1 "
                                       "at half size while the final renders)", SERVICE)
     workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
-    gpus: str = setting("", "GPUs for the workers, one each, e.g. 0,1 (default: those CUDA_VISIBLE_DEVICES or "
-                            "nvidia-smi shows)", API)
+    gpus: str = setting("", "GPUs by nvidia-smi index, e.g. 0,1: serve's workers take them in turn (default: those "
+                            "CUDA_VISIBLE_DEVICES or nvidia-smi shows); for worker and generate, several run each "
+                            "job together", SERVICE, API)
+    gpus_per_worker: int = setting(1, "GPUs each of serve's workers runs its jobs over (default 1)", API, ge=1)
+    parallel: int = setting(1, "with --device cpu: processes that run each job together over gloo (default 1); "
+                               "with --gpus, the number of GPUs named", SERVICE, ge=1)
+    guidance_parallel: GuidanceParallel = setting("auto", "over several GPUs: run a guided step's passes side by "
+                                                          "side (auto) or each over all GPUs (off)", SERVICE)
+    sequence_exchange: SequenceExchange = setting("auto", "over several GPUs: how attention trades the split video "
+                                                          "tokens: auto, ulysses or allgather", SERVICE)
+    collective_timeout: float = setting(120.0, "seconds a GPU of a group may keep the others waiting before the job "
+                                               "goes back to the queue and the group restarts (default 120)",
+                                        SERVICE, gt=0)
     share_gpus: bool = setting(False, "allow more --workers than GPUs (several workers then share a GPU)", API)
     lease_seconds: float = setting(60.0, "a job's lease; a worker silent this long loses the job (default 60)",
                                    SERVICE, gt=0)
@@ -177,11 +188,33 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("parallel")
+    @classmethod
+    def _parallel(cls, value: int, info: ValidationInfo) -> int:
+        """--parallel agrees with --gpus, and means CPU processes only where the device says CPU."""
+        named = len(_gpu_list(info.data.get("gpus", "")))
+        if named > 1 and value not in (1, named):
+            raise ValueError(f"{value} processes but --gpus names {named} GPUs: one job runs over the GPUs named")
+        if value > 1 and named <= 1 and info.data.get("device") != "cpu":
+            raise ValueError("--parallel N runs N CPU processes over gloo: add --device cpu, or name the GPUs "
+                             "with --gpus (e.g. --gpus 0,1)")
+        return value
+
     # -- derived values ---------------------------------------------------------------------------------------
     def engine_options(self) -> EngineOptions:
         """How a worker (or ``pixgen generate``) loads its engine."""
         return EngineOptions(device=self.device, dtype=self.dtype, memory=self.memory, compile=self.compile,
-                             attention_backend=self.attention_backend, step_cache=self.step_cache)
+                             attention_backend=self.attention_backend, step_cache=self.step_cache,
+                             guidance_parallel=self.guidance_parallel, sequence_exchange=self.sequence_exchange)
+
+    @property
+    def gpu_list(self) -> list[str]:
+        return _gpu_list(self.gpus)
+
+    @property
+    def ranks(self) -> int:
+        """Processes that run each job together (``worker``, ``generate``): the GPUs named, or ``--parallel``."""
+        return max(len(self.gpu_list), self.parallel)
 
     @property
     def media_dir(self) -> Path:
@@ -220,6 +253,10 @@ class Settings(BaseSettings):
                 value = "1" if value else "0"
             env[env_name(name)] = str(value)
         return env
+
+
+def _gpu_list(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
 
 
 def env_name(name: str) -> str:

@@ -7,6 +7,7 @@ environment variables over defaults, through ``pixgen.settings.load_settings``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -45,7 +46,8 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
 FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
-                  "step_cache")  # the settings generate uses
+                  "step_cache", "gpus", "parallel", "guidance_parallel", "sequence_exchange",
+                  "collective_timeout")  # the settings generate uses
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -153,8 +155,21 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings({name: getattr(args, name) for name in SETTINGS_FLAGS}, secret=False)
     from pixgen.engine import load_engine
 
+    if settings.gpu_list:  # --gpus N: that GPU only, before CUDA starts
+        from pixgen.jobs.gpus import worker_environment
+
+        os.environ.update(worker_environment(settings.gpus, os.environ))
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     bar(Progress("load", 0, 1))
+    if settings.ranks > 1:  # one video over several GPUs (or CPU processes): this process is rank 0
+        from pixgen.jobs.group import generate_over_group
+
+        try:
+            result = generate_over_group(settings, request, args.output, bar)
+        finally:
+            bar.done()
+        print(result.summary())
+        return 0
     try:
         engine = load_engine(settings.model, cache_dir=settings.cache_dir, options=settings.engine_options())
     except PixgenError as exc:

@@ -26,6 +26,8 @@ def never_cancelled() -> bool:
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 MemoryMode = Literal["auto", "full", "text-offload", "fp8", "offload", "group-offload"]
 StepCache = Literal["none", "taylorseer"]
+GuidanceParallel = Literal["auto", "off"]
+SequenceExchange = Literal["auto", "ulysses", "allgather"]
 DTYPES: tuple[str, ...] = get_args(Dtype)
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
 STEP_CACHES: tuple[str, ...] = get_args(StepCache)
@@ -43,6 +45,10 @@ class EngineOptions:
     attention_backend: str = ""  # a diffusers attention backend for the mask-free attentions ("": the default)
     step_cache: StepCache = "none"  # lossy reuse across denoising steps
     recipe: str | None = None  # the sampling recipe, over the one detected from the model folder
+    # One job over a group of ranks (only inside one: pixgen.jobs.group): guided steps' passes side by side
+    # ("auto") or each pass over all ranks ("off"); how attention exchanges the split video tokens.
+    guidance_parallel: GuidanceParallel = "auto"
+    sequence_exchange: SequenceExchange = "auto"
 
 
 @dataclass(frozen=True)

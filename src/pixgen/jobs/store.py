@@ -528,6 +528,19 @@ class JobStore:
                                   error_message="cancelled by the user")
             return self._move(conn, job, JobStatus.PENDING, now, attempts=jobs.c.attempts - 1)
 
+    def retry_broken(self, job_id: str, token: str, reason: str) -> bool:
+        """processing → pending, attempt counted: the worker's group of GPUs broke mid-job and restarts (failed and
+        refunded instead once ``max_attempts`` attempts have ended so). False when the lease was lost."""
+        with self.db.write() as conn:
+            job = self._find(conn, job_id, lock=True)
+            if not _holds_lease(job, token):
+                return False
+            assert job is not None
+            if job.attempts >= self.max_attempts:
+                return self._move(conn, job, JobStatus.FAILED, self.clock(), error_code="internal_error",
+                                  error_message=f"the worker's GPUs failed on all {job.attempts} attempts: {reason}")
+            return self._move(conn, job, JobStatus.PENDING, self.clock())
+
     def requeue_expired(self) -> list[str]:
         """Jobs whose lease ran out (their worker died or hung): back to pending, or — after ``max_attempts``
         attempts, or when a cancel was asked — ended and refunded. Returns the ids touched."""

@@ -1,5 +1,5 @@
-"""Runs N ``pixgen worker`` subprocesses next to the API (``pixgen serve --workers N``), each on its own GPU
-(``gpus.py``), and restarts dead ones."""
+"""Runs N ``pixgen worker`` subprocesses next to the API (``pixgen serve --workers N``), each on its own GPU, or
+its own ``--gpus-per-worker`` GPUs (``gpus.py``), and restarts dead ones."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import threading
 import time
 
 from pixgen.jobs.gpus import assign_gpus, parse_gpus, visible_gpus, worker_environment
-from pixgen.settings import Settings
+from pixgen.settings import Settings, env_name
 
 log = logging.getLogger("pixgen.supervisor")
 
@@ -25,7 +25,8 @@ class Supervisor:
         self.settings = settings
         self.count = count
         gpus = parse_gpus(settings.gpus) if settings.gpus else visible_gpus()
-        self.gpus = assign_gpus(count, gpus, share=settings.share_gpus)  # raises before anything starts
+        self.gpus = assign_gpus(count, gpus, share=settings.share_gpus,  # raises before anything starts
+                                per_worker=settings.gpus_per_worker)
         self._procs: list[subprocess.Popen | None] = [None] * count
         self._backoff = [0.5] * count
         self._started = [0.0] * count
@@ -38,14 +39,16 @@ class Supervisor:
         self._thread.start()
 
     def environment(self, slot: int) -> dict[str, str]:
-        """The environment of the worker in ``slot``: this one, the settings, and its own GPU."""
-        return {**os.environ, **self.settings.to_env(), **worker_environment(self.gpus[slot], os.environ)}
+        """The environment of the worker in ``slot``: this one, the settings, and its own GPU(s) (several: it runs
+        each job over them)."""
+        return {**os.environ, **self.settings.to_env(), env_name("gpus"): self.gpus[slot] or "",
+                **worker_environment(self.gpus[slot], os.environ)}
 
     def _spawn(self, slot: int) -> None:
         # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which then drains its workers
         # with one SIGTERM each (a second would hand their jobs back at once).
         self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
-                                             preexec_fn=_die_with_parent, process_group=0)
+                                             preexec_fn=die_with_parent, process_group=0)
         self._started[slot] = time.monotonic()
         gpu = f"GPU {self.gpus[slot]}" if self.gpus[slot] is not None else "the CPU (no GPU)"
         log.info("worker slot %d: started pid %d on %s", slot, self._procs[slot].pid, gpu)
@@ -93,7 +96,7 @@ class Supervisor:
                 proc.terminate()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM it if the supervisor dies (even by SIGKILL).
 
     Linux ties this to the spawning *thread*; workers are spawned by the main thread and the watcher thread,

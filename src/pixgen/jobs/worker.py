@@ -25,9 +25,10 @@ from typing import Callable
 
 from pixgen.core.progress import Progress
 from pixgen.engine.base import Engine, GenerationResult, Preview
-from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError
+from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError, RankGroupBroken
 from pixgen.jobs import fleet
 from pixgen.jobs.db import Database, connect, migrate
+from pixgen.jobs.gpus import worker_environment
 from pixgen.jobs.manifest import ModelIdentity, build_manifest, model_identity
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Claim, Job, JobStore, Outcome
@@ -132,6 +133,14 @@ class Worker:
             else:
                 result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
                                          on_preview=None if self.settings.no_preview else preview)
+        except RankGroupBroken as exc:  # a rank of this worker's group died or hung: not the job's fault
+            _remove(video)
+            lease.close()
+            preview.discard()
+            log.error("job %s: %s; handing it back, the group restarts", job.id, exc.message)
+            store.retry_broken(job.id, token, exc.message)
+            self.stop.set()
+            return
         except Cancelled:
             _remove(video)
             lease.close()
@@ -356,6 +365,12 @@ def _remove(path: Path) -> None:
 def run_worker(settings: Settings) -> int:
     """Entry point of ``pixgen worker``: run until SIGTERM / SIGINT, then drain (``Worker.drain``); a second signal
     hands the running job back at once."""
+    if settings.ranks > 1:  # each job over several GPUs (or CPU processes): pixgen.jobs.group runs the ranks
+        from pixgen.jobs.group import run_group_worker
+
+        return run_group_worker(settings)
+    if settings.gpu_list:  # --gpus N: this worker's one GPU, before CUDA starts
+        os.environ.update(worker_environment(settings.gpus, os.environ))
     worker = Worker(settings)
 
     def _stop(signum: int, _frame: object) -> None:

@@ -69,6 +69,7 @@ from pixgen.engine.ltx2.lora import PresetLoras
 from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
 from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
+from pixgen.engine.ltx2.parallel import DiscardWriter, ParallelRuntime, attach_parallel, guidance_kwargs
 from pixgen.engine.ltx2.preview import preview_crop, preview_path, write_preview
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
 from pixgen.engine.ltx2.retake import read_retake_source, splice_audio
@@ -219,6 +220,7 @@ class LTX2Engine:
         self.device = device
         self.memory = memory  # the memory mode the weights were placed for
         self.speed: dict[str, object] = {}  # the speed options it was loaded with (for the manifest)
+        self.parallel: ParallelRuntime | None = None  # this rank's group, when one job runs over several
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
         # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
@@ -250,6 +252,7 @@ class LTX2Engine:
         for done in apply_speed_options(pipes.text.transformer, compile=options.compile,
                                         attention_backend=options.attention_backend, step_cache=options.step_cache):
             log.info("%s: %s", folder, done)
+        engine.parallel = attach_parallel(engine, options)  # None unless this process is a rank of a group
         if engine.pipes.upsample is None:
             log.warning("%s has no latent_upsampler: every quality is generated in one stage", folder)
         if engine.two_stage_qualities and engine.recipe.refine_lora and not engine.loras.has_refine:
@@ -263,6 +266,11 @@ class LTX2Engine:
     def dtype(self) -> torch.dtype:
         """The compute dtype (the text encoder's: the transformer's weights may be stored in float8)."""
         return self.pipes.text.text_encoder.dtype
+
+    @property
+    def writes_output(self) -> bool:
+        """False on a group's ranks but rank 0: they share the denoising; rank 0 decodes and writes the video."""
+        return self.parallel is None or self.parallel.writes_output
 
     @property
     def two_stage_qualities(self) -> tuple[str, ...]:
@@ -492,6 +500,8 @@ class LTX2Engine:
 
     def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
         """The source's decoded frames ``[start, stop)`` into ``writer``, unchanged."""
+        if not self.writes_output:
+            return
         with run.timed("encode"):
             for frames in iter_source_frames(path, start=start, stop=stop):
                 writer.write_frames(frames)
@@ -546,7 +556,7 @@ class LTX2Engine:
                     use_cross_timestep=self.recipe.use_cross_timestep,
                     max_sequence_length=self.recipe.max_sequence_length, output_type="latent", return_dict=False,
                     callback_on_step_end=run.step_callback(), **embeds.for_guidance(guidance),
-                    **guidance.pipeline_kwargs())
+                    **guidance.pipeline_kwargs(), **guidance_kwargs(self.parallel, guidance))
 
     def stage_one_sigmas(self, size: tuple[int, int], num_frames: int) -> list[float]:
         vae = self.pipes.text.vae
@@ -638,6 +648,9 @@ class LTX2Engine:
                  num_frames: int) -> Iterator[Mp4Writer]:
         """The output file: audio written first, frames pushed by the caller, closed and checked at the end;
         removed if anything fails (cancel included)."""
+        if not self.writes_output:
+            yield DiscardWriter()  # type: ignore[misc]  # rank 0 of this group writes the video
+            return
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         writer = Mp4Writer(out_path, geometry.width, geometry.height,
@@ -661,6 +674,8 @@ class LTX2Engine:
                      num_frames: int, *, skip: int = 0, limit: int | None = None) -> None:
         """Decode ``latents`` into ``writer``, dropping the first ``skip`` frames and writing at most ``limit``
         (``num_frames``: the whole video's, for progress)."""
+        if not self.writes_output:
+            return
         vae = self.pipes.text.vae
         crop = Crop(geometry.left, geometry.top, geometry.width, geometry.height)
         decode_s = encode_s = 0.0
