@@ -260,6 +260,14 @@ def test_a_retake_job_runs_end_to_end(server):
         assert before.shape == after.shape == (25, 360, 640, 3)
         assert min(psnr(after[i], before[i]) for i in range(17, 25)) > 27
         assert max(psnr(after[i], before[i]) for i in range(17)) < 22
+        # Its manifest has what every route's result carries (one result builder): the shot that ran with its
+        # seed and sigmas, the recipe's settings and the runtime.
+        manifest = c.get(f"/api/v1/jobs/{job['jobId']}/manifest").json()
+        assert manifest["kind"] == "retake" and manifest["sourceJobId"] == source["jobId"]
+        assert [(s["index"], s["seed"]) for s in manifest["shots"]] == [(0, 3)]
+        assert manifest["shots"][0]["sigmas"]["stage1"] and manifest["shots"][0]["prompt"]
+        assert manifest["recipeSettings"]["num_inference_steps"] == 3
+        assert manifest["runtime"]["device"] == "cpu" and manifest["runtime"]["dtype"] == "float32"
 
 
 def wait(c: httpx.Client, job_id: str) -> dict:
