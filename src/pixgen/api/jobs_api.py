@@ -22,6 +22,7 @@ from pixgen.api.estimate import estimate, estimate_json
 from pixgen.api.media import base_url, media_url
 from pixgen.api.openapi import body, errors
 from pixgen.api.surface import Surface
+from pixgen.core.fields import media_values, role_at, roles, surface_names, with_values
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine.base import Capabilities
@@ -34,67 +35,43 @@ from pixgen.media.fetch import check_url
 
 PREFIX = "/api/v1"
 MAX_LIST = 100
-IMAGE_URLS = {"image_url": "image_input", "end_image_url": "end_image_input"}  # URL field → canonical field
+SURFACE_NAME = "jobs"  # how field roles name this surface (``Role.names``)
+URL_FIELDS = {role.url_field: name for name, role in roles(VideoRequest).items() if role.url_field}  # image_url → ...
+ALIASES = surface_names(VideoRequest, SURFACE_NAME)  # canonical → the job API's other name (quality: resolution)
 
 router = APIRouter(prefix=PREFIX, tags=["job API"])
 
 
 # -- pure mapping ----------------------------------------------------------------------------------------------
-def image_urls(body: Mapping[str, Any]) -> dict[str, str]:
-    """The body's ``image_url`` / ``end_image_url`` (null = absent) by the canonical field they fill, checked for
-    form only: no network here (``service.submit`` fetches them)."""
-    urls = {}
-    for name, target in IMAGE_URLS.items():
-        if body.get(name) is None:
+def media_urls(body: Mapping[str, Any]) -> dict[str, str]:
+    """``{field path: URL}`` of the media this body gives as an http(s) URL, fetched by ``service.submit``: in a
+    sibling field (``image_url`` for ``image_input``) or in the field itself (``control_video``,
+    ``keyframes[i].image``), as each field's ``Role.url`` says. Checked for form only: no network here."""
+    urls: dict[str, str] = {}
+    for sibling, name in URL_FIELDS.items():
+        if body.get(sibling) is None:
             continue
-        if body.get(target) is not None:
-            raise InvalidRequest(f"give {name} or {target}, not both", field=name)
-        urls[target] = str(check_url(body[name], name))
-    if "end_image_input" in urls and body.get("image_url") is None and body.get("image_input") is None:
-        raise InvalidRequest("end_image_url needs a start frame (image_url or image_input)", field="end_image_url")
-    return {**urls, **keyframe_urls(body)}
-
-
-def keyframe_urls(body: Mapping[str, Any]) -> dict[str, str]:
-    """``keyframes[i].image`` given as an http(s) URL, by field path (fetched by ``service.submit``)."""
-    keyframes = body.get("keyframes")
-    if not isinstance(keyframes, list):
-        return {}
-    urls = {}
-    for i, keyframe in enumerate(keyframes):
-        image = keyframe.get("image") if isinstance(keyframe, dict) else None
-        if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
-            name = f"keyframes[{i}].image"
-            urls[name] = str(check_url(image, name))
+        if body.get(name) is not None:
+            raise InvalidRequest(f"give {sibling} or {name}, not both", field=sibling)
+        urls[name] = str(check_url(body[sibling], sibling))
+    for path, role, value in media_values(VideoRequest, body):
+        if role.url_inline and isinstance(value, str) and value[:8].lower().startswith(("http://", "https://")):
+            urls[path] = str(check_url(value, path))
     return urls
 
 
-def video_urls(body: Mapping[str, Any]) -> dict[str, str]:
-    """``control_video`` when it is an http(s) URL (a data URI is checked by the canonical spec), checked for form."""
-    value = body.get("control_video")
-    if isinstance(value, str) and value[:8].lower().startswith(("http://", "https://")):
-        return {"control_video": str(check_url(value, "control_video"))}
-    return {}
-
-
 def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
-    """The job API body as the canonical request: ``resolution`` is ``quality``; ``image_url`` / ``end_image_url``
-    hold ``mapping.PLACEHOLDER_IMAGE`` in ``image_input`` / ``end_image_input`` until they are fetched."""
-    data = dict(body)
-    for name, target in IMAGE_URLS.items():
-        if data.pop(name, None) is not None:
-            data[target] = mapping.PLACEHOLDER_IMAGE
-    if video_urls(body):
-        data["control_video"] = mapping.PLACEHOLDER_VIDEO
-    keyframe_links = keyframe_urls(body)
-    if keyframe_links:
-        data["keyframes"] = [{**k, "image": mapping.PLACEHOLDER_IMAGE} if f"keyframes[{i}].image" in keyframe_links
-                             else k for i, k in enumerate(body["keyframes"])]
-    if "resolution" in data:
-        resolution = data.pop("resolution")
-        if "quality" in data and data["quality"] != resolution:
-            raise InvalidRequest("resolution and quality are the same setting; send one", field="resolution")
-        data["quality"] = resolution
+    """The job API body as the canonical request: a field's other name (``resolution``) is the field; media given
+    by URL (``media_urls``) holds its kind's placeholder until it is fetched."""
+    data = {name: value for name, value in body.items() if name not in URL_FIELDS}
+    data = with_values(data, {path: role_at(VideoRequest, path).media.placeholder  # type: ignore[union-attr]
+                              for path in media_urls(body)})
+    for canonical, other in ALIASES.items():
+        if other in data:
+            value = data.pop(other)
+            if canonical in data and data[canonical] != value:
+                raise InvalidRequest(f"{other} and {canonical} are the same setting; send one", field=other)
+            data[canonical] = value
     try:
         return parse_request(data)
     except InvalidRequest as exc:
@@ -117,9 +94,8 @@ def webhook_json(job: Job, sent: list[deliveries.Delivery]) -> dict[str, Any] | 
 
 def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
     """Canonical field → the job API name this body used for it (``resolution``, ``image_url``, ...)."""
-    names = {target: name for name, target in IMAGE_URLS.items() if body.get(name) is not None}
-    if "resolution" in body and "quality" not in body:
-        names["quality"] = "resolution"
+    names = {name: sibling for sibling, name in URL_FIELDS.items() if body.get(sibling) is not None}
+    names |= {canonical: other for canonical, other in ALIASES.items() if other in body and canonical not in body}
     return names
 
 
@@ -227,9 +203,9 @@ async def run_model(model_id: str, request: Request, ctx: Ctx, key: AuthKey,
                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
     mapping.check_model(model_id, MODEL_ID)
     body, webhook = webhook_subscription(await read_json(request))
-    images, videos = image_urls(body), video_urls(body)
+    urls = media_urls(body)
     video_request = to_video_request(body)  # the whole body is checked before anything is fetched
-    submitted = await service.submit(ctx, key, video_request, image_urls=images, video_urls=videos,
+    submitted = await service.submit(ctx, key, video_request, media_urls=urls,
                                      idempotency_key=idempotency_key, field_names=sent_names(body),
                                      webhook=webhook)
     return submitted_json(ctx, request, submitted)
@@ -242,9 +218,9 @@ async def estimate_run(model_id: str, request: Request, ctx: Ctx, key: AuthKey) 
     same checks, in the same order), and charges and queues nothing."""
     mapping.check_model(model_id, MODEL_ID)
     body, webhook = webhook_subscription(await read_json(request))
-    images, videos = image_urls(body), video_urls(body)
+    urls = media_urls(body)
     video_request = to_video_request(body)
-    prepared = await service.prepare(ctx, video_request, image_urls=images, video_urls=videos,
+    prepared = await service.prepare(ctx, video_request, media_urls=urls,
                                      field_names=sent_names(body))
     await service.check_webhook(ctx, webhook, "jobs")
     return estimate_json(await run_in_threadpool(estimate, ctx, key, prepared))

@@ -46,6 +46,7 @@ from pixgen.api.errors import error_headers
 from pixgen.api.media import stored_response
 from pixgen.api.openapi import body, errors, query
 from pixgen.api.surface import Surface
+from pixgen.core.fields import Media, form_value, roles, surface_names
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest, parse_request
@@ -53,12 +54,18 @@ from pixgen.errors import InvalidRequest, NotFound, PixgenError
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 from pixgen.media.fetch import check_url
-from pixgen.media.images import data_uri_from_bytes
+from pixgen.media.kinds import kind
 
 PREFIX = "/v1"
 POLL_AFTER_MS = 500  # told to the SDK's create_and_poll / poll (header openai-poll-after-ms) while a job runs
 DELETE_WAIT = 10.0  # seconds DELETE gives a running job to stop before it answers 409 (which the SDK retries)
-FILE_FIELDS = ("input_reference", "end_image_input")  # multipart fields that may carry an uploaded image
+SURFACE_NAME = "openai"  # how field roles name this surface (``Role.names``)
+# Canonical fields that OpenAI's own fields stand for (``seconds``, ``size``, ``input_reference``): giving both is
+# ambiguous.
+_SAME_AS = surface_names(VideoRequest, SURFACE_NAME)
+# Multipart fields that may carry an uploaded file: every media field, by this surface's name for it, and its kind.
+FILE_FIELDS: dict[str, Media] = {_SAME_AS.get(name, name): role.media for name, role in roles(VideoRequest).items()
+                                 if role.media is not None}
 
 # "WxH" → (aspect_ratio, quality): the contract's size table, read backwards.
 SIZES: dict[str, tuple[str, str]] = {
@@ -66,12 +73,7 @@ SIZES: dict[str, tuple[str, str]] = {
 }
 assert len(SIZES) == len(ASPECT_RATIOS) * len(QUALITIES), "two table entries share one size"
 
-OPENAI_FIELDS = ("model", "prompt", "seconds", "size", "input_reference")
-# Canonical fields that OpenAI's own fields stand for: giving both is ambiguous.
-_SAME_AS = {"duration": "seconds", "aspect_ratio": "size", "quality": "size", "image_input": "input_reference"}
-# Multipart sends every value as a string: these canonical fields get their type back.
-_INT_FIELDS = ("seed", "duration")
-_BOOL_FIELDS = ("generate_audio", "multi_clip")
+OPENAI_FIELDS = ("model", "prompt", *sorted(set(_SAME_AS.values())))  # OpenAI's own; the rest are canonical
 # Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
 STATUS = {JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
           JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
@@ -169,14 +171,14 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
         spec["aspect_ratio"], spec["quality"] = parse_size(body["size"])
     if body.get("input_reference") is not None:
         reference = parse_input_reference(body["input_reference"])
-        spec["image_input"] = reference if reference.startswith("data:") else mapping.PLACEHOLDER_IMAGE
+        spec["image_input"] = reference if reference.startswith("data:") else Media.IMAGE.placeholder
     try:
         return parse_request(spec)
     except InvalidRequest as exc:
         raise mapping.renamed(exc, sent_names(body)) from None
 
 
-def image_urls(body: Mapping[str, Any], *, form: bool = False) -> dict[str, str]:
+def media_urls(body: Mapping[str, Any], *, form: bool = False) -> dict[str, str]:
     """``{"image_input": URL}`` when ``input_reference`` names its image by an http(s) URL (fetched at submit by
     ``service.submit``), else ``{}``."""
     if not isinstance(body, Mapping):
@@ -287,13 +289,9 @@ def _nest_brackets(form: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _from_form(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if name in _INT_FIELDS and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    if name in _BOOL_FIELDS and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return value
+    """A form value of canonical field ``name`` as the field's own type (multipart sends every value as text)."""
+    info = VideoRequest.model_fields.get(name)
+    return form_value(info, value) if info is not None else value
 
 
 # -- pure mapping: response ------------------------------------------------------------------------------------
@@ -384,7 +382,7 @@ async def create_video(request: Request, ctx: Ctx, key: AuthKey,
     """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
     body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
     video_request = to_video_request(body, form=form)
-    submitted = await service.submit(ctx, key, video_request, image_urls=image_urls(body, form=form),
+    submitted = await service.submit(ctx, key, video_request, media_urls=media_urls(body, form=form),
                                      idempotency_key=idempotency_key, surface="openai",
                                      field_names=sent_names(_nest_brackets(body) if form else body))
     return _video_response(ctx, submitted.job)
@@ -483,7 +481,8 @@ async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str,
                 if isinstance(value, UploadFile):
                     if name not in FILE_FIELDS:
                         raise InvalidRequest(f"{name} cannot be a file upload", field=name)
-                    value = data_uri_from_bytes(await value.read(), field=name)
+                    data = await value.read()
+                    value = await run_in_threadpool(kind(FILE_FIELDS[name], name).from_bytes, data, name, None)
                 body[name] = value
     except HTTPException as exc:  # the multipart parser's own refusals
         raise InvalidRequest(f"the form body could not be read: {exc.detail}", field="body") from None

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from pixgen.core.keyframes import MAX_KEYFRAMES
+from pixgen.core.fields import item_model, role_of, roles, surface_names
 from pixgen.core.models import CLOUDFLARE_MODEL_ID, MODEL_ID
 from pixgen.core.retake import MAX_SECONDS as MAX_RETAKE_SECONDS
 from pixgen.core.sizes import output_size
@@ -145,43 +145,54 @@ def finish(doc: dict[str, Any], capabilities: Capabilities, form_files: Iterable
 
 # -- request bodies, from the canonical request ----------------------------------------------------------------
 def canonical_properties(caps: Capabilities) -> dict[str, dict[str, Any]]:
-    """``VideoRequest``'s fields as JSON schema, with the limits its validators enforce and only what ``caps``
-    offers."""
-    schema = VideoRequest.model_json_schema()
-    props = copy.deepcopy(schema["properties"])
-    for prop in props.values():
-        prop.pop("title", None)
-    props["prompt"].update(maxLength=MAX_PROMPT, description="1 to 2048 characters (trimmed)")
-    low, high = caps.durations
-    props["duration"].update(minimum=max(low, props["duration"]["minimum"]),
-                             maximum=min(high, props["duration"]["maximum"]))
-    props["quality"]["enum"] = [q for q in props["quality"]["enum"] if q in caps.qualities]
-    _nullable_enum(props["aspect_ratio"], caps.aspect_ratios)
-    for name in ("image_input", "end_image_input"):
-        props[name] = {"anyOf": [{"type": "string", "pattern": DATA_URI_PATTERN}, {"type": "null"}],
-                       "default": None, "description": "a data:image/(png|jpeg|webp);base64,... URI"}
-    if not caps.end_frame:
-        props.pop("end_image_input")
-    if caps.keyframes:
-        props["keyframes"] = {"anyOf": [{"type": "array", "minItems": 1, "maxItems": MAX_KEYFRAMES,
-                                         "items": _keyframe(DATA_URI_PATTERN)}, {"type": "null"}],
-                              "default": None, "description": "pictures the video passes through, each at its "
-                              "time (seconds within the duration; two may not share a latent frame)"}
-    else:
-        props.pop("keyframes")
-    if caps.control_types:
-        props["control_video"] = {"anyOf": [{"type": "string", "pattern": VIDEO_DATA_URI_PATTERN},
-                                            {"type": "null"}], "default": None,
-                                  "description": "an MP4 data URI whose structure or motion the video follows; "
-                                                 "needs control_type"}
-        props["control_type"] = {"anyOf": [{"type": "string", "enum": list(caps.control_types)}, {"type": "null"}],
-                                 "default": None, "description": "the IC-LoRA to follow control_video with"}
-    else:
-        props.pop("control_video")
-        props.pop("control_type")
-    if not caps.multi_clip:
-        props["multi_clip"].update(enum=[False], description="this server's model makes single-shot videos")
+    """``VideoRequest``'s fields as JSON schema (limits, enums, media patterns: from the type itself), narrowed to
+    what ``caps`` offers by each field's role: ``offered`` narrows its values, a field whose ``needs`` is off is
+    left out (or held to its default, when it has one)."""
+    props = _inline(VideoRequest.model_json_schema())["properties"]
+    props["prompt"].update(maxLength=MAX_PROMPT, description="1 to 2048 characters (trimmed)")  # checked trimmed
+    for name, role in roles(VideoRequest).items():
+        default = VideoRequest.model_fields[name].default
+        if role.needs is not None and not getattr(caps, role.needs.capability):
+            if default is None:
+                props.pop(name)
+            else:
+                props[name].update(enum=[default], description=f"this server's model cannot take {role.needs.what}")
+            continue
+        if role.offered is not None:
+            _narrow(props, name, getattr(caps, role.offered))
     return props
+
+
+def _narrow(props: dict[str, dict[str, Any]], name: str, offered: Any) -> None:
+    """``props[name]`` held to ``offered``: a (lowest, highest) range for a number, else the values listed (a field
+    none of whose values is offered is left out)."""
+    prop = props[name]
+    if prop.get("type") == "integer":
+        prop.update(minimum=max(offered[0], prop.get("minimum", offered[0])),
+                    maximum=min(offered[1], prop.get("maximum", offered[1])))
+        return
+    options = [o for o in prop.get("anyOf", [prop]) if o.get("type") == "string"]
+    if not offered:
+        props.pop(name)
+        return
+    for option in options:
+        option["enum"] = [v for v in option.get("enum", offered) if v in offered]
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` put in place of their ``$ref``s and pydantic's titles dropped."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items() if k not in ("title", "$defs")}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(copy.deepcopy(schema))
 
 
 def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
@@ -192,9 +203,7 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     schemas: dict[str, dict[str, Any]] = {}
 
     # Job API: the canonical fields, plus resolution (= quality) and image URLs fetched at submit.
-    job = {**props, "resolution": props["quality"],
-           "image_url": {"anyOf": [_url(), {"type": "null"}],
-                         "description": "an http(s) URL of the start frame (fetched at submit)"}}
+    job = {**props, **{other: props[name] for name, other in surface_names(VideoRequest, "jobs").items()}}
     webhook = {
         "webhook_url": {"anyOf": [_url(), {"type": "null"}], "description": "where this job's events are POSTed, "
                         "signed per Standard Webhooks with the key's whsec_ secret"},
@@ -202,15 +211,13 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
                                       "items": {"type": "string", "enum": list(JOB_EVENTS)}}, {"type": "null"}],
                            "description": "default: completed, failed, cancelled; needs webhook_url"}}
     job.update(webhook)
-    if "keyframes" in job:  # on the job API a keyframe's image may also be a URL, fetched at submit
-        job["keyframes"] = {**job["keyframes"], "anyOf": [
-            {**job["keyframes"]["anyOf"][0], "items": _keyframe(DATA_URI_PATTERN, url=True)}, {"type": "null"}]}
-    if "control_video" in job:
-        job["control_video"] = {**job["control_video"], "anyOf": [*job["control_video"]["anyOf"][:1], _url(),
-                                                                   {"type": "null"}]}
-    if needs_start:
-        job["end_image_url"] = {"anyOf": [_url(), {"type": "null"}],
-                                "description": "an http(s) URL of the end frame; needs image_url or image_input"}
+    for path in _url_paths(job):  # where the job API also takes an http(s) URL, fetched at submit
+        _with_url(job, path)
+    for name, role in roles(VideoRequest).items():  # ... or a sibling field takes it (image_url)
+        if role.url_field and name in props:
+            job[role.url_field] = {"anyOf": [_url(), {"type": "null"}],
+                                   "description": f"an http(s) URL of {name}'s {role.media.value} "  # type: ignore
+                                                  "(fetched at submit)"}
     schemas["JobRunRequest"] = _object(job, anyOf=[
         {"required": ["prompt"], "properties": {"prompt": prompt}},
         {"required": ["image_input"], "properties": {"image_input": {"type": "string"}}},
@@ -282,12 +289,30 @@ def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[
     return schemas
 
 
-def _keyframe(image_pattern: str, *, url: bool = False) -> dict[str, Any]:
-    image = {"type": "string", "pattern": image_pattern}
-    return _object({"image": {"anyOf": [image, _url()]} if url else image,
-                    "time": {"type": "number", "minimum": 0, "description": "seconds within the duration"},
-                    "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0}},
-                   required=["image", "time"])
+def _url_paths(props: dict[str, Any]) -> list[str]:
+    """The media fields (nested ones as ``keyframes.image``) whose role takes an http(s) URL in the field itself."""
+    paths = []
+    for name, info in VideoRequest.model_fields.items():
+        inner = item_model(info)
+        if name in props and role_of(info).url_inline:
+            paths.append(name)
+        elif name in props and inner is not None:
+            paths += [f"{name}.{sub}" for sub, role in roles(inner).items() if role.url_inline]
+    return paths
+
+
+def _with_url(props: dict[str, Any], path: str) -> None:
+    """The string branch of the property at ``path`` (through arrays of items) also takes an http(s) URL."""
+    head, _, rest = path.partition(".")
+    prop = props[head] = copy.deepcopy(props[head])
+    options = prop.get("anyOf", [prop])
+    for option in options:
+        if rest and option.get("type") == "array":
+            _with_url(option["items"]["properties"], rest)
+        elif not rest and option.get("type") == "string":
+            branch = dict(option)
+            option.clear()
+            option["anyOf"] = [branch, _url()]
 
 
 def _url() -> dict[str, Any]:

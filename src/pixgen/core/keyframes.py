@@ -10,10 +10,11 @@ latent can only be pinned to one picture.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from pixgen.core.fields import Media, Role
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest
 
@@ -26,7 +27,8 @@ class Keyframe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: StrictStr  # a data:image/...;base64 URI (the job API also takes an http(s) URL, fetched at submit)
+    # a data:image/...;base64 URI (the job API also takes an http(s) URL, fetched at submit)
+    image: Annotated[StrictStr, Role(media=Media.IMAGE, url=True)]
     time: float = Field(ge=0, strict=True)  # seconds; strict: a number, not "1.5" (ints are taken)
     strength: float = Field(1.0, gt=0, le=1, strict=True)
 
@@ -63,18 +65,3 @@ def check_keyframes(keyframes: tuple[Keyframe, ...], duration: int, *, start_ima
                                  f"so move one of them",
                                  field=field)
         taken[index] = f"keyframes[{i}] ({keyframe.time:g} s)"
-
-
-def with_images(request: Any, images: Mapping[str, str]) -> Any:
-    """``request`` (a ``VideoRequest``) with fetched images put in place: ``images`` maps a field path —
-    ``image_input``, ``end_image_input`` or ``keyframes[i].image`` — to its data URI."""
-    plain = {name: uri for name, uri in images.items() if not name.startswith("keyframes[")}
-    keyframes = list(request.keyframes or ())
-    for name, uri in images.items():
-        if name.startswith("keyframes["):
-            i = int(name[len("keyframes["):name.index("]")])
-            keyframes[i] = keyframes[i].model_copy(update={"image": uri})
-    update: dict[str, Any] = dict(plain)
-    if request.keyframes is not None:
-        update["keyframes"] = tuple(keyframes)
-    return request.model_copy(update=update)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pixgen.core.fields import scrubbed as scrubbed_request
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult
@@ -643,11 +644,9 @@ _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value
 
 
 def _scrubbed(job: Job) -> dict[str, Any]:
-    """Zero data retention: keep the shape of the request (for billing and support), not its content."""
-    data = job.request_dict()
-    for name in ("prompt", "negative_prompt", "image_input", "end_image_input", "control_video"):
-        if data.get(name):
-            data[name] = "" if name.endswith("prompt") else None
+    """Zero data retention: keep the shape of the request (for billing and support), not its content: every field
+    the request type marks private (prompts, and every image, video or sound it carries) is emptied."""
+    data = scrubbed_request(VideoRequest, job.request_dict())
     scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None,
                                 "manifest": None}  # it holds the prompts as used
     if job.shots:  # shot times stay, their prompts go
