@@ -453,10 +453,10 @@ def test_migration_0003_gives_existing_jobs_the_generate_kind(tmp_path):
         conn.execute(text(
             "INSERT INTO jobs (id, key_id, model, status, request, request_hash, surface, seed, quality, duration, "
             "credit_cost, refunded, progress, cancel_requested, attempts, media_deleted, created_at, updated_at) "
-            "VALUES ('job_old', :key, 'pixverse-v6', 'completed', '{}', 'h', 'jobs', 1, '720p', 5, 10, 0, 100, 0, 1,"
-            " 0, 1.0, 1.0)"), {"key": "key_old"})
+            "VALUES ('job_000000000000000000000000', :key, 'pixverse-v6', 'completed', '{}', 'h', 'jobs', 1, "
+            "'720p', 5, 10, 0, 100, 0, 1, 0, 1.0, 1.0)"), {"key": "key_old"})
     migrate(db)
-    job = JobStore(db).get("job_old")
+    job = JobStore(db).get("job_" + "0" * 24)
     assert (job.kind, job.source_job_id, job.remix_of, job.shots) == ("generate", None, None, None)
     db.dispose()
 

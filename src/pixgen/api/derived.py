@@ -30,9 +30,11 @@ from pixgen.jobs.webhooks import Subscription
 MAX_TOTAL_SECONDS = 60  # an extended video (extensions of extensions included) is at most this long
 DEFAULT_EXTENSION = 5
 EXTEND_FIELDS = ("prompt", "duration", "negative_prompt", "seed", "style", "thinking_type", "camera_movement")
-# Request fields an extension takes from its source and cannot change.
-KEPT_BY_EXTENSION = ("aspect_ratio", "quality", "resolution", "generate_audio", "image_input", "end_image_input",
-                     "image_url", "end_image_url", "multi_clip")
+# How a field an extension or a remix does not take is refused (``{name}``: the field).
+EXTEND_REFUSAL = ("{name} cannot be set on an extension: it takes only " + ", ".join(EXTEND_FIELDS)
+                  + " (the size, quality and audio stay those of the video it continues)")
+REMIX_REFUSAL = ("{name} cannot be set on a remix: it keeps every setting and the seed of its source; give only "
+                 "prompt")
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,8 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     """The request that continues ``source``'s video; ``fields`` use the canonical names (``duration``...)."""
     check_source(source, source_field, "extended")
     for name in fields:
-        if name in KEPT_BY_EXTENSION:
-            raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size, quality and audio of "
-                                 f"the video it continues", field=name)
         if name not in EXTEND_FIELDS:
-            raise InvalidRequest(f"unknown field {name!r}; an extension takes {', '.join(EXTEND_FIELDS)}",
-                                 field=name)
+            raise InvalidRequest(EXTEND_REFUSAL.format(name=name), field=name)
     base = source.request_dict()
     spec: dict[str, Any] = {
         "prompt": fields["prompt"] if "prompt" in fields else (source.original_prompt or ""),
@@ -104,8 +102,7 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
                              field=source_field)
     for name in fields:
         if name != "prompt":
-            raise InvalidRequest(f"{name} cannot be set on a remix: it keeps every setting and the seed of its "
-                                 f"source; give only prompt", field=name)
+            raise InvalidRequest(REMIX_REFUSAL.format(name=name), field=name)
     mapping.require_prompt(fields, what=" for a remix")
     prompt = fields["prompt"]
     if not isinstance(prompt, str):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
-from pixgen.core.fields import Flag, Media, Need, Role, media_values
+from pixgen.core.fields import Flag, Media, Need, Role, item_model, media_values
 from pixgen.core.keyframes import MAX_KEYFRAMES, Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
 from pixgen.errors import InvalidRequest
@@ -45,7 +45,9 @@ class VideoRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: Annotated[StrictStr, Role(private=True)] = ""
+    # at most MAX_PROMPT characters once trimmed (``_check``: the limit is on the trimmed text, so not a constraint)
+    prompt: Annotated[StrictStr, Role(private=True)] = Field("", description="1 to 2048 characters (trimmed)",
+                                                             json_schema_extra={"maxLength": MAX_PROMPT})
     negative_prompt: Annotated[StrictStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
     duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
@@ -163,14 +165,21 @@ def parse_request(data: Mapping[str, Any]) -> VideoRequest:
         raise invalid_from_validation(exc) from None
 
 
-def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
-    """The first pydantic error as an ``InvalidRequest`` with the field named and a readable message."""
-    err = exc.errors()[0]
+def invalid_from_validation(exc: ValidationError, model: type[BaseModel] | None = None) -> InvalidRequest:
+    """The first pydantic error as an ``InvalidRequest`` with the field named and a readable message; ``model`` (the
+    type validated) lets the path skip the names pydantic gives the members of a union (``seconds.int``)."""
+    return invalid_from_error(exc.errors()[0], model)
+
+
+def invalid_from_error(err: Mapping[str, Any], model: type[BaseModel] | None = None) -> InvalidRequest:
+    """One pydantic error (an item of ``ValidationError.errors()``) as an ``InvalidRequest``."""
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, InvalidRequest):
         return ctx_error
-    field = _field_path(err.get("loc", ()))
     kind = err.get("type", "")
+    loc = tuple(err.get("loc", ()))
+    field = _field_path(loc[:-1], model) + f".{loc[-1]}" if kind == "extra_forbidden" and len(loc) > 1 else \
+        _field_path(loc, model if kind != "extra_forbidden" else None)
     if kind == "extra_forbidden":
         message = f"unknown field {field!r}"
     elif kind == "missing":
@@ -180,9 +189,18 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(message, field=field)
 
 
-def _field_path(loc: tuple) -> str:
-    """pydantic's error location as the client wrote it: ``keyframes[1].time``."""
-    path = ""
+def _field_path(loc: tuple[int | str, ...], model: type[BaseModel] | None = None) -> str:
+    """pydantic's error location as the client wrote it: ``keyframes[1].time``. Through ``model``, only the names of
+    its fields (and of the items they hold) and item indexes are kept."""
+    path, guided, current = "", model is not None, model
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        if guided:
+            info = current.model_fields.get(part) if current is not None else None
+            if info is None:
+                continue  # the name pydantic gives a union's member (``int``, ``literal[...]``), not a field
+            current = item_model(info)
+        path += f".{part}" if path else part
     return path or "body"

@@ -39,6 +39,7 @@ from pixgen.errors import (
 from pixgen.jobs import deliveries, events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
+from pixgen.jobs.ids import JobId
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
 from pixgen.jobs.webhooks import Subscription
@@ -316,7 +317,7 @@ class JobStore:
             if key.credits < cost:
                 raise InsufficientCredits(f"this video costs {cost} credits; {key.credits} remaining")
             seeded = request.with_seed()
-            job_id = "job_" + secrets.token_hex(12)
+            job_id = JobId.new()
             conn.execute(jobs.insert().values(
                 id=job_id, key_id=key_id, model=model, status=JobStatus.PENDING.value,
                 request=seeded.model_dump_json(), request_hash=digest, idempotency_key=idempotency_key,
@@ -365,8 +366,10 @@ class JobStore:
 
         The status poll: one prepared statement, one round trip (the count runs only for a pending job).
         """
-        with self.db.read() as conn:
-            row = conn.execute(_GET_WITH_POSITION, {"job_id": job_id}).mappings().first()
+        row = None
+        if JobId.is_valid(job_id):  # anything else is no job's name, and never reaches SQL
+            with self.db.read() as conn:
+                row = conn.execute(_GET_WITH_POSITION, {"job_id": job_id}).mappings().first()
         if row is None or (key_id is not None and row["key_id"] != key_id):
             raise NotFound(f"no job {job_id!r}")
         ahead = row["ahead"]
@@ -382,7 +385,8 @@ class JobStore:
             query = query.where(jobs.c.surface == surface)
         with self.db.read() as conn:
             if after is not None:
-                anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)).scalar()
+                anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)
+                                      ).scalar() if JobId.is_valid(after) else None
                 if anchor is None:
                     raise InvalidRequest(f"no job {after!r} to page after", field="after")
                 query = query.where(jobs.c.seq > anchor if order == "asc" else jobs.c.seq < anchor)
@@ -612,6 +616,8 @@ class JobStore:
         return job
 
     def _find(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
+        if not JobId.is_valid(job_id):  # anything else is no job's name, and never reaches SQL
+            return None
         row = conn.execute(_FIND_FOR_UPDATE if lock else _FIND, {"job_id": job_id}).mappings().first()
         return Job.from_row(row) if row is not None else None
 
