@@ -20,6 +20,7 @@ from pixgen.core.spec import parse_request
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.db import connect
 from pixgen.jobs.keys import authenticate
+from pixgen.jobs.origin import JobKind, Origin
 from pixgen.jobs.schema import jobs
 from pixgen.jobs.store import JobStore
 
@@ -420,16 +421,16 @@ def test_store_keeps_kind_source_remix_and_shots(db_url, zero_data_retention):
                                                           for s in SHOTS]
         assert job_json(done)["shots"] == expected
 
-        extension = store.submit(key.id, parse_request({"prompt": "on", "duration": 3}), cost=10, kind="extend",
-                                 source_job_id=source.id, duration=5).job
-        assert (extension.kind, extension.source_job_id, extension.duration) == ("extend", source.id, 5)
-        remixed = store.submit(key.id, request, cost=10, remix_of=source.id).job
-        assert remixed.remix_of == source.id and remixed.kind == "generate"
+        extension = store.submit(key.id, parse_request({"prompt": "on", "duration": 3}), cost=10,
+                                 origin=Origin(kind=JobKind.EXTEND, source_job_id=source.id, duration=5)).job
+        assert (extension.kind, extension.source_job_id, extension.duration) == (JobKind.EXTEND, source.id, 5)
+        remixed = store.submit(key.id, request, cost=10, origin=Origin(remix_of=source.id)).job
+        assert remixed.remix_of == source.id and remixed.kind is JobKind.GENERATE
         # One Idempotency-Key cannot stand for a plain job and an extension of the same request.
         store.submit(key.id, parse_request({"prompt": "on", "duration": 3}), cost=10, idempotency_key="k")
         with pytest.raises(InvalidRequest):
             store.submit(key.id, parse_request({"prompt": "on", "duration": 3}), cost=10, idempotency_key="k",
-                         kind="extend", source_job_id=source.id)
+                         origin=Origin(kind=JobKind.EXTEND, source_job_id=source.id))
     finally:
         db.dispose()
 

@@ -180,21 +180,22 @@ def finished_job(server, key: str, *, status: str = "completed", duration: int =
 def test_the_store_keeps_a_retakes_range_and_hashes_it_on_sqlite_and_postgres(db_url):
     from pixgen.jobs.db import connect
     from pixgen.jobs.keys import create_key
+    from pixgen.jobs.origin import JobKind, Origin
     from pixgen.jobs.store import JobStore, request_hash
 
     db = connect(db_url, pool_size=1)
     try:
         key_id = create_key(db, credits=50)[0].id
         request = parse_request({"prompt": "a fox", "duration": 1, "seed": 2})
-        job = JobStore(db).submit(key_id, request, cost=3, kind="retake", source_job_id="job_src", duration=4,
-                                  retake=(1.0, 2.0 + 2 / 3)).job
+        job = JobStore(db).submit(key_id, request, cost=3, origin=Origin(
+            kind=JobKind.RETAKE, source_job_id="job_src", duration=4, retake=(1.0, 2.0 + 2 / 3))).job
         stored = JobStore(db).get(job.id)
         assert (stored.kind, stored.retake_start, stored.retake_end, stored.duration) == ("retake", 1.0,
                                                                                           2.0 + 2 / 3, 4)
     finally:
         db.dispose()
-    assert request_hash(request, "retake", "job_src", retake=(1.0, 2.0)) != \
-        request_hash(request, "retake", "job_src", retake=(1.0, 3.0))
+    assert request_hash(request, Origin(kind=JobKind.RETAKE, source_job_id="job_src", retake=(1.0, 2.0))) != \
+        request_hash(request, Origin(kind=JobKind.RETAKE, source_job_id="job_src", retake=(1.0, 3.0)))
 
 
 def test_retake_refusals_name_the_field_and_charge_nothing(api_server):

@@ -361,6 +361,7 @@ def test_a_delivery_is_written_with_the_event_it_announces_for_the_events_asked_
     named by the event's id; OpenAI-form jobs get OpenAI's names (a cancelled video is video.failed)."""
     from pixgen.core.spec import parse_request
     from pixgen.jobs.events import job_history
+    from pixgen.jobs.origin import ApiSurface, Origin
     from pixgen.jobs.store import JobStore, Outcome
     from pixgen.jobs.webhooks import Subscription
 
@@ -381,7 +382,8 @@ def test_a_delivery_is_written_with_the_event_it_announces_for_the_events_asked_
         assert [(history[d.id], d.event_type, d.signer, d.state) for d in sent] == [
             ("progress", "job.progress", "key", "pending"), ("completed", "job.completed", "key", "pending")]
         assert all(d.url == hook.url for d in sent)
-        video = store.submit(key.id, request, cost=10, surface="openai", webhook=Subscription("http://ops/x")).job
+        video = store.submit(key.id, request, cost=10, origin=Origin(surface=ApiSurface.OPENAI),
+                             webhook=Subscription("http://ops/x")).job
         store.cancel(video.id, key.id)
         (cancelled,) = deliveries.for_job(db, video.id)
         assert (cancelled.event_type, cancelled.signer) == ("video.failed", "server")

@@ -27,8 +27,9 @@ from pydantic.fields import FieldInfo
 
 from pixgen.api.body import read_json
 from pixgen.api.mapping import renamed
-from pixgen.core.fields import HTTP_URL, item_model, role_of, roles, surface_names
+from pixgen.core.fields import HTTP_URL, item_model, role_of, roles, surface_aliases
 from pixgen.core.spec import MAX_PROMPT, VideoRequest, invalid_from_error
+from pixgen.core.surfaces import ApiSurface
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.webhooks import JOB_EVENTS
 from pixgen.media.fetch import MAX_URL
@@ -71,7 +72,7 @@ class TakesUrl:
 
 
 # -- canonical fields for a surface's body ----------------------------------------------------------------------
-def canonical_fields(*, surface: str | None = None, urls: bool = False, only: Iterable[str] | None = None,
+def canonical_fields(*, surface: ApiSurface | None = None, urls: bool = False, only: Iterable[str] | None = None,
                      optional: bool = False, prefix: str = "") -> dict[str, Any]:
     """``VideoRequest``'s fields (``only`` these, in its order) as ``create_model`` definitions for a ``surface``'s
     body: with ``urls`` each media field's URL (in the field, or its sibling), and the surface's other names for a
@@ -88,8 +89,8 @@ def canonical_fields(*, surface: str | None = None, urls: bool = False, only: It
             what = role.media.value if role.media else "media"
             out[role.url_field] = (HttpUrl | None, Field(None, description=f"an http(s) URL of {name}'s {what} "
                                                                             "(fetched at submit)"))
-        other = role.names.get(surface or "")
-        if other and other not in out and surface == "jobs":  # another name for the same field
+        other = role.aliases.get(surface) if surface is not None else None
+        if other and other not in out:  # another name for the same field
             out[other] = (_copied(info, urls=urls, prefix=prefix, optional=True)[0], Field(None))
     return out
 
@@ -160,10 +161,9 @@ def not_both(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"allOf": [{"not": {"required": list(pair)}} for pair in pairs]}
 
 
-def surface_pairs(surface: str, *, urls: bool) -> list[tuple[str, str]]:
+def surface_pairs(surface: ApiSurface, *, urls: bool) -> list[tuple[str, str]]:
     """The pairs a surface's body may hold only one of: a field and its other name, a field and its URL field."""
-    pairs = [(other, name) for name, other in surface_names(VideoRequest, surface).items()] if surface == "jobs" \
-        else []
+    pairs = [(other, name) for name, other in surface_aliases(VideoRequest, surface).items()]
     if urls:
         pairs += [(role.url_field, name) for name, role in roles(VideoRequest).items() if role.url_field]
     return pairs
@@ -224,9 +224,11 @@ class JsonBody(Generic[M]):
         first = found[kinds.index("extra_forbidden")] if "missing" in kinds and "extra_forbidden" in kinds \
             else found[0]
         # A value no member of a union takes: the member it came closest to says most (``video.kind`` for
-        # ``{"id": ..., "kind": ...}`` rather than "video: not a string").
-        first = max((e for e in found if e.get("loc", ())[:1] == first.get("loc", ())[:1]),
-                    key=lambda e: len(e.get("loc", ())), default=first)
+        # ``{"id": ..., "kind": ...}`` rather than "video: not a string"), a field it does not take before one it
+        # misses.
+        same_field = [e for e in found if e.get("loc", ())[:1] == first.get("loc", ())[:1]]
+        first = max(same_field, key=lambda e: (len(e.get("loc", ())), e.get("type") == "extra_forbidden"),
+                    default=first)
         problem = invalid_from_error(first, self.model)
         if first.get("type") == "extra_forbidden" and len(first.get("loc", ())) == 1:
             unknown = getattr(self.model, "UNKNOWN", "")

@@ -34,10 +34,12 @@ from pixgen.core.models import CLOUDFLARE_MODEL_ID as MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import Conflict, GenerationError, InvalidRequest, PixgenError, error_for_code
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 
 PREFIX = "/client/v4"
+ORIGIN = Origin(surface=ApiSurface.CLOUDFLARE)  # every job of this surface is a new video
 POLL = (0.1, 0.5)  # seconds between looks at the job while waiting: from the first to the most
 
 
@@ -175,7 +177,7 @@ async def run_model(account_id: str, ctx: Ctx, key: AuthKey, model_name: Annotat
 
 async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: VideoRequest,
                idempotency_key: str | None, field_names: Mapping[str, str] | None = None) -> Response:
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="cloudflare",
+    submitted = await service.submit(ctx, key, video_request, origin=ORIGIN, idempotency_key=idempotency_key,
                                      field_names=field_names)
     job = await _wait(ctx, request, submitted.job.id)
     if job is None:  # the client went away; nothing more to say to it

@@ -23,6 +23,7 @@ from pixgen.core.sizes import nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, JobKind, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
@@ -42,15 +43,14 @@ class Derived:
     """A new job's request and where it came from (the extra columns of ``JobStore.submit``)."""
 
     request: VideoRequest
-    kind: str  # "generate" | "extend"
+    kind: JobKind  # generate, or extend (a remix of an extension extends the same video again)
     source_job_id: str | None  # extend: the video continued
     remix_of: str | None
     duration: int  # the whole output's length in seconds
 
-    @property
-    def origin(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source_job_id": self.source_job_id, "remix_of": self.remix_of,
-                "duration": self.duration}
+    def origin(self, surface: ApiSurface) -> Origin:
+        return Origin(surface=surface, kind=self.kind, source_job_id=self.source_job_id, remix_of=self.remix_of,
+                      duration=self.duration)
 
 
 # -- pure mapping ----------------------------------------------------------------------------------------------
@@ -91,13 +91,13 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     if total > MAX_TOTAL_SECONDS:
         raise InvalidRequest(f"the extended video would be {total} s long; at most {MAX_TOTAL_SECONDS} s "
                              f"(the source is {source.duration} s)", field="duration")
-    return Derived(request, "extend", source.id, None, total)
+    return Derived(request, JobKind.EXTEND, source.id, None, total)
 
 
 def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> Derived:
     """``source``'s request (settings and seed) with ``fields["prompt"]``; nothing else may be given."""
     check_source(source, source_field, "remixed")
-    if source.kind == "retake":
+    if source.kind is JobKind.RETAKE:
         raise InvalidRequest(f"job {source.id} is a retake; retake its source again with the new prompt instead",
                              field=source_field)
     for name in fields:
@@ -117,18 +117,18 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
 # -- submitting ------------------------------------------------------------------------------------------------
 async def submit_extension(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                            source_field: str, idempotency_key: str | None = None,
-                           surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
+                           surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
     if not ctx.capabilities.extend:
         raise InvalidRequest("this server's model cannot extend videos", field=source_field)
     source = await _source(ctx, key, source_id, source_field)
     derived = extension(source, fields, source_field=source_field)
-    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                webhook=webhook, **derived.origin)
+    return await service.submit(ctx, key, derived.request, origin=derived.origin(surface),
+                                idempotency_key=idempotency_key, webhook=webhook)
 
 
 async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
-                       source_field: str, idempotency_key: str | None = None, surface: str = "jobs",
-                       webhook: Subscription | None = None) -> Submitted:
+                       source_field: str, idempotency_key: str | None = None,
+                       surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
     source = await _source(ctx, key, source_id, source_field)
     derived = remix(source, fields, source_field=source_field)
     if derived.source_job_id is not None and not ctx.capabilities.extend:
@@ -136,8 +136,8 @@ async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Map
                              field=source_field)
     if derived.source_job_id is not None:  # a remixed extension continues the same video again: still there?
         check_source(await _source(ctx, key, derived.source_job_id, source_field), source_field, "remixed")
-    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                webhook=webhook, **derived.origin)
+    return await service.submit(ctx, key, derived.request, origin=derived.origin(surface),
+                                idempotency_key=idempotency_key, webhook=webhook)
 
 
 async def _source(ctx: AppContext, key: ApiKey, job_id: str, field: str) -> Job:

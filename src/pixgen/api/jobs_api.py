@@ -33,7 +33,7 @@ from pixgen.api.estimate import estimate, estimate_json
 from pixgen.api.media import base_url, media_url
 from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
-from pixgen.core.fields import media_values, role_at, roles, surface_names, with_values
+from pixgen.core.fields import media_values, role_at, roles, surface_aliases, with_values
 from pixgen.core.models import MODEL_ID
 from pixgen.core.retake import MAX_SECONDS as MAX_RETAKE_SECONDS
 from pixgen.core.spec import VideoRequest, parse_request
@@ -41,6 +41,7 @@ from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, PixgenError
 from pixgen.jobs import deliveries
 from pixgen.jobs.ids import JobId
+from pixgen.jobs.origin import ApiSurface, JobKind
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription, parse_subscription
@@ -48,9 +49,9 @@ from pixgen.media.fetch import check_url
 
 PREFIX = "/api/v1"
 MAX_LIST = 100
-SURFACE_NAME = "jobs"  # how field roles name this surface (``Role.names``)
+SURFACE_NAME = ApiSurface.JOBS  # how field roles name this surface (``Role.aliases``)
 URL_FIELDS = {role.url_field: name for name, role in roles(VideoRequest).items() if role.url_field}  # image_url → ...
-ALIASES = surface_names(VideoRequest, SURFACE_NAME)  # canonical → the job API's other name (quality: resolution)
+ALIASES = surface_aliases(VideoRequest, SURFACE_NAME)  # canonical → the job API's other name (quality: resolution)
 
 router = APIRouter(prefix=PREFIX, tags=["job API"])
 
@@ -142,7 +143,7 @@ def webhook_subscription(body: BaseModel | None) -> tuple[dict[str, Any], Subscr
 
 def webhook_json(job: Job, sent: list[deliveries.Delivery]) -> dict[str, Any] | None:
     """A job's own webhook and each of its deliveries (pending, delivered, or failed: given up)."""
-    if not job.webhook_url or job.surface == "openai":  # the OpenAI surface's webhook is the operator's
+    if not job.webhook_url or job.surface.operator_webhook:  # that surface's webhook is the operator's
         return None
     return {"url": job.webhook_url, "events": (job.webhook_events or "").split(","),
             "deliveries": [d.as_json() for d in sent]}
@@ -200,7 +201,7 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         sourceJobId=job.source_job_id,
         remixOf=job.remix_of,
         retake=schemas.RetakeRange(start=round(job.retake_start, 4), end=round(job.retake_end, 4))
-        if job.kind == "retake" and job.retake_start is not None and job.retake_end is not None else None,
+        if job.kind is JobKind.RETAKE and job.retake_start is not None and job.retake_end is not None else None,
         replayOf=job.replay_of,
         shots=job.shot_list(),
         timings=job.timing_dict(),
@@ -298,7 +299,7 @@ async def estimate_run(ctx: Ctx, key: AuthKey, model_id: ModelId,
     urls = media_urls(fields)
     video_request = to_video_request(fields)
     prepared = await service.prepare(ctx, video_request, media_urls=urls, field_names=sent_names(fields))
-    await service.check_webhook(ctx, webhook, "jobs")
+    await service.check_webhook(ctx, webhook, ApiSurface.JOBS)
     return estimate_json(await run_in_threadpool(estimate, ctx, key, prepared))
 
 

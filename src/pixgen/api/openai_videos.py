@@ -74,6 +74,7 @@ from pixgen.core.spec import VideoRequest, invalid_from_validation, parse_reques
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, NotFound, PixgenError
 from pixgen.jobs.ids import JobId
+from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 from pixgen.media.fetch import check_url
@@ -82,7 +83,8 @@ from pixgen.media.kinds import kind
 PREFIX = "/v1"
 POLL_AFTER_MS = 500  # told to the SDK's create_and_poll / poll (header openai-poll-after-ms) while a job runs
 DELETE_WAIT = 10.0  # seconds DELETE gives a running job to stop before it answers 409 (which the SDK retries)
-SURFACE_NAME = "openai"  # how field roles name this surface (``Role.names``)
+SURFACE_NAME = ApiSurface.OPENAI  # how field roles name this surface (``Role.names``)
+ORIGIN = Origin(surface=SURFACE_NAME)  # a video made here (extensions and remixes add where they come from)
 # Canonical fields that OpenAI's own fields stand for (``seconds``, ``size``, ``input_reference``): giving both is
 # ambiguous.
 _SAME_AS = surface_names(VideoRequest, SURFACE_NAME)
@@ -447,7 +449,7 @@ async def create_video(ctx: Ctx, key: AuthKey, body: Annotated[BaseModel, Depend
     fields = body.model_dump(exclude_unset=True)
     video_request = to_video_request(fields)
     submitted = await service.submit(ctx, key, video_request, media_urls=media_urls(fields),
-                                     idempotency_key=idempotency_key, surface="openai",
+                                     origin=ORIGIN, idempotency_key=idempotency_key,
                                      field_names=sent_names(fields))
     return _video_response(ctx, submitted.job)
 
@@ -461,7 +463,7 @@ async def extend_video(ctx: Ctx, key: AuthKey, body: Annotated[BaseModel, Depend
     source_id, fields = to_extension_fields(sent)
     try:
         submitted = await derived.submit_extension(ctx, key, source_id, fields, source_field="video",
-                                                   idempotency_key=idempotency_key, surface="openai")
+                                                   idempotency_key=idempotency_key, surface=ORIGIN.surface)
     except InvalidRequest as exc:
         raise mapping.renamed(exc, {"duration": "seconds"} if "seconds" in sent else {}) from None
     return _video_response(ctx, submitted.job)
@@ -474,7 +476,7 @@ async def remix_video(ctx: Ctx, key: AuthKey, video_id: VideoIdPath, body: Annot
     """A new video with the settings and seed of a completed one and a new ``prompt``."""
     submitted = await derived.submit_remix(ctx, key, video_id, body.model_dump(exclude_unset=True),
                                            source_field="video_id", idempotency_key=idempotency_key,
-                                           surface="openai")
+                                           surface=ORIGIN.surface)
     return _video_response(ctx, submitted.job)
 
 

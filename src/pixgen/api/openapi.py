@@ -27,8 +27,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from pixgen.core.fields import roles, scalar_type, surface_names
+from pixgen.core.fields import roles, scalar_type, surface_aliases
 from pixgen.core.spec import VideoRequest
+from pixgen.core.surfaces import ApiSurface
 from pixgen.engine.base import Capabilities
 from pixgen.jobs.store import MAX_IDEMPOTENCY_KEY
 
@@ -153,7 +154,7 @@ def narrow(schema: dict[str, Any], caps: Capabilities) -> None:
     """A body's canonical fields (and a surface's other name for one, ``resolution``) held to what ``caps`` offers,
     by each field's role; a field left out takes its URL field along, and the keywords that named it."""
     props = schema.get("properties", {})
-    aliases = {other: name for name, other in surface_names(VideoRequest, "jobs").items()}
+    aliases = {other: name for surface in ApiSurface for name, other in surface_aliases(VideoRequest, surface).items()}
     for prop_name in list(props):
         name = aliases.get(prop_name, prop_name)
         role = roles(VideoRequest).get(name)

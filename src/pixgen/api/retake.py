@@ -22,6 +22,7 @@ from pixgen.core.sizes import FPS, nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, JobKind, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 
@@ -85,7 +86,7 @@ def retake(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId
 
 async def submit_retake(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                         source_field: str = "jobId", idempotency_key: str | None = None,
-                        surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
+                        surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
     if not ctx.capabilities.retake:
         raise InvalidRequest("this server's model cannot retake videos", field=source_field)
     try:
@@ -94,6 +95,7 @@ async def submit_retake(ctx: AppContext, key: ApiKey, source_id: str, fields: Ma
         raise NotFound(f"no job {source_id!r}", field=source_field) from None
     job = retake(source, fields, source_field=source_field)
     cost = job.cost(ctx.settings.price_for(source.quality))
-    return await service.submit(ctx, key, job.request, idempotency_key=idempotency_key, surface=surface,
-                                cost=cost, kind="retake", source_job_id=source.id, duration=source.duration,
-                                retake=(job.start, job.end), webhook=webhook)
+    origin = Origin(surface=surface, kind=JobKind.RETAKE, source_job_id=source.id, duration=source.duration,
+                    retake=(job.start, job.end))
+    return await service.submit(ctx, key, job.request, origin=origin, idempotency_key=idempotency_key, cost=cost,
+                                webhook=webhook)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +21,7 @@ from pixgen.core.sizes import nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import DIRECT, ApiSurface, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 from pixgen.media.fetch import FetchPolicy, check_destination
@@ -36,38 +36,38 @@ async def submit(
     key: ApiKey,
     request: VideoRequest,
     *,
+    origin: Origin = DIRECT,
     media_urls: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
-    surface: str = "jobs",
     model: str = MODEL_ID,
     field_names: Mapping[str, str] | None = None,
     webhook: Subscription | None = None,
     cost: int | None = None,
-    **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
     The request is first made ready by ``prepare`` (the same path ``estimate`` runs); then the store charges and
     queues it in one transaction. ``webhook``'s URL must resolve to addresses the SSRF guard
-    allows (checked again at every delivery); every job of the OpenAI surface gets the operator's ``--webhook-url``
-    instead, when one is set. Any refusal is a 400 naming the field as the surface calls it (``field_names``:
-    canonical → sent), and nothing is queued or charged.
-    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``),
-    ``retake`` of a retake (``api.retake``); ``cost``: the charge when it is not the price of the quality.
+    allows (checked again at every delivery); a surface whose webhook is the operator's (OpenAI's) gets the
+    ``--webhook-url`` instead, when one is set. Any refusal is a 400 naming the field as the surface calls it
+    (``field_names``: canonical → sent), and nothing is queued or charged.
+    ``origin``: the surface, the kind and the jobs it is made from (``jobs.origin.Origin``: ``api.derived`` for
+    extensions and remixes, ``api.retake``, ``api.replay``); ``cost``: the charge when it is not the price of the
+    quality.
     """
     request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
-    webhook = await check_webhook(ctx, webhook, surface)
+    webhook = await check_webhook(ctx, webhook, origin.surface)
     if cost is None:
         cost = ctx.settings.price_for(request.quality)
-    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
-                                   idempotency_key=idempotency_key, surface=surface, model=model,
-                                   webhook=webhook, **origin)
+    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost, origin=origin,
+                                   idempotency_key=idempotency_key, model=model, webhook=webhook)
 
 
-async def check_webhook(ctx: AppContext, webhook: Subscription | None, surface: str) -> Subscription | None:
-    """The job's webhook: the operator's ``--webhook-url`` for the OpenAI surface; else the caller's, whose URL
-    must resolve to addresses the SSRF guard allows (400 naming ``webhook_url``)."""
-    if surface == "openai":
+async def check_webhook(ctx: AppContext, webhook: Subscription | None,
+                        surface: ApiSurface) -> Subscription | None:
+    """The job's webhook: the operator's ``--webhook-url`` for a surface whose webhook is the operator's (OpenAI's);
+    else the caller's, whose URL must resolve to addresses the SSRF guard allows (400 naming ``webhook_url``)."""
+    if surface.operator_webhook:
         return Subscription(ctx.settings.webhook_url) if ctx.settings.webhook_url else None
     if webhook is not None:
         policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)

@@ -7,7 +7,9 @@ A ``VideoRequest`` field (``core/spec.py``) carries a ``Role`` in its ``Annotate
 - ``url``: the job API also takes an http(s) URL for it, fetched at submit: ``True`` in the field itself, or a
   sibling field's name (``image_url`` for ``image_input``);
 - ``private``: its content is removed under zero data retention (every media field is; prompts are too);
-- ``cli``: its command-line flag (``Flag``); ``names``: what a surface calls it (``{"openai": "seconds"}``);
+- ``cli``: its command-line flag (``Flag``); ``aliases``: another name a surface also takes for it, the value as it
+  is (``{ApiSurface.JOBS: "resolution"}``); ``names``: a surface's own field that stands for it, in that surface's
+  form (``{ApiSurface.OPENAI: "seconds"}``);
 - ``needs``: the ``Capabilities`` flag a value other than the default needs (``end_frame``, ``keyframes``, ...);
   ``offered``: the ``Capabilities`` attribute that lists the values this server takes (``qualities``, ...).
 
@@ -28,6 +30,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+from pixgen.core.surfaces import ApiSurface
 
 
 class Media(StrEnum):
@@ -104,7 +108,8 @@ class Role:
     url: bool | str = False
     private: bool = False
     cli: Flag | None = None
-    names: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[ApiSurface, str] = field(default_factory=dict)
+    names: Mapping[ApiSurface, str] = field(default_factory=dict)
     needs: Need | None = None
     offered: str | None = None
 
@@ -124,8 +129,8 @@ class Role:
         return self.url is True
 
     def __hash__(self) -> int:  # ``names`` is a dict: hash what identifies the role
-        return hash((self.media, self.url, self.private, self.cli, tuple(sorted(self.names.items())), self.needs,
-                     self.offered))
+        return hash((self.media, self.url, self.private, self.cli, tuple(sorted(self.aliases.items())),
+                     tuple(sorted(self.names.items())), self.needs, self.offered))
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
         """A media field's JSON schema: its data-URI pattern on the string (the validators check the same form)."""
@@ -302,6 +307,11 @@ def form_value(info: FieldInfo, text: Any) -> Any:
     return text
 
 
-def surface_names(model: type[BaseModel], surface: str) -> dict[str, str]:
-    """``{canonical field: the name surface uses}`` for the fields ``surface`` renames."""
+def surface_names(model: type[BaseModel], surface: ApiSurface) -> dict[str, str]:
+    """``{canonical field: the surface's own field that stands for it}`` (OpenAI's ``seconds`` for ``duration``)."""
     return {name: role.names[surface] for name, role in roles(model).items() if surface in role.names}
+
+
+def surface_aliases(model: type[BaseModel], surface: ApiSurface) -> dict[str, str]:
+    """``{canonical field: another name the surface also takes for it}`` (the job API's ``resolution``)."""
+    return {name: role.aliases[surface] for name, role in roles(model).items() if surface in role.aliases}

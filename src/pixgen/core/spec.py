@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pixgen.core.fields import Flag, Media, Need, Role, item_model, media_values
 from pixgen.core.keyframes import MAX_KEYFRAMES, Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
+from pixgen.core.surfaces import ApiSurface
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
@@ -51,18 +52,20 @@ class VideoRequest(BaseModel):
     negative_prompt: Annotated[StrictStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
     duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
-                                        names={"openai": "seconds"}, offered="durations")] = Field(5, ge=1, le=15)
+                                        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
+        Field(5, ge=1, le=15)
     aspect_ratio: Annotated[AspectRatio | None, Role(
-        cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={"openai": "size"},
+        cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
         offered="aspect_ratios")] = None
     quality: Annotated[Quality, Role(cli=Flag(("--quality",), help="default 720p"),
-                                     names={"jobs": "resolution", "openai": "size"}, offered="qualities")] = "720p"
+                                     aliases={ApiSurface.JOBS: "resolution"}, names={ApiSurface.OPENAI: "size"},
+                                     offered="qualities")] = "720p"
     seed: Annotated[StrictInt | None, Role(cli=Flag(("--seed",), help="0..2147483647; drawn at random when absent"))] \
         = Field(None, ge=0, le=MAX_SEED)
     generate_audio: Annotated[StrictBool, Role(cli=Flag(("--no-audio",), negate=True, help="write no audio track"))] \
         = True
     image_input: Annotated[StrictStr | None, Role(
-        media=Media.IMAGE, url="image_url", names={"openai": "input_reference"},
+        media=Media.IMAGE, url="image_url", names={ApiSurface.OPENAI: "input_reference"},
         cli=Flag(("--image",), metavar="FILE", help="start frame (PNG, JPEG or WebP)"))] = None
     end_image_input: Annotated[StrictStr | None, Role(
         media=Media.IMAGE, url="end_image_url", needs=Need("end_frame", "an end frame"),

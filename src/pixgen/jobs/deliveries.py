@@ -71,7 +71,7 @@ def enqueue(conn: Connection, *, event_id: str, job: Any, kind: EventKind, now: 
         return False
     conn.execute(table.insert().values(
         id=event_id, job_id=job.id, key_id=job.key_id, event_type=name, url=job.webhook_url,
-        signer=SERVER_SIGNER if job.surface == "openai" else KEY_SIGNER, state=PENDING, attempts=0,
+        signer=SERVER_SIGNER if job.surface.operator_webhook else KEY_SIGNER, state=PENDING, attempts=0,
         next_attempt_at=now, created_at=now))
     return True
 

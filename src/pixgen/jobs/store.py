@@ -40,6 +40,7 @@ from pixgen.jobs import deliveries, events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.ids import JobId
+from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
 from pixgen.jobs.webhooks import Subscription
@@ -60,7 +61,7 @@ class Job:
     request: str
     request_hash: str
     idempotency_key: str | None
-    surface: str
+    surface: ApiSurface
     prompt: str | None
     original_prompt: str | None
     seed: int
@@ -90,10 +91,9 @@ class Job:
     finished_at: float | None
     updated_at: float
     deleted_at: float | None
-    # What the job does: "generate", "extend" (continue the video of ``source_job_id``) or "retake" (regenerate a
-    # range of it); ``remix_of``: the job
-    # whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots, when any.
-    kind: str = "generate"
+    # What the job does (``JobKind``: generate, or extend / retake the video of ``source_job_id``); ``remix_of``:
+    # the job whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots.
+    kind: JobKind = JobKind.GENERATE
     source_job_id: str | None = None
     remix_of: str | None = None
     shots: str | None = None
@@ -111,6 +111,9 @@ class Job:
     def from_row(cls, row: Any) -> "Job":
         values = {name: row[name] for name, required in _JOB_FIELDS if required or name in row}
         values["status"] = JobStatus(values["status"])
+        values["surface"] = ApiSurface(values["surface"])
+        if "kind" in values:
+            values["kind"] = JobKind(values["kind"])
         for name in ("refunded", "cancel_requested", "media_deleted"):
             values[name] = bool(values[name])
         return cls(**values)
@@ -206,19 +209,20 @@ class Outcome:
                    timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest)
 
 
-def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
-                 remix_of: str | None = None, retake: tuple[float, float] | None = None,
-                 webhook: Subscription | None = None) -> str:
+def request_hash(request: VideoRequest, origin: Origin = DIRECT, webhook: Subscription | None = None) -> str:
     """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
 
-    An extension or remix hashes its source too, and a job with a webhook its subscription, so one Idempotency-Key
-    cannot stand for two different jobs (or one job whose events go to two different places).
+    An extension, remix, retake or replay hashes where it comes from too, and a job with a webhook its
+    subscription, so one Idempotency-Key cannot stand for two different jobs (or one job whose events go to two
+    different places).
     """
     data: dict[str, Any] = request.model_dump(mode="json")
-    if kind != "generate" or source_job_id or remix_of or webhook is not None:
-        data = {"request": data, "kind": kind, "source_job_id": source_job_id, "remix_of": remix_of}
-        if retake is not None:
-            data["retake"] = list(retake)
+    made_from = origin.remix_of or origin.replay_of
+    if origin.kind is not JobKind.GENERATE or origin.source_job_id or made_from or webhook is not None:
+        data = {"request": data, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
+                "remix_of": made_from}
+        if origin.retake is not None:
+            data["retake"] = list(origin.retake)
         if webhook is not None:
             data["webhook"] = webhook.column_values()
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -259,24 +263,16 @@ class JobStore:
         request: VideoRequest,
         *,
         cost: int,
+        origin: Origin = DIRECT,
         idempotency_key: str | None = None,
-        surface: str = "jobs",
         model: str = MODEL_ID,
-        kind: str = "generate",
-        source_job_id: str | None = None,
-        remix_of: str | None = None,
-        duration: int | None = None,
         webhook: Subscription | None = None,
-        retake: tuple[float, float] | None = None,
-        replay_of: str | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
-        ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
-        ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
-        ``webhook``: where the job's events go (``jobs.webhooks``).
-        ``kind="retake"`` regenerates the range ``retake`` (start, end seconds) of ``source_job_id``'s video.
-        ``replay_of`` names the job whose manifest a replay makes again.
+        ``origin``: the surface, the kind (an extension continues the video of ``origin.source_job_id``, a retake
+        regenerates ``origin.retake`` of it) and the jobs it was made from (``Origin``); ``webhook``: where the
+        job's events go (``jobs.webhooks``).
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
         ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
@@ -284,14 +280,15 @@ class JobStore:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
-        digest = request_hash(request, kind, source_job_id, remix_of or replay_of, retake, webhook)
-        origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of, "replay_of": replay_of,
-                  "duration": request.duration if duration is None else duration,
-                  **(webhook.column_values() if webhook is not None else {})}
-        if retake is not None:
-            origin.update(retake_start=retake[0], retake_end=retake[1])
+        digest = request_hash(request, origin, webhook)
+        columns = {"surface": origin.surface.value, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
+                   "remix_of": origin.remix_of, "replay_of": origin.replay_of,
+                   "duration": request.duration if origin.duration is None else origin.duration,
+                   **(webhook.column_values() if webhook is not None else {})}
+        if origin.retake is not None:
+            columns.update(retake_start=origin.retake[0], retake_end=origin.retake[1])
         try:
-            return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
+            return self._submit_once(key_id, request, digest, cost, idempotency_key, model, columns)
         except IntegrityError:
             # Another node inserted the same Idempotency-Key between our check and our insert: ours rolled back
             # (charge included); answer with theirs.
@@ -301,7 +298,7 @@ class JobStore:
                 return self._replay(conn, key_id, idempotency_key, digest)  # type: ignore[return-value]
 
     def _submit_once(self, key_id: str, request: VideoRequest, digest: str, cost: int,
-                     idempotency_key: str | None, surface: str, model: str, origin: dict[str, Any]) -> Submitted:
+                     idempotency_key: str | None, model: str, columns: dict[str, Any]) -> Submitted:
         now = self.clock()
         with self.db.write() as conn:
             # Lock the key's row first: submits of one key are serialised, so the caps and the balance hold.
@@ -321,10 +318,10 @@ class JobStore:
             conn.execute(jobs.insert().values(
                 id=job_id, key_id=key_id, model=model, status=JobStatus.PENDING.value,
                 request=seeded.model_dump_json(), request_hash=digest, idempotency_key=idempotency_key,
-                surface=surface, prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
+                prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
                 quality=seeded.quality, aspect_ratio=seeded.aspect_ratio, credit_cost=cost, refunded=False,
                 progress=0, stage=None, cancel_requested=False, attempts=0, media_deleted=False, created_at=now,
-                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **origin))
+                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **columns))
             conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                          .values(credits=api_keys.c.credits - cost))
             job = self._get(conn, job_id)
@@ -375,14 +372,14 @@ class JobStore:
         ahead = row["ahead"]
         return Job.from_row(row), None if ahead is None else int(ahead) + 1
 
-    def list_jobs(self, key_id: str, *, limit: int = 20, surface: str | None = None, after: str | None = None,
+    def list_jobs(self, key_id: str, *, limit: int = 20, surface: ApiSurface | None = None, after: str | None = None,
                   order: str = "desc") -> list[Job]:
         """The key's jobs, newest first (``order="asc"``: oldest first); ``after`` (a job id) pages on past it."""
         if order not in ("asc", "desc"):
             raise InvalidRequest("order must be 'asc' or 'desc'", field="order")
         query = select(jobs).where(jobs.c.key_id == key_id, jobs.c.deleted_at.is_(None))
         if surface is not None:
-            query = query.where(jobs.c.surface == surface)
+            query = query.where(jobs.c.surface == surface.value)
         with self.db.read() as conn:
             if after is not None:
                 anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)
@@ -605,7 +602,7 @@ class JobStore:
     def _event(self, conn: Connection, job: Job, kind: EventKind, status: JobStatus, now: float,
                data: dict[str, Any] | None = None) -> None:
         event_id = events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
-                                 data={"surface": job.surface, "quality": job.quality, **(data or {})})
+                                 data={"surface": job.surface.value, "quality": job.quality, **(data or {})})
         deliveries.enqueue(conn, event_id=event_id, job=job, kind=kind, now=now)
 
     def _owned(self, conn: Connection, job_id: str, key_id: str | None, *, lock: bool = False) -> Job:
