@@ -19,10 +19,10 @@ from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.store import JobStore, Outcome
-from pixgen.testing import start_server, start_worker, stop_process, wait_for
+from pixgen.testing import FAKE_ENGINE, start_server, start_worker, stop_process, wait_for
 
 TOKEN = "scrape-secret-7f3a"
-FAKE = {"PIXGEN_ENGINE": "fake", "PIXGEN_LEASE_SECONDS": "10"}
+FAKE = {"PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_LEASE_SECONDS": "10"}
 RUN = "/api/v1/models/pixverse-v6/run"
 JOB = {"prompt": "a lighthouse at dusk", "duration": 1, "quality": "360p"}
 REQ = parse_request(JOB)

@@ -18,6 +18,7 @@ import pytest
 
 from pixgen.core.retake import plan_range, plan_window
 from pixgen.core.spec import parse_request
+from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.engine.ltx2.retake import splice_audio
 from pixgen.errors import InvalidRequest
 from pixgen.media import mp4
@@ -26,22 +27,23 @@ from pixgen.media.probe import probe, read_audio, read_frames
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RUN = "/api/v1/models/pixverse-v6/run"
+RULE = LTX2_CAPABILITIES.retake  # LTX-2's: 8 frames a latent, 17 frames before, 3 after, 15 s
 
 
 # -- the range rule --------------------------------------------------------------------------------------------
 def test_a_range_inside_the_video_is_whole_latents_between_the_frames_either_side():
-    w = plan_window(121, 24, 48)  # 1 s .. 2 s of a 5 s video: already whole latents
+    w = plan_window(121, 24, 48, RULE)  # 1 s .. 2 s of a 5 s video: already whole latents
     assert (w.start, w.end, w.before, w.after, w.after_latent, w.gen_frames) == (24, 48, 17, (48, 56, 64), 6, 65)
     assert w.window_start + 8 * (w.after_latent - 1) + 1 == w.end  # the first kept frame starts its latent
-    w = plan_window(121, 12, 24)  # 12 frames → 16: the end moves 4 frames later
+    w = plan_window(121, 12, 24, RULE)  # 12 frames → 16: the end moves 4 frames later
     assert (w.start, w.end, w.before) == (12, 28, 9)
     assert (w.before + w.frames - 1) % 8 == 0
 
 
 def test_a_range_at_the_start_or_to_the_end_needs_frames_on_one_side_only():
-    w = plan_window(121, 0, 24)
+    w = plan_window(121, 0, 24, RULE)
     assert (w.before, w.end, w.after) == (0, 25, (25, 33, 41))
-    w = plan_window(121, 100, 120)  # ends on the last frame: to the end, the last frame included
+    w = plan_window(121, 100, 120, RULE)  # ends on the last frame: to the end, the last frame included
     assert (w.end, w.after, w.before, w.frames) == (121, (), 17, 21)
     assert (w.gen_frames - 1) % 8 == 0 and w.gen_frames >= w.before + w.frames
 
@@ -52,15 +54,15 @@ def test_a_range_at_the_start_or_to_the_end_needs_frames_on_one_side_only():
 ])
 def test_bad_ranges_are_refused_naming_the_field(start, end, field):
     with pytest.raises(InvalidRequest) as info:
-        plan_range(start, end, 121)
+        plan_range(start, end, 121, RULE)
     assert info.value.field == field
 
 
 def test_at_most_15_seconds_are_retaken():
     with pytest.raises(InvalidRequest) as info:
-        plan_range(0, 16, 20 * 24 + 1)
+        plan_range(0, 16, 20 * 24 + 1, RULE)
     assert info.value.field == "end"
-    assert plan_range(0, 15, 20 * 24 + 1).frames == 15 * 24 + 1
+    assert plan_range(0, 15, 20 * 24 + 1, RULE).frames == 15 * 24 + 1
 
 
 # -- the sound's joins ----------------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
 from pixgen.core.fields import media_values, role_at, roles, surface_aliases, with_values
 from pixgen.core.models import MODEL_ID
-from pixgen.core.retake import MAX_SECONDS as MAX_RETAKE_SECONDS
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, PixgenError
@@ -81,8 +80,8 @@ Seconds = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False, description="s
 RetakeRequest = body_model(
     "RetakeRequest", {
         "start": (Seconds, ...),
-        "end": (Seconds, Field(..., description=f"seconds on the video's clock; end - start from 8 frames to "
-                                                f"{MAX_RETAKE_SECONDS} s")),
+        "end": (Seconds, Field(..., description="seconds on the video's clock; end - start from one latent frame "
+                                                "to the longest range the model retakes (LTX-2: 15 s)")),
         "prompt": prompt_field(required=False, description="default: the prompt of the source job"),
         **canonical_fields(only=("seed",)), **_WEBHOOK},
     unknown=f"unknown field {{name!r}}; a retake takes {', '.join(retake.RETAKE_FIELDS)}",

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pixgen.core.fields import roles, scalar_type
+from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.sizes import output_size
 from pixgen.core.spec import MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
@@ -62,6 +63,13 @@ def check_capabilities(request: VideoRequest, capabilities: Capabilities,
     the field's default)."""
     for problem in capability_problems(request, capabilities):
         raise renamed(problem, names or {})
+    if request.keyframes and capabilities.keyframes:  # pictures on the backend's latent clock, one per latent
+        try:
+            check_keyframe_latents(request.keyframes, request.duration, capabilities.frames_per_latent,
+                                   start_image=request.image_input is not None,
+                                   end_image=request.end_image_input is not None)
+        except InvalidRequest as exc:
+            raise renamed(exc, names or {}) from None
 
 
 def capability_problems(request: VideoRequest, capabilities: Capabilities) -> Iterator[InvalidRequest]:

@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pixgen.core.fields import Flag, Media, choices, item_model, role_of, roles, scalar_type
+from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.progress import Progress
 from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.engine import backend
 from pixgen.errors import InvalidRequest, PixgenError
 from pixgen.media.kinds import kind as kind_of
 from pixgen.settings import add_arguments, load_settings
@@ -101,10 +103,16 @@ def _item(model: type[BaseModel], spec: str, flag: Flag) -> dict[str, Any]:
 
 
 def parse_args_request(args: argparse.Namespace) -> VideoRequest:
-    """The validated request, or ``InvalidRequest`` naming the flag the user typed rather than the field."""
+    """The validated request, or ``InvalidRequest`` naming the flag the user typed rather than the field. Keyframes
+    are checked on the latent clock of the backend ``run`` loads (its capabilities, read without loading it)."""
     body = request_from_args(args)
     try:
-        return parse_request(body)
+        request = parse_request(body)
+        if request.keyframes:
+            check_keyframe_latents(request.keyframes, request.duration, backend().capabilities.frames_per_latent,
+                                   start_image=request.image_input is not None,
+                                   end_image=request.end_image_input is not None)
+        return request
     except InvalidRequest as exc:
         message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
         field = (exc.field or "").split("[")[0]  # keyframes[1].time → the --keyframe flag

@@ -113,8 +113,7 @@ class VideoRequest(BaseModel):
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
-            check_keyframes(self.keyframes, self.duration, start_image=self.image_input is not None,
-                            end_image=self.end_image_input is not None)
+            check_keyframes(self.keyframes, self.duration)
         return self
 
     def _check_control(self) -> None:

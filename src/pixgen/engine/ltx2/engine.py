@@ -43,8 +43,8 @@ from diffusers.pipelines.ltx2.utils import (
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pixgen.core.keyframes import frame_at, latent_index
-from pixgen.core.progress import Progress, ProgressCallback, no_progress
+from pixgen.core.keyframes import check_keyframe_latents, frame_at, latent_index
+from pixgen.core.progress import Progress, ProgressCallback, StageShares, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import LTX2_CAPABILITIES
@@ -124,9 +124,10 @@ class Run:
     control: ControlReference | None = None  # a control-video job's reference (stage 1 only: ``control.py``)
     # The sigmas the current shot's stage blocks ran ("stage1", "stage2"): what the manifest records.
     sigmas: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    stages: StageShares = LTX2_CAPABILITIES.stages  # the progress bar's stages and shares
 
     def report(self, stage: str, step: int = 0, total: int = 1) -> None:
-        self.on_progress(Progress(stage, step, total))
+        self.on_progress(Progress(stage, step, total, self.stages))
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -287,9 +288,13 @@ class LTX2Engine:
                 request = request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
         if request.end_image_input is not None:
             end = image_from_data_uri(request.end_image_input, field="end_image_input")
+        clock = self.capabilities.frames_per_latent
+        if request.keyframes:
+            check_keyframe_latents(request.keyframes, request.duration, clock, start_image=start is not None,
+                                   end_image=end is not None)
         keyframes = tuple(
             PlannedKeyframe(image_from_data_uri(k.image, field=f"keyframes[{i}].image"),
-                            latent_index(frame_at(k.time)), k.strength)
+                            latent_index(frame_at(k.time), clock), k.strength)
             for i, k in enumerate(request.keyframes or ()))
         width, height = output_size(request.ratio, request.quality)
         geometry = plan_geometry(width, height, two_stage=request.quality in self.two_stage_qualities)
