@@ -348,8 +348,9 @@ def _content_free(info) -> bool:
 
 
 def _every_field_set():
-    """A request with EVERY field of ``VideoRequest`` (and of the items it holds) set away from its default; each
-    value that carries content holds a marker of its own, returned with it."""
+    """A request with every field of ``VideoRequest`` that can carry content (and the items it holds) set, with the
+    settings away from their defaults; each value that carries content holds a marker of its own, returned with it.
+    A field added later gets a marker of its own when its role says it carries content."""
     import base64
 
     from pixgen.core.fields import Media, media_values, roles, with_values
@@ -363,14 +364,19 @@ def _every_field_set():
         "camera_movement": "zoom_in", "control_video": "data:video/mp4;base64,AAAA", "control_type": "depth",
         "keyframes": [{"image": png, "time": 1.0, "strength": 0.5}],
     }
-    assert set(values) == set(VideoRequest.model_fields), "give the new field a value here"
+    for name, role in roles(VideoRequest).items():  # a field added since: content of its own when it takes any
+        if name not in values and role.media is not None:
+            values[name] = role.media.placeholder
+        elif name not in values and role.private:
+            values[name] = f"MARK-{name}"
     media = {path: role.media for path, role, _ in media_values(VideoRequest, values)}
     markers = {path: f"MARK-{path}" for path in media}
     for path, kind in media.items():  # each media value made unique: its marker, base64-encoded, at the end
         tail = base64.b64encode(markers[path].encode()).decode()
         values = with_values(values, {path: png + tail if kind is Media.IMAGE else kind.placeholder[:-4] + tail})
-    markers.update(prompt="MARK-prompt", negative_prompt="MARK-negative")
-    return parse_request(values), markers, roles(VideoRequest)
+    markers.update({name: value for name, value in values.items() if isinstance(value, str)
+                    and value.startswith("MARK-")}, prompt="MARK-prompt", negative_prompt="MARK-negative")
+    return parse_request(values), markers
 
 
 @pytest.mark.parametrize("end", ["completed", "failed", "cancelled"])
@@ -392,7 +398,7 @@ def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, en
             carries_items = item_model(info) is not None  # its items' fields are walked in turn
             assert role_of(info).is_private or carries_items or _content_free(info), \
                 f"{model.__name__}.{name} can carry content: mark it private (Role) so zero data retention removes it"
-    request, markers, _ = _every_field_set()
+    request, markers = _every_field_set()
     key, _ = create_key(db, credits=10)
     store = JobStore(db, zero_data_retention=True, clock=clock)
     job = store.submit(key.id, request, cost=10).job
