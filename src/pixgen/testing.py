@@ -20,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -96,7 +97,7 @@ class FakeEngine:
         self.jobs_run = 0
 
     @classmethod
-    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> "FakeEngine":
+    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> FakeEngine:
         """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
         (what ``--model`` holds with ``--engine pixgen.testing:FAKE_BACKEND``)."""
         text = str(source)
@@ -355,11 +356,11 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 received.append(ReceivedWebhook(time.time(), {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
@@ -419,7 +420,7 @@ def start_worker(data_dir: Path, database_url: str, *, env: dict[str, str] | Non
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
-def postgres_admin():  # noqa: ANN201 - a psycopg connection; psycopg is imported lazily
+def postgres_admin():
     """An autocommit connection to the local server's ``test`` database and the user it took."""
     import psycopg
 

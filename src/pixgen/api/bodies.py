@@ -137,11 +137,12 @@ def _swap(annotation: Any, old: type, new: type) -> Any:
     return origin[swapped]
 
 
-def prompt_field(*, required: bool, description: str = "1 to 2048 characters (trimmed)") -> tuple[Any, FieldInfo]:
-    """``prompt`` as a surface that always needs one takes it (not blank; at most 2048 characters once trimmed)."""
+def prompt_field(*, required: bool, description: str = "1 to 2048 characters (trimmed)") -> tuple[Any, Any]:
+    """``prompt`` as a surface that always needs one takes it (not blank; at most 2048 characters once trimmed); not
+    ``required``: left out it is None, but null itself is refused."""
     schema = {"type": "string", "pattern": NOT_BLANK, "maxLength": MAX_PROMPT, "description": description}
     annotation = Annotated[StrictStr, WithJsonSchema(schema)]
-    return (annotation, Field(...)) if required else (annotation, Field(None))  # left out: None; null is refused
+    return annotation, (Field(...) if required else Field(None))
 
 
 def webhook_fields() -> dict[str, Any]:

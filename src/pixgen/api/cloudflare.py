@@ -187,9 +187,9 @@ async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: Vi
     url = media_url(ctx, request, job) if error is None else None
     if error is None and url is None:
         error = GenerationError("the video of this job is no longer stored")
-    if error is not None:
+    if error is not None or url is None:
         # A generation that failed would fail again: tell the SDK not to retry it (it does on 409 and 5xx).
-        return error_response(error, {**headers, "x-should-retry": "false"})
+        return error_response(error or GenerationError("no video"), {**headers, "x-should-retry": "false"})
     return JSONResponse(from_job(job, url), headers=headers)
 
 

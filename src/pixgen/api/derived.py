@@ -14,8 +14,9 @@ Pure mapping first (``extension``, ``remix``), then the submit helpers the route
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pixgen.api import mapping, service
 from pixgen.api.context import AppContext

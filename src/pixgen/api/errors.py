@@ -25,7 +25,7 @@ log = logging.getLogger("pixgen.api")
 ErrorResponder = Callable[[PixgenError], Response]
 
 
-def job_api_error_body(exc: PixgenError) -> dict:
+def job_api_error_body(exc: PixgenError) -> dict[str, Any]:
     body = {"code": exc.code, "message": exc.message}
     if exc.field is not None:
         body["field"] = exc.field

@@ -202,7 +202,7 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         retake=schemas.RetakeRange(start=round(job.retake_start, 4), end=round(job.retake_end, 4))
         if job.kind is JobKind.RETAKE and job.retake_start is not None and job.retake_end is not None else None,
         replayOf=job.replay_of,
-        shots=job.shot_list(),
+        shots=[schemas.Shot(**shot) for shot in shots] if (shots := job.shot_list()) is not None else None,
         timings=job.timing_dict(),
         **some,
     )
@@ -257,8 +257,9 @@ async def served_model(model_id: str) -> str:
 ModelId = Annotated[str, Depends(served_model)]
 JobIdPath = JobId  # a path parameter: anything but job_ + 24 hex is 404 naming it (``api.errors``)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-_SUBMITS = dict(response_model=schemas.Submitted, responses=_responses(400, 401, 402, 404, 409, 413, 429))
-_JOB = dict(response_model=schemas.Job, response_model_exclude_unset=True)
+_SUBMITS: dict[str, Any] = {"response_model": schemas.Submitted,
+                             "responses": _responses(400, 401, 402, 404, 409, 413, 429)}
+_JOB: dict[str, Any] = {"response_model": schemas.Job, "response_model_exclude_unset": True}
 
 
 def render(ctx: AppContext, request: Request, job: Job, position: int | None = None,

@@ -100,9 +100,10 @@ assert len(SIZES) == len(ASPECT_RATIOS) * len(QUALITIES), "two table entries sha
 
 OPENAI_FIELDS = ("model", "prompt", *sorted(set(_SAME_AS.values())))  # OpenAI's own; the rest are canonical
 # Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
-STATUS = {JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
-          JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
 Status = Literal["queued", "in_progress", "completed", "failed"]
+STATUS: dict[JobStatus, Status] = {
+    JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
 
 
 # -- schemas ---------------------------------------------------------------------------------------------------
@@ -415,7 +416,7 @@ def error_response(exc: PixgenError) -> Response:
 # -- routes ----------------------------------------------------------------------------------------------------
 router = APIRouter(prefix=PREFIX, tags=["OpenAI Videos"])
 _SUBMIT_ERRORS = errors(ErrorResponse, 400, 401, 402, 404, 409, 413, 429)
-_CONTENT = {
+_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole file", "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
                                                        "image/jpeg": {"schema": {"type": "string",
                                                                                  "format": "binary"}}}},
@@ -432,7 +433,7 @@ async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
     return await _read_create_body(request, request.app.state.ctx.settings.max_body_bytes)
 
 
-def _form_fields(form: dict[str, Any]) -> dict[str, Any]:
+def _form_fields(form: Mapping[str, Any]) -> dict[str, Any]:
     """A form's fields in the JSON body's shape: ``a[b]`` nested, canonical fields' text typed back."""
     return {name: _from_form(name, value) for name, value in _nest_brackets(form).items()}
 

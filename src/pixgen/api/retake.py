@@ -12,8 +12,9 @@ The source must be a completed job of the same key whose video is still kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pixgen.api import service
 from pixgen.api.context import AppContext

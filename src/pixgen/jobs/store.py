@@ -17,8 +17,9 @@ import json
 import math
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -108,7 +109,7 @@ class Job:
     replay_of: str | None = None  # replay: the job whose manifest this one makes again
 
     @classmethod
-    def from_row(cls, row: Any) -> "Job":
+    def from_row(cls, row: Any) -> Job:
         values = {name: row[name] for name, required in _JOB_FIELDS if required or name in row}
         values["status"] = JobStatus(values["status"])
         values["surface"] = ApiSurface(values["surface"])
@@ -200,7 +201,7 @@ class Outcome:
 
     @classmethod
     def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
-                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> "Outcome":
+                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> Outcome:
         """The engine's typed result, as the store keeps it (file names inside the media store)."""
         return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
@@ -250,7 +251,7 @@ class JobStore:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Any) -> "JobStore":
+    def from_settings(cls, db: Database, settings: Any) -> JobStore:
         return cls(db, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                    rate_limit_per_minute=settings.rate_limit_per_minute,
                    max_concurrent_jobs=settings.max_concurrent_jobs,
@@ -629,7 +630,7 @@ def _holds_lease(job: Job | None, token: str) -> bool:
     return job is not None and job.status is JobStatus.PROCESSING and job.lease_token == token
 
 
-def _as_read(job: Job) -> tuple:
+def _as_read(job: Job) -> tuple[Any, ...]:
     """The lease guard, in SQL: the row still has the status and lease token ``job`` was read with."""
     token = jobs.c.lease_token.is_(None) if job.lease_token is None else jobs.c.lease_token == job.lease_token
     return (jobs.c.id == job.id, jobs.c.status == job.status.value, token)

@@ -21,8 +21,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pixgen.core.surfaces import ApiSurface
 from pixgen.errors import ConfigError, InvalidRequest

@@ -36,6 +36,7 @@ def extend(engine: LTX2Engine, source: Path, request: VideoRequest, out_path: Pa
     run.report("prepare")
     with run.timed("prepare"):
         req = request.with_seed()
+        assert req.seed is not None  # with_seed drew one
         src = read_source(Path(source), sample_rate=engine.audio_sample_rate)
         context = src.tail.shape[0]
         new_frames = req.duration * FPS

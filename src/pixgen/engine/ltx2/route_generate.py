@@ -37,6 +37,7 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         shots = plan_shots(plan.request)
         run.control = engine.control.reference(plan.request, plan.geometry)
     req, geometry = plan.request, plan.geometry
+    assert req.seed is not None  # the plan drew one
     run.seed = req.seed
     run.total_steps = engine.steps_per_shot(geometry.two_stage) * len(shots)
     num_frames = req.num_frames
@@ -56,7 +57,8 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
                                          audio_lengths[shot.index] + fade if req.generate_audio else None))
 
     # 3. Sound: the shots' joined, crossfaded at the cuts.
-    audio = join_audio([r.audio for r in rendered], audio_lengths, fade) if req.generate_audio else None
+    sounds = [sound for r in rendered if (sound := r.audio) is not None]  # every shot's, with audio on
+    audio = join_audio(sounds, audio_lengths, fade) if req.generate_audio else None
 
     # 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
     with engine._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
@@ -69,7 +71,8 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         run, out_path, request, req, geometry, num_frames, audio=audio is not None, prompt=prompt, used=used[0],
         shot_runs=tuple(r.run for r in rendered), aspect_ratio=req.ratio,
         loras=(*adapters, *([run.control.adapter] if run.control else [])),
-        shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used, strict=True))
+        shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]
+                    for shot, p in zip(shots, used, strict=True))
         if req.multi_clip else ())
 
 

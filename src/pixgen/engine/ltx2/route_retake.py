@@ -36,6 +36,7 @@ def retake(engine: LTX2Engine, source: Path, request: VideoRequest, start: float
     run.report("prepare")
     with run.timed("prepare"):
         req = request.with_seed()
+        assert req.seed is not None  # with_seed drew one
         src = read_retake_source(Path(source), start, end, sample_rate=engine.audio_sample_rate)
         window = src.window
         geometry = plan_geometry(src.width, src.height, two_stage=False)
