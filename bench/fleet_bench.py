@@ -43,7 +43,7 @@ class CopyEngine:
     """A no-op-fast engine: one progress event, then a copy of a tiny ready-made MP4 (cheaper than
     ``pixgen.testing.FakeEngine``, which encodes each video, so the claim path is what is measured)."""
 
-    from pixgen.engine import FAKE_CAPABILITIES as capabilities
+    from pixgen.testing import FAKE_CAPABILITIES as capabilities
 
     def __init__(self, template: Path) -> None:
         self.data = template.read_bytes()

@@ -35,7 +35,7 @@ from common import RUN, machine, median, new_key, postgres_database, start_serve
 from pixgen.testing import WebhookReceiver, wait_for  # noqa: E402
 
 SHORT = {"prompt": "a lighthouse at dusk", "duration": 1, "resolution": "360p"}
-ENV = {"PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "steps=2,step_seconds=0.02,scale=0.1",
+ENV = {"PIXGEN_ENGINE": "pixgen.testing:FAKE_BACKEND", "PIXGEN_MODEL": "steps=2,step_seconds=0.02,scale=0.1",
        "PIXGEN_FETCH_ALLOW_HOSTS": "127.0.0.1", "PIXGEN_WEBHOOK_RETRY_BASE": "1", "PIXGEN_WEBHOOK_RETRY_MAX": "2",
        "PIXGEN_RATE_LIMIT_PER_MINUTE": "0", "PIXGEN_MAX_CONCURRENT_JOBS": "0"}
 

@@ -334,3 +334,94 @@ def test_list_pages_newest_first_or_oldest_first(db, store):
     assert [j.id for j in store.list_jobs(key.id, limit=2, order="asc", after=ids[1])] == [ids[2], ids[3]]
     with pytest.raises(InvalidRequest):
         store.list_jobs(key.id, after="job_nope")
+
+
+# -- zero data retention over EVERY field of the request type ------------------------------------------------------
+def _content_free(info) -> bool:
+    """A field whose type cannot hold a user's content: a number, a switch, a choice, or an identifier pattern."""
+    from pixgen.core.fields import choices, scalar_type
+
+    kind = scalar_type(info)
+    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    return kind in (int, float, bool) or bool(choices(info)) or (kind is str and pattern is not None
+                                                                  and pattern.startswith("^[a-z]"))
+
+
+def _every_field_set():
+    """A request with every field of ``VideoRequest`` that can carry content (and the items it holds) set, with the
+    settings away from their defaults; each value that carries content holds a marker of its own, returned with it.
+    A field added later gets a marker of its own when its role says it carries content."""
+    import base64
+
+    from pixgen.core.fields import Media, media_values, roles, with_values
+    from pixgen.core.spec import VideoRequest
+
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+    values = {
+        "prompt": "MARK-prompt a lighthouse", "negative_prompt": "MARK-negative blur", "duration": 3,
+        "aspect_ratio": "1:1", "quality": "360p", "seed": 5, "generate_audio": False, "image_input": png,
+        "end_image_input": png, "multi_clip": False, "style": "anime", "thinking_type": "disabled",
+        "camera_movement": "zoom_in", "control_video": "data:video/mp4;base64,AAAA", "control_type": "depth",
+        "keyframes": [{"image": png, "time": 1.0, "strength": 0.5}],
+    }
+    for name, role in roles(VideoRequest).items():  # a field added since: content of its own when it takes any
+        if name not in values and role.media is not None:
+            values[name] = role.media.placeholder
+        elif name not in values and role.private:
+            values[name] = f"MARK-{name}"
+    media = {path: role.media for path, role, _ in media_values(VideoRequest, values)}
+    markers = {path: f"MARK-{path}" for path in media}
+    for path, kind in media.items():  # each media value made unique: its marker, base64-encoded, at the end
+        tail = base64.b64encode(markers[path].encode()).decode()
+        values = with_values(values, {path: png + tail if kind is Media.IMAGE else kind.placeholder[:-4] + tail})
+    markers.update({name: value for name, value in values.items() if isinstance(value, str)
+                    and value.startswith("MARK-")}, prompt="MARK-prompt", negative_prompt="MARK-negative")
+    return parse_request(values), markers
+
+
+@pytest.mark.parametrize("end", ["completed", "failed", "cancelled"])
+def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, end):
+    """Walks every field of the request type: each one that can carry content (text, an image, a video, sound, in
+    the request or in the items it holds) is marked private, and none of it is left in the job's row once the job
+    ends; the request's shape (its settings, the keyframes' times) stays."""
+    import base64
+    import json
+
+    from sqlalchemy import select
+
+    from pixgen.core.fields import item_model, role_of
+    from pixgen.core.spec import VideoRequest
+    from pixgen.jobs.schema import jobs
+
+    for model in (VideoRequest, *(m for i in VideoRequest.model_fields.values() if (m := item_model(i)))):
+        for name, info in model.model_fields.items():
+            carries_items = item_model(info) is not None  # its items' fields are walked in turn
+            assert role_of(info).is_private or carries_items or _content_free(info), \
+                f"{model.__name__}.{name} can carry content: mark it private (Role) so zero data retention removes it"
+    request, markers = _every_field_set()
+    key, _ = create_key(db, credits=10)
+    store = JobStore(db, zero_data_retention=True, clock=clock)
+    job = store.submit(key.id, request, cost=10).job
+    stored = json.loads(store.get(job.id).request)
+    assert all(base64.b64encode(m.encode()).decode() in json.dumps(stored) or m in json.dumps(stored)
+               for m in markers.values())  # kept while it waits
+    if end == "cancelled":
+        store.cancel(job.id, key.id)
+    else:
+        claim = store.claim("w1")
+        if end == "failed":
+            store.fail(job.id, claim.token, "internal_error", "boom")
+        else:
+            store.complete(job.id, claim.token, Outcome(
+                video_file="v.mp4", thumb_file=None, width=360, height=360, seconds=3.0, has_audio=False, seed=5,
+                prompt="MARK-prompt, as used", original_prompt="MARK-prompt",
+                shots=[{"index": 0, "prompt": "MARK-prompt shot", "start": 0, "end": 3}],
+                manifest={"prompt": "MARK-prompt"}))
+    with db.read() as conn:
+        row = dict(conn.execute(select(jobs).where(jobs.c.id == job.id)).mappings().one())
+    everything = json.dumps(row, default=str)
+    for path, marker in markers.items():
+        assert marker not in everything and base64.b64encode(marker.encode()).decode() not in everything, path
+    kept = json.loads(row["request"])
+    assert kept["duration"] == 3 and kept["style"] == "anime" and kept["keyframes"][0]["time"] == 1.0
+    assert kept["image_input"] is None and kept["keyframes"][0]["image"] == "" and kept["prompt"] == ""

@@ -19,8 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+from pixgen.api.mapping import check_capabilities
 from pixgen.core.keyframes import latent_index
 from pixgen.core.spec import parse_request
+from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.errors import InvalidRequest
 from pixgen.media.probe import probe
 
@@ -40,10 +42,18 @@ def request(**fields):
                           "aspect_ratio": "16:9", "thinking_type": "disabled", **fields})
 
 
+def submitted(**fields):
+    """The request as a submit checks it: the spec, then what LTX-2 can make (its latent clock: 8 frames a latent)."""
+    made = request(**fields)
+    check_capabilities(made, LTX2_CAPABILITIES)
+    return made
+
+
 # -- the latent clock ------------------------------------------------------------------------------------------
 def test_a_frame_lands_on_the_latent_that_holds_it():
     # latent 0: frame 0 alone; latent k >= 1: frames 8k-7 .. 8k
-    assert [latent_index(f) for f in (0, 1, 8, 9, 16, 17, 24, 120)] == [0, 1, 1, 2, 2, 3, 3, 15]
+    assert [latent_index(f, 8) for f in (0, 1, 8, 9, 16, 17, 24, 120)] == [0, 1, 1, 2, 2, 3, 3, 15]
+    assert [latent_index(f, 1) for f in (0, 1, 8)] == [0, 1, 8]  # a backend without a latent clock
 
 
 @pytest.mark.parametrize("keyframes, field", [
@@ -59,20 +69,20 @@ def test_a_frame_lands_on_the_latent_that_holds_it():
 ])
 def test_bad_keyframes_are_refused_naming_the_field(keyframes, field):
     with pytest.raises(InvalidRequest) as info:
-        request(keyframes=keyframes)
+        submitted(keyframes=keyframes)
     assert info.value.field == field
 
 
 def test_a_keyframe_on_the_start_or_end_frames_latent_is_refused():
     red = data_uri("red")
     with pytest.raises(InvalidRequest) as info:
-        request(image_input=red, keyframes=[{"image": red, "time": 0.0}])
+        submitted(image_input=red, keyframes=[{"image": red, "time": 0.0}])
     assert info.value.field == "keyframes[0].time" and "image_input" in info.value.message
     with pytest.raises(InvalidRequest) as info:
-        request(image_input=red, end_image_input=red, keyframes=[{"image": red, "time": 0.99}])
+        submitted(image_input=red, end_image_input=red, keyframes=[{"image": red, "time": 0.99}])
     assert info.value.field == "keyframes[0].time" and "end_image_input" in info.value.message
     with pytest.raises(InvalidRequest) as info:
-        request(multi_clip=True, keyframes=[{"image": red, "time": 0.5}])
+        submitted(multi_clip=True, keyframes=[{"image": red, "time": 0.5}])
     assert info.value.field == "keyframes"
 
 

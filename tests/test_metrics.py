@@ -17,11 +17,12 @@ from pixgen.api.metrics import FleetCollector, WebhookTally
 from pixgen.core.spec import parse_request
 from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
+from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.store import JobStore, Outcome
-from pixgen.testing import start_server, start_worker, stop_process, wait_for
+from pixgen.testing import FAKE_ENGINE, start_server, start_worker, stop_process, wait_for
 
 TOKEN = "scrape-secret-7f3a"
-FAKE = {"PIXGEN_ENGINE": "fake", "PIXGEN_LEASE_SECONDS": "10"}
+FAKE = {"PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_LEASE_SECONDS": "10"}
 RUN = "/api/v1/models/pixverse-v6/run"
 JOB = {"prompt": "a lighthouse at dusk", "duration": 1, "quality": "360p"}
 REQ = parse_request(JOB)
@@ -147,7 +148,7 @@ def test_stage_durations_are_histograms_of_the_stored_engine_timings(db):
     store = JobStore(db)
     key, _ = create_key(db, credits=100)
     for _ in range(3):
-        store.submit(key.id, REQ, cost=1, surface="openai")
+        store.submit(key.id, REQ, cost=1, origin=Origin(surface=ApiSurface.OPENAI))
     finish(store, {"text": 0.2, "denoise": 12.0, "refine": 3.0, "decode": 0.7, "encode": 0.4})
     finish(store, {"text": 0.3, "denoise": 40.0, "decode": 0.9, "encode": 0.6})
     samples = collect(db)

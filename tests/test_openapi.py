@@ -30,7 +30,7 @@ from pixgen.core.spec import MAX_PROMPT
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.worker import Worker
 from pixgen.settings import load_settings
-from pixgen.testing import FakeEngine, start_server
+from pixgen.testing import FAKE_ENGINE, FakeEngine, start_server
 
 # No 5xx, no status the document does not list, bodies and headers as documented, 405 with Allow.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
@@ -43,7 +43,7 @@ def service(tmp_path_factory):
     """The app on a fresh data folder, a key with credits to spare, and a fake-engine worker on a thread (the
     Workers AI routes wait for the video)."""
     data = tmp_path_factory.mktemp("openapi")
-    config = load_settings({"data_dir": data, "engine": "fake", "rate_limit_per_minute": 0,
+    config = load_settings({"data_dir": data, "engine": FAKE_ENGINE, "rate_limit_per_minute": 0,
                             "max_concurrent_jobs": 0, "poll_interval": 0.05}, environ={})
     app = create_app(config)
     key = create_key(app.state.ctx.db, credits=10**9, name="schemathesis")[1]
@@ -92,7 +92,7 @@ def test_schemathesis_on_pixgen_serve_finds_nothing_in_any_phase(tmp_path):
     here (an image must decode, a URL must answer, a cursor must name a job; unknown query parameters are
     ignored)."""
     server = start_server(tmp_path / "data", workers=1, ready=True, env={
-        "PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "steps=1,scale=0.05", "PIXGEN_RATE_LIMIT_PER_MINUTE": "0",
+        "PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_MODEL": "steps=1,scale=0.05", "PIXGEN_RATE_LIMIT_PER_MINUTE": "0",
         "PIXGEN_MAX_CONCURRENT_JOBS": "0"})
     try:
         key = server.new_key(credits=10**9)

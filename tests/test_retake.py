@@ -18,6 +18,7 @@ import pytest
 
 from pixgen.core.retake import plan_range, plan_window
 from pixgen.core.spec import parse_request
+from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.engine.ltx2.retake import splice_audio
 from pixgen.errors import InvalidRequest
 from pixgen.media import mp4
@@ -26,22 +27,23 @@ from pixgen.media.probe import probe, read_audio, read_frames
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RUN = "/api/v1/models/pixverse-v6/run"
+RULE = LTX2_CAPABILITIES.retake  # LTX-2's: 8 frames a latent, 17 frames before, 3 after, 15 s
 
 
 # -- the range rule --------------------------------------------------------------------------------------------
 def test_a_range_inside_the_video_is_whole_latents_between_the_frames_either_side():
-    w = plan_window(121, 24, 48)  # 1 s .. 2 s of a 5 s video: already whole latents
+    w = plan_window(121, 24, 48, RULE)  # 1 s .. 2 s of a 5 s video: already whole latents
     assert (w.start, w.end, w.before, w.after, w.after_latent, w.gen_frames) == (24, 48, 17, (48, 56, 64), 6, 65)
     assert w.window_start + 8 * (w.after_latent - 1) + 1 == w.end  # the first kept frame starts its latent
-    w = plan_window(121, 12, 24)  # 12 frames → 16: the end moves 4 frames later
+    w = plan_window(121, 12, 24, RULE)  # 12 frames → 16: the end moves 4 frames later
     assert (w.start, w.end, w.before) == (12, 28, 9)
     assert (w.before + w.frames - 1) % 8 == 0
 
 
 def test_a_range_at_the_start_or_to_the_end_needs_frames_on_one_side_only():
-    w = plan_window(121, 0, 24)
+    w = plan_window(121, 0, 24, RULE)
     assert (w.before, w.end, w.after) == (0, 25, (25, 33, 41))
-    w = plan_window(121, 100, 120)  # ends on the last frame: to the end, the last frame included
+    w = plan_window(121, 100, 120, RULE)  # ends on the last frame: to the end, the last frame included
     assert (w.end, w.after, w.before, w.frames) == (121, (), 17, 21)
     assert (w.gen_frames - 1) % 8 == 0 and w.gen_frames >= w.before + w.frames
 
@@ -52,15 +54,15 @@ def test_a_range_at_the_start_or_to_the_end_needs_frames_on_one_side_only():
 ])
 def test_bad_ranges_are_refused_naming_the_field(start, end, field):
     with pytest.raises(InvalidRequest) as info:
-        plan_range(start, end, 121)
+        plan_range(start, end, 121, RULE)
     assert info.value.field == field
 
 
 def test_at_most_15_seconds_are_retaken():
     with pytest.raises(InvalidRequest) as info:
-        plan_range(0, 16, 20 * 24 + 1)
+        plan_range(0, 16, 20 * 24 + 1, RULE)
     assert info.value.field == "end"
-    assert plan_range(0, 15, 20 * 24 + 1).frames == 15 * 24 + 1
+    assert plan_range(0, 15, 20 * 24 + 1, RULE).frames == 15 * 24 + 1
 
 
 # -- the sound's joins ----------------------------------------------------------------------------------------
@@ -180,21 +182,22 @@ def finished_job(server, key: str, *, status: str = "completed", duration: int =
 def test_the_store_keeps_a_retakes_range_and_hashes_it_on_sqlite_and_postgres(db_url):
     from pixgen.jobs.db import connect
     from pixgen.jobs.keys import create_key
+    from pixgen.jobs.origin import JobKind, Origin
     from pixgen.jobs.store import JobStore, request_hash
 
     db = connect(db_url, pool_size=1)
     try:
         key_id = create_key(db, credits=50)[0].id
         request = parse_request({"prompt": "a fox", "duration": 1, "seed": 2})
-        job = JobStore(db).submit(key_id, request, cost=3, kind="retake", source_job_id="job_src", duration=4,
-                                  retake=(1.0, 2.0 + 2 / 3)).job
+        job = JobStore(db).submit(key_id, request, cost=3, origin=Origin(
+            kind=JobKind.RETAKE, source_job_id="job_src", duration=4, retake=(1.0, 2.0 + 2 / 3))).job
         stored = JobStore(db).get(job.id)
         assert (stored.kind, stored.retake_start, stored.retake_end, stored.duration) == ("retake", 1.0,
                                                                                           2.0 + 2 / 3, 4)
     finally:
         db.dispose()
-    assert request_hash(request, "retake", "job_src", retake=(1.0, 2.0)) != \
-        request_hash(request, "retake", "job_src", retake=(1.0, 3.0))
+    assert request_hash(request, Origin(kind=JobKind.RETAKE, source_job_id="job_src", retake=(1.0, 2.0))) != \
+        request_hash(request, Origin(kind=JobKind.RETAKE, source_job_id="job_src", retake=(1.0, 3.0)))
 
 
 def test_retake_refusals_name_the_field_and_charge_nothing(api_server):
@@ -260,6 +263,14 @@ def test_a_retake_job_runs_end_to_end(server):
         assert before.shape == after.shape == (25, 360, 640, 3)
         assert min(psnr(after[i], before[i]) for i in range(17, 25)) > 27
         assert max(psnr(after[i], before[i]) for i in range(17)) < 22
+        # Its manifest has what every route's result carries (one result builder): the shot that ran with its
+        # seed and sigmas, the recipe's settings and the runtime.
+        manifest = c.get(f"/api/v1/jobs/{job['jobId']}/manifest").json()
+        assert manifest["kind"] == "retake" and manifest["sourceJobId"] == source["jobId"]
+        assert [(s["index"], s["seed"]) for s in manifest["shots"]] == [(0, 3)]
+        assert manifest["shots"][0]["sigmas"]["stage1"] and manifest["shots"][0]["prompt"]
+        assert manifest["recipeSettings"]["num_inference_steps"] == 3
+        assert manifest["runtime"]["device"] == "cpu" and manifest["runtime"]["dtype"] == "float32"
 
 
 def wait(c: httpx.Client, job_id: str) -> dict:

@@ -20,7 +20,7 @@ from pixgen.errors import ConfigError
 from pixgen.settings import load_settings
 from pixgen.storage import media_store_for, open_media_store
 from pixgen.storage.s3 import S3MediaStore
-from pixgen.testing import free_port, start_server, wait_for
+from pixgen.testing import FAKE_ENGINE, free_port, start_server, wait_for
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "pixgen-test", "AWS_SECRET_ACCESS_KEY": "pixgen-test-secret",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -96,7 +96,7 @@ def test_a_malformed_bucket_location_names_the_setting(location, tmp_path):
 
 
 def test_a_job_through_pixgen_serve_lives_in_the_bucket_and_leaves_it(s3, bucket, s3_endpoint, tmp_path):
-    env = {**AWS_ENV, "PIXGEN_ENGINE": "fake", "PIXGEN_MODEL": "scale=0.25",
+    env = {**AWS_ENV, "PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_MODEL": "scale=0.25",
            "PIXGEN_MEDIA_STORE": f"s3://{bucket}/media", "PIXGEN_S3_ENDPOINT_URL": s3_endpoint,
            "PIXGEN_ZERO_DATA_RETENTION": "1", "PIXGEN_OUTPUT_TTL": "10", "PIXGEN_LEASE_SECONDS": "4"}
     server = start_server(tmp_path / "data", workers=1, env=env, ready=True, timeout=120)

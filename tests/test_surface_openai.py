@@ -110,9 +110,10 @@ def test_a_field_given_twice_in_a_form_is_refused(form) -> None:
 
 def test_list_params_defaults_and_refusals() -> None:
     assert oa.parse_list_params({}) == oa.ListParams(after=None, limit=20, order="desc")
-    assert oa.parse_list_params({"after": "job_1", "limit": "2", "order": "asc"}).limit == 2
+    assert oa.parse_list_params({"after": "job_" + "a" * 24, "limit": "2", "order": "asc"}).limit == 2
     for query, field in (({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "x"}, "limit"),
-                         ({"order": "up"}, "order"), ({"page": "2"}, "page")):
+                         ({"order": "up"}, "order"), ({"page": "2"}, "page"),
+                         ({"after": "job_1"}, "after"), ({"after": "job_\x00" + "a" * 23}, "after")):
         with pytest.raises(InvalidRequest) as caught:
             oa.parse_list_params(query)
         assert caught.value.field == field

@@ -61,7 +61,8 @@ class Settings(BaseSettings):
                              SERVICE, DB)
     database_url: str = setting("", "sqlite:///PATH or postgresql://USER@HOST/DB (default sqlite in the data folder)",
                                 SERVICE, DB)
-    engine: str = setting("ltx2", "model backend: ltx2 (default) or fake (solid-colour videos, for tests)", SERVICE)
+    engine: str = setting("ltx2", "model backend: ltx2 (default), or package.module:NAME naming another backend "
+                                  "(the tests' pixgen.testing:FAKE_BACKEND: solid-colour videos)", SERVICE)
     model: str = setting("tiny", "tiny (the built-in toy LTX-2) or a diffusers-format LTX-2 folder", SERVICE)
     cache_dir: Path | None = setting(None, "where the toy model is built (default ~/.cache/pixgen)", SERVICE)
     device: str = setting("auto", "where the model runs: auto (the GPU if there is one), cpu, cuda or cuda:N "

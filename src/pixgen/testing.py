@@ -3,8 +3,9 @@ PostgreSQL databases. The test suite and the benchmarks both use it; so can a us
 
 Nothing here is a stand-in for pixgen: every helper starts the same command line an operator would run. The one
 stand-in is for the model: ``FakeEngine`` implements the whole ``Engine`` protocol (capabilities, load, generate,
-extend, progress, cancel) and writes real MP4s of solid colour, fast, so tests of everything around the model
-need no weights (as httpx ships ``MockTransport``). ``pixgen serve --engine fake`` runs it in real workers.
+extend, retake, progress, cancel) and writes real MP4s of solid colour, fast, so tests of everything around the model
+need no weights (as httpx ships ``MockTransport``). It is no production backend: ``pixgen serve --engine
+pixgen.testing:FAKE_BACKEND`` (``FAKE_ENGINE``) runs it in real workers.
 ``WebhookReceiver`` is the other end of a ``webhook_url``: a real HTTP server on loopback that records what the
 service POSTs.
 """
@@ -19,24 +20,28 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import numpy as np
 
 from pixgen.core.progress import Progress, ProgressCallback, no_progress
+from pixgen.core.retake import RetakeRule, plan_range
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
-from pixgen.engine import FAKE_CAPABILITIES
+from pixgen.engine import Backend
 from pixgen.engine.base import (
+    Capabilities,
     EngineOptions,
     Extension,
     GenerationResult,
     PreviewCallback,
+    Retake,
     ShotInfo,
     Timings,
     never_cancelled,
@@ -65,16 +70,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float, every: float = 0.2) -
 
 
 # -- the model stand-in ----------------------------------------------------------------------------------------
+FAKE_CAPABILITIES = Capabilities(
+    extend=True, end_frame=True, multi_clip=True, audio=True,
+    retake=RetakeRule(frames_per_latent=1, before_frames=0, after_frames=0, max_seconds=15),
+    stages=(("text", 0.05), ("denoise", 0.75), ("encode", 0.2)))
+
+
 class FakeEngine:
     """The ``Engine`` protocol in full, without a model: ``steps`` "denoising" steps of ``step_seconds`` each
     (``should_cancel`` checked before every one, ``Progress`` after it), then a real H.264 MP4 of the contract's
-    frame count, one colour per seed, with a quiet AAC tone unless ``generate_audio`` is false.
+    frame count, one colour per seed, with a quiet AAC tone unless ``generate_audio`` is false. ``extend`` appends
+    such frames to the source's, ``retake`` puts them in place of its range (the rest is the source's frames).
 
     ``scale`` shrinks the contract's size (``0.25``: 1280×720 → 320×180) for speed; ``fail`` makes every job fail
     with that message after its steps; ``on_step(step)`` is called after each step (tests use it to act mid-job).
     """
 
-    name = "fake"
+    name = "fake"  # the backend as its manifests name it
     capabilities = FAKE_CAPABILITIES
     SAMPLE_RATE = 16_000
 
@@ -85,9 +97,9 @@ class FakeEngine:
         self.jobs_run = 0
 
     @classmethod
-    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> "FakeEngine":
+    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> FakeEngine:
         """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
-        (what ``--model`` holds with ``--engine fake``)."""
+        (what ``--model`` holds with ``--engine pixgen.testing:FAKE_BACKEND``)."""
         text = str(source)
         if text in ("", "tiny", "."):
             return cls()
@@ -143,8 +155,9 @@ class FakeEngine:
         new_frames = req.duration * FPS
         self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
-        self._write(Path(out_path), width, height, [(source_frames, 0), (new_frames, req.seed)],
-                    req.generate_audio, on_progress, should_cancel, source=Path(source))
+        self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, source_frames),
+                                                    (new_frames, req.seed)],
+                    req.generate_audio, on_progress, should_cancel)
         total = source_frames + new_frames
         self.jobs_run += 1
         return GenerationResult(
@@ -154,7 +167,44 @@ class FakeEngine:
             extension=Extension(source_frames=source_frames, new_frames=new_frames, context_frames=1),
             timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
 
+    def retake(self, source: Path, request: VideoRequest, start: float, end: float, out_path: Path,
+               on_progress: ProgressCallback = no_progress,
+               should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        """The source with ``[start, end)`` s (by ``capabilities.retake``'s rule) in the seed's colour, the other
+        frames the source's own, the tone all along unless the source has no sound."""
+        import av
+
+        started = time.perf_counter()
+        req = request.with_seed()
+        try:
+            with av.open(str(source)) as container:
+                stream = container.streams.video[0]
+                width, height = stream.codec_context.width, stream.codec_context.height
+                has_audio = bool(container.streams.audio)
+                source_frames = sum(1 for _ in container.decode(stream))
+        except (av.FFmpegError, IndexError, OSError):
+            raise InvalidRequest("the video to retake cannot be read", field="video") from None
+        assert self.capabilities.retake is not None
+        window = plan_range(start, end, source_frames, self.capabilities.retake)
+        self._denoise(on_progress, should_cancel)
+        encode_started = time.perf_counter()
+        self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, window.start),
+                                                    (window.frames, req.seed),
+                                                    SourceFrames(Path(source), window.end, source_frames)],
+                    has_audio, on_progress, should_cancel)
+        self.jobs_run += 1
+        return GenerationResult(
+            path=Path(out_path), width=width, height=height, num_frames=source_frames,
+            seconds=source_frames / FPS, seed=req.seed, has_audio=has_audio, prompt=f"{req.prompt} (fake)",
+            original_prompt=request.prompt, negative_prompt=req.negative_prompt, quality=req.quality,
+            generation_size=(width, height),
+            retake=Retake(start_frame=window.start, end_frame=window.end, source_frames=source_frames),
+            timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
+
     # -- parts ------------------------------------------------------------------------------------------------
+    def _report(self, on_progress: ProgressCallback, stage: str, step: int, total: int) -> None:
+        on_progress(Progress(stage, step, total, self.capabilities.stages))
+
     def _size(self, width: int, height: int) -> tuple[int, int]:
         return max(2, round(width * self.scale / 2) * 2), max(2, round(height * self.scale / 2) * 2)
 
@@ -169,50 +219,72 @@ class FakeEngine:
 
     def _denoise(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> float:
         """The steps; returns when they began (``time.perf_counter``)."""
-        on_progress(Progress("text", 1, 1))
+        self._report(on_progress, "text", 1, 1)
         began = time.perf_counter()
         for step in range(self.steps):
             if should_cancel():
                 raise Cancelled("cancelled")
             time.sleep(self.step_seconds)
             self.steps_run += 1
-            on_progress(Progress("denoise", step + 1, self.steps))
+            self._report(on_progress, "denoise", step + 1, self.steps)
             if self.on_step is not None:
                 self.on_step(step)
         if self.fail is not None:
             raise GenerationError(self.fail)
         return began
 
-    def _write(self, out_path: Path, width: int, height: int, parts: list[tuple[int, int]], audio: bool,
-               on_progress: ProgressCallback, should_cancel: Callable[[], bool], source: Path | None = None) -> None:
-        """``parts``: (frames, seed) runs; seed 0 of the first part with ``source``: that video's own frames."""
-        import av
-
+    def _write(self, out_path: Path, width: int, height: int, parts: list[tuple[int, int] | SourceFrames],
+               audio: bool, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> None:
+        """``parts`` in order: ``(frames, seed)`` runs of the seed's colour, or a source video's own frames."""
         from pixgen.media.mp4 import Mp4Writer
 
-        total = sum(n for n, _ in parts)
+        total = sum(p.stop - p.start if isinstance(p, SourceFrames) else p[0] for p in parts)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with Mp4Writer(out_path, width, height, audio_sample_rate=self.SAMPLE_RATE if audio else None) as writer:
             if audio:
                 t = np.arange(round(total / FPS * self.SAMPLE_RATE)) / self.SAMPLE_RATE
                 tone = (0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
                 writer.write_audio(np.stack([tone, tone]))
-            for index, (count, seed) in enumerate(parts):
-                if source is not None and index == 0:
-                    with av.open(str(source)) as container:
-                        for frame in container.decode(video=0):
-                            writer.write_frames(frame.to_ndarray(format="rgb24")[None])
-                    continue
-                colour = np.array([seed % 251, (seed // 251) % 251, (seed // 63001) % 251], dtype=np.uint8)
-                block = np.broadcast_to(colour, (min(count, FPS), height, width, 3)).copy()
-                written = 0
-                while written < count:
+            for part in parts:
+                blocks = part.frames() if isinstance(part, SourceFrames) else _colour_blocks(*part, width, height)
+                for block in blocks:
                     if should_cancel():
                         raise Cancelled("cancelled while encoding")
-                    n = min(len(block), count - written)
-                    writer.write_frames(block[:n])
-                    written += n
-                    on_progress(Progress("encode", writer.frames_written, total))
+                    writer.write_frames(block)
+                    self._report(on_progress, "encode", writer.frames_written, total)
+
+
+class SourceFrames(NamedTuple):
+    """A video's own frames ``[start, stop)``."""
+
+    path: Path
+    start: int
+    stop: int
+
+    def frames(self) -> Iterator[np.ndarray]:
+        import av
+
+        with av.open(str(self.path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i >= self.stop:
+                    break
+                if i >= self.start:
+                    yield frame.to_ndarray(format="rgb24")[None]
+
+
+def _colour_blocks(count: int, seed: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """``count`` frames of the seed's colour, a second at a time."""
+    colour = np.array([seed % 251, (seed // 251) % 251, (seed // 63001) % 251], dtype=np.uint8)
+    block = np.broadcast_to(colour, (min(count, FPS), height, width, 3))
+    for written in range(0, count, FPS):
+        yield block[:min(FPS, count - written)]
+
+
+# The fake engine as a backend: what ``--engine pixgen.testing:FAKE_BACKEND`` (``FAKE_ENGINE``) loads; ``--model``
+# carries its options (``steps=20,step_seconds=0.2,scale=0.25``, or ``tiny`` for the defaults).
+FAKE_BACKEND = Backend("pixgen.testing:FAKE_BACKEND", "solid-colour MP4s for tests (pixgen.testing.FakeEngine)",
+                       FAKE_CAPABILITIES, "pixgen.testing:FakeEngine", lambda model, _cache: Path(model or "tiny"))
+FAKE_ENGINE = FAKE_BACKEND.id
 
 
 # -- processes -------------------------------------------------------------------------------------------------
@@ -284,11 +356,11 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 received.append(ReceivedWebhook(time.time(), {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
@@ -348,7 +420,7 @@ def start_worker(data_dir: Path, database_url: str, *, env: dict[str, str] | Non
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
-def postgres_admin():  # noqa: ANN201 - a psycopg connection; psycopg is imported lazily
+def postgres_admin():
     """An autocommit connection to the local server's ``test`` database and the user it took."""
     import psycopg
 

@@ -7,12 +7,12 @@ This module and everything it imports stay free of torch: the model runs in work
 from __future__ import annotations
 
 import contextlib
-from typing import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
 
 from pixgen import __version__, web
-from pixgen.api import cloudflare, health, jobs_api, media, metrics, openai_videos, openapi
+from pixgen.api import bodies, cloudflare, health, jobs_api, media, metrics, openai_videos, openapi
 from pixgen.api.body import BodyLimit
 from pixgen.api.context import AppContext
 from pixgen.api.deliverer import Deliverer
@@ -53,7 +53,9 @@ def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastA
         if surface.prefix and surface.error_response:
             registry.register(surface.prefix, surface.error_response)
     install_error_handlers(app, registry)
-    openapi.install(app, ctx.capabilities, form_files=openai_videos.FILE_FIELDS)
+    every = (*SURFACES, *surfaces)
+    openapi.install(app, ctx.capabilities, bodies=bodies.BODIES, forms=bodies.FORMS,
+                    form_files=openai_videos.FILE_FIELDS, narrowers=[s.narrow for s in every if s.narrow])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, respond=registry.respond)
     # outermost: times every answer
     metrics.install(app, db, lease_seconds=settings.lease_seconds, webhooks=metrics.webhook_tally)

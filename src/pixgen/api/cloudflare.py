@@ -15,40 +15,47 @@ Layout: schemas, pure mapping functions (tested on ``tests/examples/cloudflare_*
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, Field, StrictStr, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api import mapping, service
-from pixgen.api.body import read_json
+from pixgen.api.bodies import JsonBody, body_model, canonical_fields, prompt_field
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import media_url
-from pixgen.api.openapi import body, errors
+from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
 from pixgen.core.models import CLOUDFLARE_MODEL_ID as MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import Conflict, GenerationError, InvalidRequest, PixgenError, error_for_code
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 
 PREFIX = "/client/v4"
+ORIGIN = Origin(surface=ApiSurface.CLOUDFLARE)  # every job of this surface is a new video
 POLL = (0.1, 0.5)  # seconds between looks at the job while waiting: from the first to the most
 
 
-# -- schemas ---------------------------------------------------------------------------------------------------
-class RunBody(BaseModel):
-    """``POST .../ai/run``: the model id and its input in one body (``options`` is accepted and ignored)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: StrictStr
-    input: dict[str, Any]
-    options: dict[str, Any] | None = None
+# -- schemas ----------------------------------------------------------------------------------------------------
+# The model input: the canonical fields, with a prompt always (the job API alone lets a start frame stand without).
+WorkersAIInput = body_model("WorkersAIInput", {**canonical_fields(), "prompt": prompt_field(required=True)},
+                            schema={"dependentRequired": {"end_image_input": ["image_input"]}})
+# ``POST .../ai/run``: the model id and its input in one body (``options`` is accepted and ignored). ``input`` is
+# checked as an object here, then as ``WorkersAIInput`` (its errors named ``input.*``).
+WorkersAIRunRequest = body_model("WorkersAIRunRequest", {
+    "model": (Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})], ...),
+    "input": (Annotated[dict[str, Any], WithJsonSchema({"allOf": [{"$ref": "#/components/schemas/WorkersAIInput"}]})],
+              ...),
+    "options": (dict[str, Any] | None, Field(None, description="accepted and ignored")),
+}, unknown="unknown field {name!r}; expected `model` and `input`")
+INPUT_BODY, RUN_BODY = JsonBody(WorkersAIInput), JsonBody(WorkersAIRunRequest)
 
 
 class RunResult(BaseModel):
@@ -82,26 +89,12 @@ def to_video_request(body: Any, *, model_name: str = MODEL_ID) -> VideoRequest:
     return _parse(body)
 
 
-def unwrap_run_body(body: Any) -> tuple[str, Any]:
+def unwrap_run_body(body: Any) -> tuple[str, dict[str, Any]]:
     """``(model, input)`` of ``POST .../ai/run``; a bad wrapper is 400 naming the field."""
     if not isinstance(body, Mapping):
         raise InvalidRequest("the request body must be a JSON object with `model` and `input`", field="body")
-    unknown = sorted(set(body) - set(RunBody.model_fields))
-    if unknown:  # before "missing": a misspelt `input` is better named as what was sent
-        raise InvalidRequest(f"unknown field {unknown[0]!r}; expected `model` and `input`", field=unknown[0])
-    try:
-        run = RunBody.model_validate(dict(body))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err.get("loc", ())) or "body"
-        if err.get("type") == "missing":
-            raise InvalidRequest(f"{field} is required", field=field) from None
-        raise InvalidRequest(f"{field}: {err.get('msg', 'invalid value')}", field=field) from None
-    return run.model, run.input
-
-
-# The wrapped form's fields live under ``input``: the image errors found at submit name them so too.
-WRAPPED_NAMES = {"image_input": "input.image_input", "end_image_input": "input.end_image_input"}
+    run = RUN_BODY.validate(body)
+    return run.model, run.input  # type: ignore[attr-defined]
 
 
 def to_video_request_wrapped(body: Any) -> VideoRequest:
@@ -115,10 +108,12 @@ def to_video_request_wrapped(body: Any) -> VideoRequest:
 
 
 def _parse(model_input: Any) -> VideoRequest:
-    """Workers AI requires ``prompt`` (the job API alone lets ``image_input`` stand without one)."""
-    if isinstance(model_input, Mapping):
-        mapping.require_prompt(model_input)
-    return parse_request(model_input)
+    """The model input as ``WorkersAIInput`` (a prompt always, not blank), then the canonical request."""
+    if not isinstance(model_input, Mapping):
+        raise InvalidRequest("the request body must be a JSON object", field="body")
+    fields = INPUT_BODY.validate(model_input).model_dump(exclude_unset=True)
+    mapping.require_prompt(fields)
+    return parse_request(fields)
 
 
 def from_job(job: Job | None, video_url: str) -> dict[str, Any]:
@@ -151,30 +146,38 @@ def error_response(exc: PixgenError, headers: Mapping[str, str] | None = None) -
 # -- routes ----------------------------------------------------------------------------------------------------
 router = APIRouter(prefix=PREFIX, tags=["Cloudflare Workers AI"])
 _RESPONSES = errors(WorkersAIErrorResponse, 400, 401, 402, 404, 409, 413, 429, 500)
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def served_model(model_name: str) -> str:
+    """The path's model id: 404 ``model_not_found`` before the body is looked at, unless it is ``pixverse/v6``."""
+    check_model(model_name)
+    return model_name
 
 
 @router.post("/accounts/{account_id}/ai/run", response_model=RunResponse, responses=_RESPONSES,
-             openapi_extra=body("WorkersAIRunRequest"))
-async def run_wrapped(account_id: str, request: Request, ctx: Ctx, key: AuthKey,
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+             openapi_extra=RUN_BODY.openapi)
+async def run_wrapped(account_id: str, ctx: Ctx, key: AuthKey, body: Annotated[BaseModel, Depends(RUN_BODY)],
+                      request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     """Workers AI's ``{"model": "pixverse/v6", "input": {...}}`` form; waits for the video."""
-    video_request = to_video_request_wrapped(await read_json(request))
-    return await _run(ctx, key, request, video_request, idempotency_key, field_names=WRAPPED_NAMES)
+    video_request = to_video_request_wrapped(body.model_dump(exclude_unset=True))
+    names = {name: f"input.{name}" for name in VideoRequest.model_fields}  # errors found at submit, too
+    return await _run(ctx, key, request, video_request, idempotency_key, field_names=names)
 
 
 @router.post("/accounts/{account_id}/ai/run/{model_name:path}", response_model=RunResponse, responses=_RESPONSES,
-             openapi_extra=body("WorkersAIInput"))
-async def run_model(account_id: str, model_name: str, request: Request, ctx: Ctx, key: AuthKey,
-                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+             openapi_extra=INPUT_BODY.openapi)
+async def run_model(account_id: str, ctx: Ctx, key: AuthKey, model_name: Annotated[str, Depends(served_model)],
+                    body: Annotated[BaseModel, Depends(INPUT_BODY)], request: Request,
+                    idempotency_key: IdempotencyKey = None) -> Response:
     """The model input as the body (what ``client.ai.run("pixverse/v6", ...)`` sends); waits for the video."""
-    check_model(model_name)  # 404 before the body is looked at
-    video_request = to_video_request(await read_json(request), model_name=model_name)
+    video_request = to_video_request(body.model_dump(exclude_unset=True), model_name=model_name)
     return await _run(ctx, key, request, video_request, idempotency_key)
 
 
 async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: VideoRequest,
                idempotency_key: str | None, field_names: Mapping[str, str] | None = None) -> Response:
-    submitted = await service.submit(ctx, key, video_request, idempotency_key=idempotency_key, surface="cloudflare",
+    submitted = await service.submit(ctx, key, video_request, origin=ORIGIN, idempotency_key=idempotency_key,
                                      field_names=field_names)
     job = await _wait(ctx, request, submitted.job.id)
     if job is None:  # the client went away; nothing more to say to it
@@ -184,9 +187,9 @@ async def _run(ctx: AppContext, key: ApiKey, request: Request, video_request: Vi
     url = media_url(ctx, request, job) if error is None else None
     if error is None and url is None:
         error = GenerationError("the video of this job is no longer stored")
-    if error is not None:
+    if error is not None or url is None:
         # A generation that failed would fail again: tell the SDK not to retry it (it does on 409 and 5xx).
-        return error_response(error, {**headers, "x-should-retry": "false"})
+        return error_response(error or GenerationError("no video"), {**headers, "x-should-retry": "false"})
     return JSONResponse(from_job(job, url), headers=headers)
 
 

@@ -14,8 +14,9 @@ Pure mapping first (``extension``, ``remix``), then the submit helpers the route
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pixgen.api import mapping, service
 from pixgen.api.context import AppContext
@@ -23,6 +24,7 @@ from pixgen.core.sizes import nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, JobKind, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
@@ -30,9 +32,11 @@ from pixgen.jobs.webhooks import Subscription
 MAX_TOTAL_SECONDS = 60  # an extended video (extensions of extensions included) is at most this long
 DEFAULT_EXTENSION = 5
 EXTEND_FIELDS = ("prompt", "duration", "negative_prompt", "seed", "style", "thinking_type", "camera_movement")
-# Request fields an extension takes from its source and cannot change.
-KEPT_BY_EXTENSION = ("aspect_ratio", "quality", "resolution", "generate_audio", "image_input", "end_image_input",
-                     "image_url", "end_image_url", "multi_clip")
+# How a field an extension or a remix does not take is refused (``{name}``: the field).
+EXTEND_REFUSAL = ("{name} cannot be set on an extension: it takes only " + ", ".join(EXTEND_FIELDS)
+                  + " (the size, quality and audio stay those of the video it continues)")
+REMIX_REFUSAL = ("{name} cannot be set on a remix: it keeps every setting and the seed of its source; give only "
+                 "prompt")
 
 
 @dataclass(frozen=True)
@@ -40,15 +44,14 @@ class Derived:
     """A new job's request and where it came from (the extra columns of ``JobStore.submit``)."""
 
     request: VideoRequest
-    kind: str  # "generate" | "extend"
+    kind: JobKind  # generate, or extend (a remix of an extension extends the same video again)
     source_job_id: str | None  # extend: the video continued
     remix_of: str | None
     duration: int  # the whole output's length in seconds
 
-    @property
-    def origin(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source_job_id": self.source_job_id, "remix_of": self.remix_of,
-                "duration": self.duration}
+    def origin(self, surface: ApiSurface) -> Origin:
+        return Origin(surface=surface, kind=self.kind, source_job_id=self.source_job_id, remix_of=self.remix_of,
+                      duration=self.duration)
 
 
 # -- pure mapping ----------------------------------------------------------------------------------------------
@@ -66,12 +69,8 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     """The request that continues ``source``'s video; ``fields`` use the canonical names (``duration``...)."""
     check_source(source, source_field, "extended")
     for name in fields:
-        if name in KEPT_BY_EXTENSION:
-            raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size, quality and audio of "
-                                 f"the video it continues", field=name)
         if name not in EXTEND_FIELDS:
-            raise InvalidRequest(f"unknown field {name!r}; an extension takes {', '.join(EXTEND_FIELDS)}",
-                                 field=name)
+            raise InvalidRequest(EXTEND_REFUSAL.format(name=name), field=name)
     base = source.request_dict()
     spec: dict[str, Any] = {
         "prompt": fields["prompt"] if "prompt" in fields else (source.original_prompt or ""),
@@ -93,19 +92,18 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     if total > MAX_TOTAL_SECONDS:
         raise InvalidRequest(f"the extended video would be {total} s long; at most {MAX_TOTAL_SECONDS} s "
                              f"(the source is {source.duration} s)", field="duration")
-    return Derived(request, "extend", source.id, None, total)
+    return Derived(request, JobKind.EXTEND, source.id, None, total)
 
 
 def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> Derived:
     """``source``'s request (settings and seed) with ``fields["prompt"]``; nothing else may be given."""
     check_source(source, source_field, "remixed")
-    if source.kind == "retake":
+    if source.kind is JobKind.RETAKE:
         raise InvalidRequest(f"job {source.id} is a retake; retake its source again with the new prompt instead",
                              field=source_field)
     for name in fields:
         if name != "prompt":
-            raise InvalidRequest(f"{name} cannot be set on a remix: it keeps every setting and the seed of its "
-                                 f"source; give only prompt", field=name)
+            raise InvalidRequest(REMIX_REFUSAL.format(name=name), field=name)
     mapping.require_prompt(fields, what=" for a remix")
     prompt = fields["prompt"]
     if not isinstance(prompt, str):
@@ -120,18 +118,18 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
 # -- submitting ------------------------------------------------------------------------------------------------
 async def submit_extension(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                            source_field: str, idempotency_key: str | None = None,
-                           surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
+                           surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
     if not ctx.capabilities.extend:
         raise InvalidRequest("this server's model cannot extend videos", field=source_field)
     source = await _source(ctx, key, source_id, source_field)
     derived = extension(source, fields, source_field=source_field)
-    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                webhook=webhook, **derived.origin)
+    return await service.submit(ctx, key, derived.request, origin=derived.origin(surface),
+                                idempotency_key=idempotency_key, webhook=webhook)
 
 
 async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
-                       source_field: str, idempotency_key: str | None = None, surface: str = "jobs",
-                       webhook: Subscription | None = None) -> Submitted:
+                       source_field: str, idempotency_key: str | None = None,
+                       surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
     source = await _source(ctx, key, source_id, source_field)
     derived = remix(source, fields, source_field=source_field)
     if derived.source_job_id is not None and not ctx.capabilities.extend:
@@ -139,8 +137,8 @@ async def submit_remix(ctx: AppContext, key: ApiKey, source_id: str, fields: Map
                              field=source_field)
     if derived.source_job_id is not None:  # a remixed extension continues the same video again: still there?
         check_source(await _source(ctx, key, derived.source_job_id, source_field), source_field, "remixed")
-    return await service.submit(ctx, key, derived.request, idempotency_key=idempotency_key, surface=surface,
-                                webhook=webhook, **derived.origin)
+    return await service.submit(ctx, key, derived.request, origin=derived.origin(surface),
+                                idempotency_key=idempotency_key, webhook=webhook)
 
 
 async def _source(ctx: AppContext, key: ApiKey, job_id: str, field: str) -> Job:

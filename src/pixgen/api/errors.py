@@ -8,7 +8,8 @@ Paths under no prefix get the job API's shape ``{"code", "message", "field"}``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,13 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from pixgen.errors import InvalidRequest, MethodNotAllowed, NotFound, PixgenError, RateLimited
+from pixgen.jobs.ids import NOT_A_JOB_ID
 
 log = logging.getLogger("pixgen.api")
 
 ErrorResponder = Callable[[PixgenError], Response]
 
 
-def job_api_error_body(exc: PixgenError) -> dict:
+def job_api_error_body(exc: PixgenError) -> dict[str, Any]:
     body = {"code": exc.code, "message": exc.message}
     if exc.field is not None:
         body["field"] = exc.field
@@ -66,10 +68,13 @@ def as_pixgen_error(exc: Exception) -> PixgenError:
     """Any exception as a ``PixgenError``: validation → 400 naming the field, unknown route → 404, crash → 500."""
     if isinstance(exc, PixgenError):
         return exc
-    if isinstance(exc, RequestValidationError):
+    if isinstance(exc, RequestValidationError):  # a typed path, query or header parameter (bodies: api.bodies)
         err = (exc.errors() or [{}])[0]
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        field = ".".join(loc) or "body"
+        where, *loc = [str(p) for p in err.get("loc", ())] or ["body"]
+        field = ".".join(loc) or where
+        if err.get("type") == NOT_A_JOB_ID:  # a job id's form: no such job in a path, a bad value in a query
+            message = str(err.get("msg", f"no job in {field}"))
+            return NotFound(message, field=field) if where == "path" else InvalidRequest(message, field=field)
         return InvalidRequest(f"{field}: {err.get('msg', 'invalid value')}", field=field)
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
@@ -104,6 +109,12 @@ def _flat(routes: Iterable[Any]) -> Iterator[Any]:
 def install_error_handlers(app: FastAPI, registry: ErrorRegistry) -> None:
     async def handle(request: Request, exc: Exception) -> Response:
         error = as_pixgen_error(exc)
+        if isinstance(exc, RequestValidationError) and isinstance(error, NotFound):
+            # ``GET /v1/videos/extensions`` fits ``/v1/videos/{video_id}``, whose id it is not; the path itself is
+            # ``POST /v1/videos/extensions``'s: that is a method this path does not take.
+            allow = allowed_methods(request)
+            if allow and request.method not in allow.split(", "):
+                error = MethodNotAllowed("Method Not Allowed: this endpoint does not take that method")
         if isinstance(error, MethodNotAllowed):
             error.allow = allowed_methods(request)
         if error.status >= 500:

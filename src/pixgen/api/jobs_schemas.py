@@ -1,5 +1,5 @@
-"""The job API's answers as schemas, for the OpenAPI document (``jobs_api`` builds the JSON itself; a test
-checks every answer against these through schemathesis)."""
+"""The job API's answers as types: its routes return these (``response_model``; ``jobs_api.job_view`` builds a
+``Job``), so the OpenAPI document shows what is sent."""
 
 from __future__ import annotations
 

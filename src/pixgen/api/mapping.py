@@ -6,19 +6,17 @@ Pure functions over plain values; each surface module calls these from its own m
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+from pixgen.core.fields import roles, scalar_type
+from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.sizes import output_size
 from pixgen.core.spec import MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, ModelNotFound
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
-
-# Stands in for an image URL not fetched yet while the rest of a body is checked (a data URI of the right form);
-# ``service.submit`` fetches the URL and puts the image in its place.
-PLACEHOLDER_IMAGE = "data:image/png;base64,AAAA"
-PLACEHOLDER_VIDEO = "data:video/mp4;base64,AAAA"  # the same, for a control video given by URL
 
 
 def check_model(sent: Any, served: str, *, field: str = "model") -> None:
@@ -60,27 +58,33 @@ def job_progress(job: Job) -> int:
 
 def check_capabilities(request: VideoRequest, capabilities: Capabilities,
                        names: Mapping[str, str] | None = None) -> None:
-    """400 naming the field (as sent) for a request the backend cannot make (``pixgen.engine.Capabilities``)."""
-    names = names or {}
-    low, high = capabilities.durations
-    problems = []
-    if not low <= request.duration <= high:
-        problems.append(("duration", f"duration must be {low} to {high} seconds on this server"))
-    if request.quality not in capabilities.qualities:
-        problems.append(("quality", f"quality {request.quality} is not offered on this server; use one of "
-                                    f"{', '.join(capabilities.qualities)}"))
-    if request.aspect_ratio is not None and request.aspect_ratio not in capabilities.aspect_ratios:
-        problems.append(("aspect_ratio", f"aspect_ratio {request.aspect_ratio} is not offered on this server"))
-    if request.end_image_input is not None and not capabilities.end_frame:
-        problems.append(("end_image_input", "this server's model cannot take an end frame"))
-    if request.keyframes is not None and not capabilities.keyframes:
-        problems.append(("keyframes", "this server's model cannot take keyframes"))
-    if request.multi_clip and not capabilities.multi_clip:
-        problems.append(("multi_clip", "this server's model cannot make multi-clip videos"))
-    if request.control_type is not None and request.control_type not in capabilities.control_types:
-        offered = ", ".join(capabilities.control_types) or "none"
-        problems.append(("control_type", f"control_type {request.control_type!r} is not offered: this server's "
-                                         f"model folder has no IC-LoRA for it (offered: {offered})"))
-    if problems:
-        field, message = problems[0]
-        raise renamed(InvalidRequest(message, field=field), names)
+    """400 naming the field (as sent) for a request the backend cannot make (``pixgen.engine.Capabilities``), read
+    from each field's role: ``offered`` (the values this server takes) and ``needs`` (a capability for anything but
+    the field's default)."""
+    for problem in capability_problems(request, capabilities):
+        raise renamed(problem, names or {})
+    if request.keyframes and capabilities.keyframes:  # pictures on the backend's latent clock, one per latent
+        try:
+            check_keyframe_latents(request.keyframes, request.duration, capabilities.frames_per_latent,
+                                   start_image=request.image_input is not None,
+                                   end_image=request.end_image_input is not None)
+        except InvalidRequest as exc:
+            raise renamed(exc, names or {}) from None
+
+
+def capability_problems(request: VideoRequest, capabilities: Capabilities) -> Iterator[InvalidRequest]:
+    for name, role in roles(VideoRequest).items():
+        info, value = VideoRequest.model_fields[name], getattr(request, name)
+        if value is None:
+            continue
+        if role.needs is not None and value != info.default and not getattr(capabilities, role.needs.capability):
+            yield InvalidRequest(f"this server's model cannot take {role.needs.what}", field=name)
+        if role.offered is None:
+            continue
+        offered = getattr(capabilities, role.offered)
+        if scalar_type(info) is int:  # a number: offered as (lowest, highest)
+            if not offered[0] <= value <= offered[1]:
+                yield InvalidRequest(f"{name} must be {offered[0]} to {offered[1]} on this server", field=name)
+        elif value not in offered:
+            yield InvalidRequest(f"{name} {value} is not offered on this server; use one of "
+                                 f"{', '.join(offered) or 'none'}", field=name)

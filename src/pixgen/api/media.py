@@ -4,8 +4,8 @@ Media lives in the ``MediaStore`` (``pixgen.storage``). When the store signs URL
 which serve range requests themselves), those are the links handed out. Otherwise (a local folder) a link is
 ``{base}/media/{job_id}/{variant}?exp={unix}&sig={hmac}``, the HMAC-SHA256 over ``path + "\n" + exp`` with the
 server's signing secret, and the route streams the file from the store. The route never turns request text into a
-path: the job id must match ``job_[0-9a-f]{24}``, the variant is one of three names, and the file name comes from
-the job's database row.
+path: the job id must be a ``JobId`` (``job_`` + 24 hex), the variant is one of three names, and the file name comes
+from the job's database row.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from pixgen.api.context import AppContext, Ctx
 from pixgen.errors import Forbidden, NotFound
+from pixgen.jobs.ids import JobId
 from pixgen.jobs.store import Job
 from pixgen.storage import MediaStore
 
 VARIANTS = {"video.mp4": ("video_file", "video/mp4"), "thumbnail.jpg": ("thumb_file", "image/jpeg"),
             "preview.mp4": ("preview_file", "video/mp4")}
-JOB_ID = re.compile(r"^job_[0-9a-f]{24}$")
 
 router = APIRouter(tags=["media"])
 
@@ -125,7 +125,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
 
 @router.get("/media/{job_id}/{variant}", include_in_schema=False)
 def serve_media(job_id: str, variant: str, request: Request, ctx: Ctx) -> Response:
-    if not JOB_ID.match(job_id) or variant not in VARIANTS:
+    if not JobId.is_valid(job_id) or variant not in VARIANTS:
         raise NotFound("no such media")
     verify(ctx.settings.signing_secret, media_path(job_id, variant), request.query_params.get("exp"),
            request.query_params.get("sig"))

@@ -30,35 +30,67 @@ Layout: schemas, pure mapping functions (tested on ``tests/examples/openai_*.jso
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from pixgen.api import derived, mapping, service
+from pixgen.api.bodies import (
+    NOT_BLANK,
+    URL_SCHEMA,
+    Body,
+    FormOrJsonBody,
+    JsonBody,
+    body_model,
+    canonical_fields,
+    not_both,
+    prompt_field,
+)
 from pixgen.api.body import read_json
 from pixgen.api.context import AppContext, AuthKey, Ctx
 from pixgen.api.errors import error_headers
 from pixgen.api.media import stored_response
-from pixgen.api.openapi import body, errors, query
+from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
+from pixgen.core.fields import Media, form_value, roles, surface_names
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
-from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.core.spec import VideoRequest, invalid_from_validation, parse_request
+from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, NotFound, PixgenError
+from pixgen.jobs.ids import JobId
+from pixgen.jobs.origin import ApiSurface, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job
 from pixgen.media.fetch import check_url
-from pixgen.media.images import data_uri_from_bytes
+from pixgen.media.kinds import kind
 
 PREFIX = "/v1"
 POLL_AFTER_MS = 500  # told to the SDK's create_and_poll / poll (header openai-poll-after-ms) while a job runs
 DELETE_WAIT = 10.0  # seconds DELETE gives a running job to stop before it answers 409 (which the SDK retries)
-FILE_FIELDS = ("input_reference", "end_image_input")  # multipart fields that may carry an uploaded image
+SURFACE_NAME = ApiSurface.OPENAI  # how field roles name this surface (``Role.names``)
+ORIGIN = Origin(surface=SURFACE_NAME)  # a video made here (extensions and remixes add where they come from)
+# Canonical fields that OpenAI's own fields stand for (``seconds``, ``size``, ``input_reference``): giving both is
+# ambiguous.
+_SAME_AS = surface_names(VideoRequest, SURFACE_NAME)
+# Multipart fields that may carry an uploaded file: every media field, by this surface's name for it, and its kind.
+FILE_FIELDS: dict[str, Media] = {_SAME_AS.get(name, name): role.media for name, role in roles(VideoRequest).items()
+                                 if role.media is not None}
 
 # "WxH" → (aspect_ratio, quality): the contract's size table, read backwards.
 SIZES: dict[str, tuple[str, str]] = {
@@ -66,16 +98,12 @@ SIZES: dict[str, tuple[str, str]] = {
 }
 assert len(SIZES) == len(ASPECT_RATIOS) * len(QUALITIES), "two table entries share one size"
 
-OPENAI_FIELDS = ("model", "prompt", "seconds", "size", "input_reference")
-# Canonical fields that OpenAI's own fields stand for: giving both is ambiguous.
-_SAME_AS = {"duration": "seconds", "aspect_ratio": "size", "quality": "size", "image_input": "input_reference"}
-# Multipart sends every value as a string: these canonical fields get their type back.
-_INT_FIELDS = ("seed", "duration")
-_BOOL_FIELDS = ("generate_audio", "multi_clip")
+OPENAI_FIELDS = ("model", "prompt", *sorted(set(_SAME_AS.values())))  # OpenAI's own; the rest are canonical
 # Job status → OpenAI status (a cancelled job reads as failed, with error code "cancelled").
-STATUS = {JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
-          JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
 Status = Literal["queued", "in_progress", "completed", "failed"]
+STATUS: dict[JobStatus, Status] = {
+    JobStatus.PENDING: "queued", JobStatus.PROCESSING: "in_progress", JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed", JobStatus.CANCELLED: "failed"}
 
 
 # -- schemas ---------------------------------------------------------------------------------------------------
@@ -129,20 +157,64 @@ class ErrorResponse(BaseModel):
 
 
 class ListParams(BaseModel):
-    after: str | None = None
-    limit: int = 20
-    order: Literal["asc", "desc"] = "desc"
+    """``GET /v1/videos``'s query: any other parameter is refused, naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: JobId | None = Field(None, description="the id of the last video of the previous page")
+    limit: int = Field(20, ge=1, le=100, description="videos per page")
+    order: Literal["asc", "desc"] = Field("desc", description="by creation time")
 
 
-def _open_body(body: Mapping[str, Any], *, form: bool) -> dict[str, Any]:
-    """A mutable copy of a create/extend body (brackets nested for multipart), with ``model`` checked and removed."""
+# -- request bodies: the types the routes take, and the document shows ----------------------------------------
+# OpenAI's own fields, checked by the same functions that map them (their refusals name the field).
+_SECONDS = Annotated[StrictInt | StrictStr, AfterValidator(lambda v: parse_seconds(v) and v), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 15},
+              {"type": "string", "enum": [str(n) for n in range(1, 16)]}], "description": "length in seconds"})]
+_SIZE = Annotated[StrictStr, AfterValidator(lambda v: parse_size(v) and v),
+                  WithJsonSchema({"type": "string", "enum": list(SIZES)})]
+_MODEL = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})]
+_REFERENCE_IMAGE = Annotated[StrictStr, WithJsonSchema(
+    {"anyOf": [{"type": "string", "pattern": Media.IMAGE.data_uri_pattern}, URL_SCHEMA]})]
+
+
+class InputReference(Body):
+    image_url: _REFERENCE_IMAGE
+
+
+_REFERENCE = Annotated[_REFERENCE_IMAGE | InputReference, Field(
+    description="the start frame: a data URI, an http(s) URL, or {image_url}; an uploaded file in a form")]
+
+
+class VideoId(Body):
+    id: Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": NOT_BLANK})]
+
+
+_VIDEO = Annotated[Annotated[StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "pattern": NOT_BLANK})]
+                   | VideoId, Field(description="the completed video to continue: {id} or its id")]
+_OWN = {"model": (_MODEL, MODEL_ID), "prompt": prompt_field(required=True)}
+VideoCreateRequest = body_model(
+    "VideoCreateRequest", {
+        **_OWN, "seconds": (_SECONDS, None), "size": (_SIZE, None), "input_reference": (_REFERENCE, None),
+        **{k: v for k, v in canonical_fields().items() if k != "prompt"}},
+    schema={"dependentRequired": {"end_image_input": ["image_input"]},
+            **not_both(*((own, canonical) for canonical, own in _SAME_AS.items()))})
+VideoExtensionRequest = body_model(
+    "VideoExtensionRequest", {
+        **_OWN, "video": (_VIDEO, ...), "seconds": (_SECONDS, None),
+        **canonical_fields(only=[f for f in derived.EXTEND_FIELDS if f != "prompt"], optional=True)},
+    unknown=derived.EXTEND_REFUSAL, schema=not_both(("seconds", "duration")))
+RemixRequest = body_model("RemixRequest", {"prompt": prompt_field(required=True)}, unknown=derived.REMIX_REFUSAL)
+
+
+def _open_body(body: Mapping[str, Any], typed: JsonBody[Any], *, form: bool) -> dict[str, Any]:
+    """The fields of a create / extend body, checked by its type (``typed``: a form's brackets nested and its text
+    typed back first), with ``model`` checked and removed."""
     if not isinstance(body, Mapping):
         raise InvalidRequest("the request body must be a JSON object", field="body")
-    body = _nest_brackets(body) if form else dict(body)
-    model = body.pop("model", None)
-    if model is not None:
-        mapping.check_model(model, MODEL_ID)
-    return body
+    fields: dict[str, Any] = typed.validate(_form_fields(body) if form else body).model_dump(exclude_unset=True)
+    mapping.check_model(fields.pop("model", MODEL_ID), MODEL_ID)
+    return fields
 
 
 # -- pure mapping: request -------------------------------------------------------------------------------------
@@ -152,7 +224,7 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
     Raises ``InvalidRequest`` naming the field as the caller spelled it (``seconds``, ``size``, ...), or
     ``ModelNotFound`` for another model id.
     """
-    body = _open_body(body, form=form)
+    body = _open_body(body, CREATE_BODY, form=form)
     mapping.require_prompt(body)
     prompt = body["prompt"]
     for canonical, own in _SAME_AS.items():
@@ -160,8 +232,6 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
             raise InvalidRequest(f"give {own} or {canonical}, not both", field=canonical)
 
     spec: dict[str, Any] = {k: v for k, v in body.items() if k not in OPENAI_FIELDS}
-    if form:
-        spec = {k: _from_form(k, v) for k, v in spec.items()}
     spec["prompt"] = prompt
     if "seconds" in body:
         spec["duration"] = parse_seconds(body["seconds"])
@@ -169,14 +239,14 @@ def to_video_request(body: Mapping[str, Any], *, form: bool = False) -> VideoReq
         spec["aspect_ratio"], spec["quality"] = parse_size(body["size"])
     if body.get("input_reference") is not None:
         reference = parse_input_reference(body["input_reference"])
-        spec["image_input"] = reference if reference.startswith("data:") else mapping.PLACEHOLDER_IMAGE
+        spec["image_input"] = reference if reference.startswith("data:") else Media.IMAGE.placeholder
     try:
         return parse_request(spec)
     except InvalidRequest as exc:
         raise mapping.renamed(exc, sent_names(body)) from None
 
 
-def image_urls(body: Mapping[str, Any], *, form: bool = False) -> dict[str, str]:
+def media_urls(body: Mapping[str, Any], *, form: bool = False) -> dict[str, str]:
     """``{"image_input": URL}`` when ``input_reference`` names its image by an http(s) URL (fetched at submit by
     ``service.submit``), else ``{}``."""
     if not isinstance(body, Mapping):
@@ -195,7 +265,7 @@ def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
 
 def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple[str, dict[str, Any]]:
     """``(source video id, canonical fields)`` of ``POST /v1/videos/extensions``; errors name OpenAI's fields."""
-    body = _open_body(body, form=form)
+    body = _open_body(body, EXTEND_BODY, form=form)
     video = body.pop("video", None)
     if isinstance(video, Mapping):
         unknown = sorted(set(video) - {"id"})
@@ -205,13 +275,9 @@ def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple
     if not isinstance(video, str) or not video.strip():
         raise InvalidRequest('video is required: {"id": "<the id of a completed video>"}', field="video")
     mapping.require_prompt(body)
-    for name in ("size", "input_reference"):
-        if name in body:
-            raise InvalidRequest(f"{name} cannot be set on an extension: it keeps the size of the video it "
-                                 f"continues", field=name)
     if "duration" in body and "seconds" in body:
         raise InvalidRequest("give seconds or duration, not both", field="duration")
-    fields = {k: _from_form(k, v) if form else v for k, v in body.items() if k != "seconds"}
+    fields = {k: v for k, v in body.items() if k != "seconds"}
     if "seconds" in body:
         fields["duration"] = parse_seconds(body["seconds"])
     return video.strip(), fields
@@ -257,18 +323,12 @@ def parse_input_reference(value: Any) -> str:
 
 
 def parse_list_params(query: Mapping[str, str]) -> ListParams:
-    """``after``, ``limit`` (1..100, default 20) and ``order`` (``asc``|``desc``, default ``desc``)."""
-    unknown = set(query) - {"after", "limit", "order"}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidRequest(f"unknown query parameter {name!r}", field=name)
-    limit = query.get("limit", "20")
-    if not re.fullmatch(r"\d{1,3}", limit) or not 1 <= int(limit) <= 100:
-        raise InvalidRequest(f"limit must be an integer from 1 to 100, not {limit!r}", field="limit")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise InvalidRequest(f"order must be 'asc' or 'desc', not {order!r}", field="order")
-    return ListParams(after=query.get("after") or None, limit=int(limit), order=order)  # type: ignore[arg-type]
+    """``after``, ``limit`` (1..100, default 20) and ``order`` (``asc``|``desc``, default ``desc``); anything else is
+    refused naming it (the route takes the same ``ListParams`` as its query)."""
+    try:
+        return ListParams.model_validate(dict(query))
+    except ValidationError as exc:
+        raise invalid_from_validation(exc, ListParams) from None
 
 
 def _nest_brackets(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,13 +347,9 @@ def _nest_brackets(form: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _from_form(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if name in _INT_FIELDS and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    if name in _BOOL_FIELDS and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return value
+    """A form value of canonical field ``name`` as the field's own type (multipart sends every value as text)."""
+    info = VideoRequest.model_fields.get(name)
+    return form_value(info, value) if info is not None else value
 
 
 # -- pure mapping: response ------------------------------------------------------------------------------------
@@ -360,11 +416,7 @@ def error_response(exc: PixgenError) -> Response:
 # -- routes ----------------------------------------------------------------------------------------------------
 router = APIRouter(prefix=PREFIX, tags=["OpenAI Videos"])
 _SUBMIT_ERRORS = errors(ErrorResponse, 400, 401, 402, 404, 409, 413, 429)
-_LIST_PARAMS = {"parameters": [
-    query("after", {"type": "string"}, "the id of the last video of the previous page"),
-    query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "videos per page"),
-    query("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "by creation time")]}
-_CONTENT = {
+_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole file", "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
                                                        "image/jpeg": {"schema": {"type": "string",
                                                                                  "format": "binary"}}}},
@@ -373,54 +425,65 @@ _CONTENT = {
                       "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
     416: {"description": "Byte range past the end of the file"},
 }
-_RANGE = {"parameters": [{"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
-                          "description": "one byte range, e.g. bytes=0-1023"}]}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+VideoIdPath = JobId  # a video is a job: anything but job_ + 24 hex is 404 naming video_id (``api.errors``)
 
 
-@router.post("/videos", response_model=Video, responses=_SUBMIT_ERRORS,
-             openapi_extra=body("VideoCreateRequest", form=True))
-async def create_video(request: Request, ctx: Ctx, key: AuthKey,
-                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
+    return await _read_create_body(request, request.app.state.ctx.settings.max_body_bytes)
+
+
+def _form_fields(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A form's fields in the JSON body's shape: ``a[b]`` nested, canonical fields' text typed back."""
+    return {name: _from_form(name, value) for name, value in _nest_brackets(form).items()}
+
+
+CREATE_BODY = FormOrJsonBody(VideoCreateRequest, _read_body, _form_fields)
+EXTEND_BODY = FormOrJsonBody(VideoExtensionRequest, _read_body, _form_fields)
+REMIX_BODY = FormOrJsonBody(RemixRequest, _read_body, _form_fields)
+
+
+@router.post("/videos", response_model=Video, responses=_SUBMIT_ERRORS, openapi_extra=CREATE_BODY.openapi)
+async def create_video(ctx: Ctx, key: AuthKey, body: Annotated[BaseModel, Depends(CREATE_BODY)],
+                       idempotency_key: IdempotencyKey = None) -> Response:
     """Queue a video (multipart/form-data as the SDK sends it, or JSON); answers the queued Video object."""
-    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
-    video_request = to_video_request(body, form=form)
-    submitted = await service.submit(ctx, key, video_request, image_urls=image_urls(body, form=form),
-                                     idempotency_key=idempotency_key, surface="openai",
-                                     field_names=sent_names(_nest_brackets(body) if form else body))
+    fields = body.model_dump(exclude_unset=True)
+    video_request = to_video_request(fields)
+    submitted = await service.submit(ctx, key, video_request, media_urls=media_urls(fields),
+                                     origin=ORIGIN, idempotency_key=idempotency_key,
+                                     field_names=sent_names(fields))
     return _video_response(ctx, submitted.job)
 
 
 @router.post("/videos/extensions", response_model=Video, responses=_SUBMIT_ERRORS,
-             openapi_extra=body("VideoExtensionRequest", form=True))
-async def extend_video(request: Request, ctx: Ctx, key: AuthKey,
-                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+             openapi_extra=EXTEND_BODY.openapi)
+async def extend_video(ctx: Ctx, key: AuthKey, body: Annotated[BaseModel, Depends(EXTEND_BODY)],
+                       idempotency_key: IdempotencyKey = None) -> Response:
     """Continue a completed video by ``seconds``; the new video is the whole, longer one."""
-    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
-    source_id, fields = to_extension_fields(body, form=form)
+    sent = body.model_dump(exclude_unset=True)
+    source_id, fields = to_extension_fields(sent)
     try:
         submitted = await derived.submit_extension(ctx, key, source_id, fields, source_field="video",
-                                                   idempotency_key=idempotency_key, surface="openai")
+                                                   idempotency_key=idempotency_key, surface=ORIGIN.surface)
     except InvalidRequest as exc:
-        raise mapping.renamed(exc, {"duration": "seconds"} if "seconds" in body else {}) from None
+        raise mapping.renamed(exc, {"duration": "seconds"} if "seconds" in sent else {}) from None
     return _video_response(ctx, submitted.job)
 
 
 @router.post("/videos/{video_id}/remix", response_model=Video, responses=_SUBMIT_ERRORS,
-             openapi_extra=body("RemixRequest", form=True))
-async def remix_video(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> Response:
+             openapi_extra=REMIX_BODY.openapi)
+async def remix_video(ctx: Ctx, key: AuthKey, video_id: VideoIdPath, body: Annotated[BaseModel, Depends(REMIX_BODY)],
+                      idempotency_key: IdempotencyKey = None) -> Response:
     """A new video with the settings and seed of a completed one and a new ``prompt``."""
-    body, form = await _read_create_body(request, ctx.settings.max_body_bytes)
-    submitted = await derived.submit_remix(ctx, key, video_id, _nest_brackets(body) if form else body,
+    submitted = await derived.submit_remix(ctx, key, video_id, body.model_dump(exclude_unset=True),
                                            source_field="video_id", idempotency_key=idempotency_key,
-                                           surface="openai")
+                                           surface=ORIGIN.surface)
     return _video_response(ctx, submitted.job)
 
 
-@router.get("/videos", response_model=VideoList, responses=errors(ErrorResponse, 400, 401), openapi_extra=_LIST_PARAMS)
-async def list_videos(request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+@router.get("/videos", response_model=VideoList, responses=errors(ErrorResponse, 400, 401))
+async def list_videos(ctx: Ctx, key: AuthKey, params: Annotated[ListParams, Query()]) -> dict[str, Any]:
     """The key's videos (made through any surface), newest first unless ``order=asc``; cursor ``after``."""
-    params = parse_list_params(request.query_params)
     found = await run_in_threadpool(ctx.store.list_jobs, key.id, limit=params.limit + 1, after=params.after,
                                     order=params.order)
     page = found[: params.limit]
@@ -429,12 +492,12 @@ async def list_videos(request: Request, ctx: Ctx, key: AuthKey) -> dict[str, Any
 
 
 @router.get("/videos/{video_id}", response_model=Video, responses=errors(ErrorResponse, 401, 404))
-async def retrieve_video(video_id: str, ctx: Ctx, key: AuthKey) -> Response:
+async def retrieve_video(ctx: Ctx, key: AuthKey, video_id: VideoIdPath) -> Response:
     return _video_response(ctx, await service.get_job(ctx, key, video_id))
 
 
 @router.delete("/videos/{video_id}", response_model=VideoDeleted, responses=errors(ErrorResponse, 401, 404, 409))
-async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
+async def delete_video(ctx: Ctx, key: AuthKey, video_id: VideoIdPath) -> dict[str, Any]:
     """Cancel the job if it is still queued or running (credits refunded), then delete it and its files."""
     await service.cancel(ctx, key, video_id, wait=DELETE_WAIT)
     job = await run_in_threadpool(ctx.store.delete, video_id, key.id)  # 409 while it is still stopping
@@ -445,16 +508,18 @@ async def delete_video(video_id: str, ctx: Ctx, key: AuthKey) -> dict[str, Any]:
 
 
 @router.get("/videos/{video_id}/content", responses={**_CONTENT, **errors(ErrorResponse, 400, 401, 404)},
-            response_class=Response, openapi_extra=_RANGE)
-async def download_content(video_id: str, request: Request, ctx: Ctx, key: AuthKey,
-                           variant: Literal["video", "thumbnail"] = "video") -> Response:
+            response_class=Response)
+async def download_content(ctx: Ctx, key: AuthKey, video_id: VideoIdPath,
+                           variant: Literal["video", "thumbnail"] = "video",
+                           byte_range: Annotated[str | None, Header(alias="Range", description="one byte range, e.g. "
+                                                                    "bytes=0-1023")] = None) -> Response:
     """The finished video (``video/mp4``, range requests) or its first-frame thumbnail (``image/jpeg``), streamed
     from the media store."""
     files = {"video": "video.mp4", "thumbnail": "thumbnail.jpg"}
     job = await service.get_job(ctx, key, video_id)
     if job.status is not JobStatus.COMPLETED:
         raise NotFound(f"video {video_id} has no content: it is {STATUS[job.status]}", field="video_id")
-    return await run_in_threadpool(stored_response, ctx.media, job, files[variant], request.headers.get("range"))
+    return await run_in_threadpool(stored_response, ctx.media, job, files[variant], byte_range)
 
 
 def _video_response(ctx: AppContext, job: Job) -> Response:
@@ -483,11 +548,29 @@ async def _read_create_body(request: Request, max_bytes: int) -> tuple[dict[str,
                 if isinstance(value, UploadFile):
                     if name not in FILE_FIELDS:
                         raise InvalidRequest(f"{name} cannot be a file upload", field=name)
-                    value = data_uri_from_bytes(await value.read(), field=name)
+                    data = await value.read()
+                    value = await run_in_threadpool(kind(FILE_FIELDS[name], name).from_bytes, data, name, None)
                 body[name] = value
     except HTTPException as exc:  # the multipart parser's own refusals
         raise InvalidRequest(f"the form body could not be read: {exc.detail}", field="body") from None
     return body, True
 
 
-SURFACE = Surface(router=router, prefix=PREFIX, error_response=error_response)
+def narrow_document(schemas: dict[str, dict[str, Any]], caps: Capabilities) -> None:
+    """OpenAI's own fields in the document held to what ``caps`` offers: ``seconds`` to its durations, ``size`` to
+    the sizes of its ratios and qualities (the canonical fields are narrowed by their roles)."""
+    low, high = caps.durations
+    sizes = ["{}x{}".format(*output_size(r, q)) for r in caps.aspect_ratios for q in caps.qualities]
+    for name in (VideoCreateRequest.__name__, VideoExtensionRequest.__name__):
+        props = schemas[name]["properties"]
+        if "seconds" in props:
+            number, text = props["seconds"]["anyOf"]
+            number.update(minimum=max(low, number["minimum"]), maximum=min(high, number["maximum"]))
+            text["enum"] = [n for n in text["enum"] if low <= int(n) <= high]
+        if "size" in props:
+            for option in props["size"].get("anyOf", [props["size"]]):
+                if "enum" in option:
+                    option["enum"] = [size for size in option["enum"] if size in sizes]
+
+
+SURFACE = Surface(router=router, prefix=PREFIX, error_response=error_response, narrow=narrow_document)

@@ -1,40 +1,41 @@
 """The OpenAPI document (``/openapi.json``), made to tell the truth: clients generate SDKs from it.
 
-FastAPI writes the document from the routes. Our routes read their bodies themselves (each surface has its own
-error shape and field names), so FastAPI cannot see them; this module supplies what it cannot:
+FastAPI writes the document from the routes: their typed parameters (a job id's pattern, query models), their
+``response_model``s and the statuses each route lists with its surface's error body (``errors(...)``). The rest is
+added here:
 
-- request bodies: routes name a component (``body("JobRunRequest")``); the components are built here from the
-  canonical ``VideoRequest``'s own JSON schema and limits (``core.spec``), narrowed to what the server's backend
-  offers (``Capabilities``), so the document and the validation cannot drift apart;
-- responses: each route lists the statuses it really answers with its surface's error body (``errors(...)``);
-  FastAPI's 422, which no route returns (validation errors are 400 here), is removed;
+- request bodies: each route's body is a pydantic model (``api.bodies``), read through a dependency so that every
+  refusal keeps its surface's error body; the route's ``openapi_extra`` points at the model, and its JSON schema
+  (nested models too) goes into the components as pydantic writes it — the document shows the types that
+  validate. Then each body is narrowed to what this server's backend offers (``Capabilities``), by the roles of the
+  canonical fields it holds (``core.fields``): a field whose ``needs`` is off is left out (or held to its default),
+  an ``offered`` list narrows its values. A surface with fields of its own (OpenAI's ``seconds`` and ``size``)
+  narrows those itself (``Surface.narrow``). A form variant (``…Form``) is derived for bodies sent as
+  multipart/form-data.
+- FastAPI's 422, which no route returns (validation errors are 400 here), is removed;
 - links: a created job's id feeds the routes that take it;
 - the bearer key as the security scheme.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-from pixgen.core.keyframes import MAX_KEYFRAMES
-from pixgen.core.models import CLOUDFLARE_MODEL_ID, MODEL_ID
-from pixgen.core.retake import MAX_SECONDS as MAX_RETAKE_SECONDS
-from pixgen.core.sizes import output_size
-from pixgen.core.spec import DATA_URI_PATTERN, MAX_PROMPT, VideoRequest
+from pixgen.core.fields import roles, scalar_type, surface_aliases
+from pixgen.core.spec import VideoRequest
+from pixgen.core.surfaces import ApiSurface
 from pixgen.engine.base import Capabilities
 from pixgen.jobs.store import MAX_IDEMPOTENCY_KEY
-from pixgen.jobs.webhooks import JOB_EVENTS
-from pixgen.media.fetch import MAX_URL
 
 JSON = "application/json"
-NOT_BLANK = r"\S"  # a prompt must hold more than white space
-HTTP_URL = r"^https?://[^\s/@]"  # http(s), a host, no credentials (media.fetch.check_url)
-VIDEO_DATA_URI_PATTERN = r"^data:video/mp4;base64,[A-Za-z0-9+/=\s]+$"  # control_video's form
+REF = "#/components/schemas/{model}"
+Narrower = Callable[[dict[str, dict[str, Any]], Capabilities], None]  # (component schemas, capabilities)
 
 DESCRIPTIONS = {
     200: "Success", 206: "One byte range of the file", 400: "Bad input; the error names the field",
@@ -47,23 +48,9 @@ DESCRIPTIONS = {
 
 
 # -- what routes declare ---------------------------------------------------------------------------------------
-def body(component: str, *, form: bool = False, required: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` of a route that reads its body itself: the body is the schema ``component``."""
-    ref = {"$ref": f"#/components/schemas/{component}"}
-    content = {JSON: {"schema": ref}}
-    if form:  # the openai SDK sends multipart/form-data; the same fields, every value as text or a file
-        content["multipart/form-data"] = {"schema": {"$ref": f"#/components/schemas/{component}Form"}}
-    return {"requestBody": {"required": required, "content": content}}
-
-
 def errors(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries: each status with the surface's error body."""
     return {status: {"model": model, "description": DESCRIPTIONS[status]} for status in statuses}
-
-
-def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    """A query parameter a route reads from ``request.query_params`` itself (for ``openapi_extra``)."""
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 # Links: operation → {link name: (target operation, {parameter: runtime expression})}.
@@ -102,26 +89,33 @@ PUBLIC = ("/health", "/health/ready")  # the operations that need no key
 
 
 # -- the document ----------------------------------------------------------------------------------------------
-def install(app: FastAPI, capabilities: Capabilities, form_files: Iterable[str] = ()) -> None:
-    """Serve the true document from ``app.openapi()`` (built once, on first request); ``form_files``: the
-    multipart fields that take an uploaded image."""
+def install(app: FastAPI, capabilities: Capabilities, *, bodies: Sequence[type[BaseModel]],
+            forms: Iterable[str] = (), form_files: Iterable[str] = (), narrowers: Iterable[Narrower] = ()) -> None:
+    """Serve the true document from ``app.openapi()`` (built once, on first request). ``bodies``: every route's
+    body model; ``forms``: the bodies also sent as forms, whose ``form_files`` fields take an uploaded file;
+    ``narrowers``: the surfaces' own narrowing."""
 
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            app.openapi_schema = finish(doc, capabilities, tuple(form_files))
+            app.openapi_schema = finish(doc, capabilities, bodies=bodies, forms=tuple(forms),
+                                        form_files=tuple(form_files), narrowers=tuple(narrowers))
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
 
 
-def finish(doc: dict[str, Any], capabilities: Capabilities, form_files: Iterable[str] = ()) -> dict[str, Any]:
+def finish(doc: dict[str, Any], capabilities: Capabilities, *, bodies: Sequence[type[BaseModel]],
+           forms: Iterable[str] = (), form_files: Iterable[str] = (),
+           narrowers: Iterable[Narrower] = ()) -> dict[str, Any]:
     """FastAPI's document with the request bodies, no 422s, links and the bearer scheme."""
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
-    schemas.update(request_schemas(capabilities, form_files))
+    schemas.update(body_schemas(bodies, capabilities, narrowers))
+    for name in forms:
+        schemas[f"{name}Form"] = form_schema(schemas[name], schemas, files=form_files)
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
                                                 "description": "an API key made by `pixgen keys create`"}}
     ids = {f"{method.upper()} {path}": op["operationId"] for path, ops in doc["paths"].items()
@@ -143,185 +137,98 @@ def finish(doc: dict[str, Any], capabilities: Capabilities, form_files: Iterable
     return doc
 
 
-# -- request bodies, from the canonical request ----------------------------------------------------------------
-def canonical_properties(caps: Capabilities) -> dict[str, dict[str, Any]]:
-    """``VideoRequest``'s fields as JSON schema, with the limits its validators enforce and only what ``caps``
-    offers."""
-    schema = VideoRequest.model_json_schema()
-    props = copy.deepcopy(schema["properties"])
-    for prop in props.values():
-        prop.pop("title", None)
-    props["prompt"].update(maxLength=MAX_PROMPT, description="1 to 2048 characters (trimmed)")
-    low, high = caps.durations
-    props["duration"].update(minimum=max(low, props["duration"]["minimum"]),
-                             maximum=min(high, props["duration"]["maximum"]))
-    props["quality"]["enum"] = [q for q in props["quality"]["enum"] if q in caps.qualities]
-    _nullable_enum(props["aspect_ratio"], caps.aspect_ratios)
-    for name in ("image_input", "end_image_input"):
-        props[name] = {"anyOf": [{"type": "string", "pattern": DATA_URI_PATTERN}, {"type": "null"}],
-                       "default": None, "description": "a data:image/(png|jpeg|webp);base64,... URI"}
-    if not caps.end_frame:
-        props.pop("end_image_input")
-    if caps.keyframes:
-        props["keyframes"] = {"anyOf": [{"type": "array", "minItems": 1, "maxItems": MAX_KEYFRAMES,
-                                         "items": _keyframe(DATA_URI_PATTERN)}, {"type": "null"}],
-                              "default": None, "description": "pictures the video passes through, each at its "
-                              "time (seconds within the duration; two may not share a latent frame)"}
-    else:
-        props.pop("keyframes")
-    if caps.control_types:
-        props["control_video"] = {"anyOf": [{"type": "string", "pattern": VIDEO_DATA_URI_PATTERN},
-                                            {"type": "null"}], "default": None,
-                                  "description": "an MP4 data URI whose structure or motion the video follows; "
-                                                 "needs control_type"}
-        props["control_type"] = {"anyOf": [{"type": "string", "enum": list(caps.control_types)}, {"type": "null"}],
-                                 "default": None, "description": "the IC-LoRA to follow control_video with"}
-    else:
-        props.pop("control_video")
-        props.pop("control_type")
-    if not caps.multi_clip:
-        props["multi_clip"].update(enum=[False], description="this server's model makes single-shot videos")
-    return props
-
-
-def request_schemas(caps: Capabilities, form_files: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """The named request bodies; ``form_files``: the multipart fields that take an uploaded image."""
-    props = canonical_properties(caps)
-    needs_start = {"end_image_input": ["image_input"]} if "end_image_input" in props else {}
-    prompt = {**props["prompt"], "pattern": NOT_BLANK}
-    schemas: dict[str, dict[str, Any]] = {}
-
-    # Job API: the canonical fields, plus resolution (= quality) and image URLs fetched at submit.
-    job = {**props, "resolution": props["quality"],
-           "image_url": {"anyOf": [_url(), {"type": "null"}],
-                         "description": "an http(s) URL of the start frame (fetched at submit)"}}
-    webhook = {
-        "webhook_url": {"anyOf": [_url(), {"type": "null"}], "description": "where this job's events are POSTed, "
-                        "signed per Standard Webhooks with the key's whsec_ secret"},
-        "webhook_events": {"anyOf": [{"type": "array", "minItems": 1,
-                                      "items": {"type": "string", "enum": list(JOB_EVENTS)}}, {"type": "null"}],
-                           "description": "default: completed, failed, cancelled; needs webhook_url"}}
-    job.update(webhook)
-    if "keyframes" in job:  # on the job API a keyframe's image may also be a URL, fetched at submit
-        job["keyframes"] = {**job["keyframes"], "anyOf": [
-            {**job["keyframes"]["anyOf"][0], "items": _keyframe(DATA_URI_PATTERN, url=True)}, {"type": "null"}]}
-    if "control_video" in job:
-        job["control_video"] = {**job["control_video"], "anyOf": [*job["control_video"]["anyOf"][:1], _url(),
-                                                                   {"type": "null"}]}
-    if needs_start:
-        job["end_image_url"] = {"anyOf": [_url(), {"type": "null"}],
-                                "description": "an http(s) URL of the end frame; needs image_url or image_input"}
-    schemas["JobRunRequest"] = _object(job, anyOf=[
-        {"required": ["prompt"], "properties": {"prompt": prompt}},
-        {"required": ["image_input"], "properties": {"image_input": {"type": "string"}}},
-        {"required": ["image_url"], "properties": {"image_url": _url()}}],
-        dependentRequired={**needs_start, "webhook_events": ["webhook_url"]},
-        **_not_both(("image_url", "image_input"), ("end_image_url", "end_image_input"),
-                    ("resolution", "quality")),
-        description="A video request. prompt is required unless a start frame (image_input or image_url) is "
-                    "given.")
-    extend = {name: props[name] for name in ("prompt", "duration", "negative_prompt", "seed", "style",
-                                             "thinking_type", "camera_movement")}
-    extend["prompt"] = {**prompt, "description": "default: the prompt of the video continued"}
-    extend["duration"] = {**props["duration"], "description": "seconds added (the whole video stays within the "
-                          "longest duration)"}
-    needs_url = {"webhook_events": ["webhook_url"]}
-    schemas["JobExtendRequest"] = _object({**extend, **webhook}, dependentRequired=needs_url,
-                                          description="All optional; the body may be absent.")
-    schemas["JobReplayRequest"] = _object(dict(webhook), dependentRequired=needs_url,
-                                          description="All optional; the body may be absent.")
-    schemas["RemixRequest"] = _object({"prompt": prompt}, required=["prompt"])
-    schemas["JobRemixRequest"] = _object({"prompt": prompt, **webhook}, required=["prompt"],
-                                         dependentRequired=needs_url)
-    # the route stays even where the model cannot retake (it answers 400 naming jobId then)
-    seconds_on_clock = {"type": "number", "minimum": 0, "description": "seconds on the video's clock"}
-    schemas["RetakeRequest"] = _object({
-        "start": seconds_on_clock, "end": {**seconds_on_clock, "description": "seconds on the video's clock; "
-                                           f"end - start from 8 frames to {MAX_RETAKE_SECONDS} s"},
-        "prompt": {**prompt, "description": "default: the prompt of the source job"},
-        "seed": props["seed"], **webhook}, required=["start", "end"], dependentRequired=needs_url)
-
-    # Workers AI: the canonical fields with a prompt always; the wrapped form puts them under ``input``.
-    schemas["WorkersAIInput"] = _object({**props, "prompt": prompt}, required=["prompt"],
-                                        dependentRequired=needs_start)
-    schemas["WorkersAIRunRequest"] = _object({
-        "model": {"type": "string", "enum": [CLOUDFLARE_MODEL_ID]},
-        "input": {"$ref": "#/components/schemas/WorkersAIInput"},
-        "options": {"anyOf": [{"type": "object"}, {"type": "null"}], "description": "accepted and ignored"},
-    }, required=["model", "input"])
-
-    # OpenAI Videos: seconds and size stand for duration, aspect_ratio and quality; input_reference for image_input.
-    low, high = props["duration"]["minimum"], props["duration"]["maximum"]
-    seconds = {"anyOf": [{"type": "integer", "minimum": low, "maximum": high},
-                         {"type": "string", "enum": [str(n) for n in range(low, high + 1)]}],
-               "description": "length in seconds"}
-    sizes = ["{}x{}".format(*output_size(r, q)) for r in caps.aspect_ratios for q in props["quality"]["enum"]]
-    reference = {"anyOf": [
-        {"type": "string", "pattern": DATA_URI_PATTERN}, _url(),
-        _object({"image_url": {"anyOf": [{"type": "string", "pattern": DATA_URI_PATTERN}, _url()]}},
-                required=["image_url"])],
-        "description": "the start frame: a data URI, an http(s) URL, or {image_url}; an uploaded file in a form"}
-    model = {"type": "string", "enum": [MODEL_ID]}
-    create = {"model": model, "prompt": prompt, "seconds": seconds, "size": {"type": "string", "enum": sizes},
-              "input_reference": reference,
-              **{k: v for k, v in props.items() if k not in ("prompt", "image_input")},
-              "image_input": props["image_input"]}
-    schemas["VideoCreateRequest"] = _object(create, required=["prompt"], dependentRequired=needs_start,
-                                            **_not_both(("seconds", "duration"), ("size", "aspect_ratio"),
-                                                        ("size", "quality"), ("input_reference", "image_input")))
-    schemas["VideoCreateRequestForm"] = _form(create, required=["prompt"], files=form_files)
-    video = {"anyOf": [{"type": "string", "minLength": 1, "pattern": NOT_BLANK},
-                       _object({"id": {"type": "string", "pattern": NOT_BLANK}}, required=["id"])],
-             "description": "the completed video to continue: {id} or its id"}
-    extension = {"model": model, "video": video, "seconds": seconds, **extend}
-    schemas["VideoExtensionRequest"] = _object(extension, required=["video", "prompt"],
-                                               **_not_both(("seconds", "duration")))
-    schemas["VideoExtensionRequestForm"] = _form({**extension, "video": {"type": "string", "pattern": NOT_BLANK}},
-                                                 required=["video", "prompt"], files=form_files)
-    schemas["RemixRequestForm"] = _form({"prompt": prompt}, required=["prompt"], files=form_files)
+# -- request bodies, from their models -----------------------------------------------------------------------
+def body_schemas(bodies: Sequence[type[BaseModel]], caps: Capabilities,
+                 narrowers: Iterable[Narrower] = ()) -> dict[str, dict[str, Any]]:
+    """The body models' JSON schemas (and the models they hold) as components, narrowed to ``caps``."""
+    _, defs = models_json_schema([(model, "validation") for model in bodies], ref_template=REF)
+    schemas: dict[str, dict[str, Any]] = _untitled(defs.get("$defs", {}))
+    for model in bodies:
+        narrow(schemas[model.__name__], caps)
+    for narrower in narrowers:
+        narrower(schemas, caps)
     return schemas
 
 
-def _keyframe(image_pattern: str, *, url: bool = False) -> dict[str, Any]:
-    image = {"type": "string", "pattern": image_pattern}
-    return _object({"image": {"anyOf": [image, _url()]} if url else image,
-                    "time": {"type": "number", "minimum": 0, "description": "seconds within the duration"},
-                    "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0}},
-                   required=["image", "time"])
+def narrow(schema: dict[str, Any], caps: Capabilities) -> None:
+    """A body's canonical fields (and a surface's other name for one, ``resolution``) held to what ``caps`` offers,
+    by each field's role; a field left out takes its URL field along, and the keywords that named it."""
+    props = schema.get("properties", {})
+    aliases = {other: name for surface in ApiSurface for name, other in surface_aliases(VideoRequest, surface).items()}
+    for prop_name in list(props):
+        name = aliases.get(prop_name, prop_name)
+        role = roles(VideoRequest).get(name)
+        if role is None or prop_name not in props:
+            continue
+        info = VideoRequest.model_fields[name]
+        if role.needs is not None and not getattr(caps, role.needs.capability):
+            if info.default is None:
+                for gone in (prop_name, role.url_field):
+                    props.pop(gone or "", None)
+            else:
+                props[prop_name].update(enum=[info.default], description=f"this server's model cannot take "
+                                                                         f"{role.needs.what}")
+            continue
+        if role.offered is not None:
+            _offer(props, prop_name, getattr(caps, role.offered), number=scalar_type(info) is int)
+    _drop_dangling(schema)
 
 
-def _url() -> dict[str, Any]:
-    return {"type": "string", "format": "uri", "pattern": HTTP_URL, "maxLength": MAX_URL}
+def _offer(props: dict[str, dict[str, Any]], name: str, offered: Any, *, number: bool) -> None:
+    """``props[name]`` held to ``offered``: a (lowest, highest) range for a number, else the values listed (a field
+    none of whose values is offered is left out)."""
+    prop = props[name]
+    if number:
+        prop.update(minimum=max(offered[0], prop.get("minimum", offered[0])),
+                    maximum=min(offered[1], prop.get("maximum", offered[1])))
+        return
+    if not offered:
+        props.pop(name)
+        return
+    for option in prop.get("anyOf", [prop]):
+        if option.get("type") == "string":
+            option["enum"] = [v for v in option.get("enum", offered) if v in offered]
 
 
-def _object(properties: dict[str, Any], *, required: Iterable[str] = (), **more: Any) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    schema.update({k: v for k, v in more.items() if v})
-    return schema
+def _drop_dangling(schema: dict[str, Any]) -> None:
+    """Keywords that name a property no longer there go with it (``required``, ``dependentRequired``, pairs)."""
+    props = set(schema.get("properties", {}))
+    if "required" in schema:
+        schema["required"] = [n for n in schema["required"] if n in props]
+    if "dependentRequired" in schema:
+        schema["dependentRequired"] = {k: v for k, v in schema["dependentRequired"].items()
+                                       if k in props and set(v) <= props}
+    if "allOf" in schema:
+        schema["allOf"] = [c for c in schema["allOf"] if set(c.get("not", {}).get("required", [])) <= props]
+    for keyword in ("required", "dependentRequired", "allOf"):
+        if keyword in schema and not schema[keyword]:
+            del schema[keyword]
 
 
-def _not_both(*pairs: tuple[str, str]) -> dict[str, Any]:
-    """Pairs of fields that name the same thing: one of each may be given."""
-    return {"allOf": [{"not": {"required": list(pair)}} for pair in pairs]}
+def _untitled(node: Any) -> Any:
+    """pydantic's schemas without its ``title``s of properties (the names say it)."""
+    if isinstance(node, dict):
+        return {k: _untitled(v) for k, v in node.items() if not (k == "title" and isinstance(v, str)
+                                                                 and "properties" not in node)}
+    if isinstance(node, list):
+        return [_untitled(v) for v in node]
+    return node
 
 
-def _form(properties: dict[str, Any], *, required: Iterable[str], files: Iterable[str]) -> dict[str, Any]:
-    """The multipart form of a body: text fields (numbers and booleans written out) and image files."""
+def form_schema(schema: dict[str, Any], schemas: dict[str, dict[str, Any]], *,
+                files: Iterable[str]) -> dict[str, Any]:
+    """The multipart form of a body: its fields as text (numbers and booleans written out), an object field as its
+    bracketed text fields (``input_reference[image_url]``), and ``files`` as uploads."""
+    files = set(files)
     fields: dict[str, Any] = {}
-    for name, prop in properties.items():
+    for name, prop in schema.get("properties", {}).items():
         if name in files:
-            fields[name] = {"type": "string", "format": "binary", "description": "a PNG, JPEG or WebP file"}
-        elif name in ("seconds", "video") or "anyOf" in prop:
+            fields[name] = {"type": "string", "format": "binary", "description": "an uploaded file"}
+        elif "anyOf" in prop or "$ref" in prop or prop.get("type") == "array":
             fields[name] = {"type": "string", "description": prop.get("description", "")}
         else:
             fields[name] = {k: v for k, v in prop.items() if k != "default"}
-    return {"type": "object", "properties": fields, "required": list(required), "additionalProperties": False}
+    return {"type": "object", "properties": fields, "required": list(schema.get("required", [])),
+            "additionalProperties": False}
 
 
-def _nullable_enum(prop: dict[str, Any], allowed: Iterable[str]) -> None:
-    allowed = list(allowed)
-    for option in prop.get("anyOf", ()):
-        if "enum" in option:
-            option["enum"] = [v for v in option["enum"] if v in allowed]

@@ -9,7 +9,6 @@ that request is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from pixgen.api import service
 from pixgen.api.context import AppContext
 from pixgen.core.spec import VideoRequest
-from pixgen.errors import Conflict, InvalidRequest
+from pixgen.errors import Conflict
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.manifest import model_identity, with_request
+from pixgen.jobs.origin import JobKind, Origin
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
@@ -36,17 +36,13 @@ def manifest_of(job: Job) -> dict[str, Any]:
     return with_request(manifest, job.request_dict())
 
 
-async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, fields: Mapping[str, Any] | None = None, *,
-                        idempotency_key: str | None = None, webhook: Subscription | None = None) -> Submitted:
-    """``fields``: what the body held besides the webhook; a replay takes nothing else (400 naming the field)."""
-    unknown = next(iter(fields or {}), None)
-    if unknown is not None:
-        raise InvalidRequest(f"unknown field {unknown!r}; a replay takes only webhook_url and webhook_events",
-                             field=unknown)
+async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, *, idempotency_key: str | None = None,
+                        webhook: Subscription | None = None) -> Submitted:
+    """The replay of ``job_id`` as a new job (of the same surface), charged as a submit of its request is."""
     job = await service.get_job(ctx, key, job_id)
     manifest = manifest_of(job)
-    if manifest.get("kind", "generate") != "generate":
-        raise Conflict(f"job {job.id} is an {manifest.get('kind')}; only generated videos can be replayed")
+    if job.kind is not JobKind.GENERATE:
+        raise Conflict(f"job {job.id} is a {job.kind.value} job; only generated videos can be replayed")
     settings = ctx.settings
     current = await run_in_threadpool(model_identity, settings.engine, settings.model, settings.cache_dir)
     recorded = (manifest.get("model") or {}).get("fingerprint")
@@ -55,5 +51,5 @@ async def submit_replay(ctx: AppContext, key: ApiKey, job_id: str, fields: Mappi
                        f"the one that made job {job.id} (fingerprint {recorded}); a replay would not give the same "
                        f"frames")
     request = VideoRequest.model_validate(manifest["request"])
-    return await service.submit(ctx, key, request, idempotency_key=idempotency_key, surface=job.surface,
-                                replay_of=job.id, webhook=webhook)
+    return await service.submit(ctx, key, request, origin=Origin(surface=job.surface, replay_of=job.id),
+                                idempotency_key=idempotency_key, webhook=webhook)

@@ -1,9 +1,10 @@
 """Retake: a new job that regenerates ``[start, end)`` seconds of a finished job's video, keeping the rest.
 
-``POST /api/v1/jobs/{id}/retake {start, end, prompt?, seed?}``. The range follows ``pixgen.core.retake`` (at
-least one latent frame, at most 15 s, inside the video; a range inside the video ends where a latent ends, so its
-end may move up to 7 frames later) and is checked and snapped here, so the job reports the range actually retaken
-and is charged for it: the source's price × the retaken seconds (rounded up) ÷ the source's seconds, rounded up.
+``POST /api/v1/jobs/{id}/retake {start, end, prompt?, seed?}``. The range follows ``pixgen.core.retake`` with the
+backend's rule (``Capabilities.retake``; LTX-2: at least one latent frame, at most 15 s, inside the video; a range
+inside the video ends where a latent ends, so its end may move up to 7 frames later) and is checked and snapped
+here, so the job reports the range actually retaken and is charged for it: the source's price × the retaken seconds
+(rounded up) ÷ the source's seconds, rounded up.
 The result is the whole video at the source's size, with the source's sound outside the range.
 The source must be a completed job of the same key whose video is still kept.
 """
@@ -11,17 +12,19 @@ The source must be a completed job of the same key whose video is still kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from pixgen.api import service
 from pixgen.api.context import AppContext
 from pixgen.api.derived import check_source
-from pixgen.core.retake import RetakeWindow, plan_range
+from pixgen.core.retake import RetakeRule, RetakeWindow, plan_range
 from pixgen.core.sizes import FPS, nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest, NotFound
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import ApiSurface, JobKind, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 
@@ -52,8 +55,9 @@ def source_frames(source: Job) -> int:
     return source.duration * FPS + 1
 
 
-def retake(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId") -> RetakeJob:
-    """The retake of ``source`` that ``fields`` ask for; ``InvalidRequest`` naming the field otherwise."""
+def retake(source: Job, fields: Mapping[str, Any], rule: RetakeRule, *, source_field: str = "jobId") -> RetakeJob:
+    """The retake of ``source`` that ``fields`` ask for, by the backend's ``rule``; ``InvalidRequest`` naming the
+    field otherwise."""
     check_source(source, source_field, "retaken")
     for name in fields:
         if name not in RETAKE_FIELDS:
@@ -61,7 +65,7 @@ def retake(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId
     for name in ("start", "end"):
         if name not in fields:
             raise InvalidRequest(f"{name} is required (seconds on the video's clock)", field=name)
-    window: RetakeWindow = plan_range(fields["start"], fields["end"], source_frames(source))
+    window: RetakeWindow = plan_range(fields["start"], fields["end"], source_frames(source), rule)
     prompt = fields["prompt"] if "prompt" in fields else source.original_prompt
     if prompt is None:  # zero data retention scrubbed the source's prompt
         raise InvalidRequest(f"the prompt of job {source.id} was not kept; give one", field="prompt")
@@ -85,15 +89,17 @@ def retake(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId
 
 async def submit_retake(ctx: AppContext, key: ApiKey, source_id: str, fields: Mapping[str, Any], *,
                         source_field: str = "jobId", idempotency_key: str | None = None,
-                        surface: str = "jobs", webhook: Subscription | None = None) -> Submitted:
-    if not ctx.capabilities.retake:
+                        surface: ApiSurface = ApiSurface.JOBS, webhook: Subscription | None = None) -> Submitted:
+    rule = ctx.capabilities.retake
+    if rule is None:
         raise InvalidRequest("this server's model cannot retake videos", field=source_field)
     try:
         source = await service.get_job(ctx, key, source_id)
     except NotFound:
         raise NotFound(f"no job {source_id!r}", field=source_field) from None
-    job = retake(source, fields, source_field=source_field)
+    job = retake(source, fields, rule, source_field=source_field)
     cost = job.cost(ctx.settings.price_for(source.quality))
-    return await service.submit(ctx, key, job.request, idempotency_key=idempotency_key, surface=surface,
-                                cost=cost, kind="retake", source_job_id=source.id, duration=source.duration,
-                                retake=(job.start, job.end), webhook=webhook)
+    origin = Origin(surface=surface, kind=JobKind.RETAKE, source_job_id=source.id, duration=source.duration,
+                    retake=(job.start, job.end))
+    return await service.submit(ctx, key, job.request, origin=origin, idempotency_key=idempotency_key, cost=cost,
+                                webhook=webhook)

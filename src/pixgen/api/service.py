@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api.context import AppContext
 from pixgen.api.mapping import check_capabilities, renamed
-from pixgen.core.keyframes import with_images
+from pixgen.core.fields import media_values, role_at, with_values
 from pixgen.core.models import MODEL_ID
+from pixgen.core.sizes import nearest_aspect_ratio
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
+from pixgen.jobs.origin import DIRECT, ApiSurface, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
-from pixgen.media.control_video import check_control_video
-from pixgen.media.fetch import FetchPolicy, check_destination, fetch_image, fetch_video
-from pixgen.media.images import check_request_images
+from pixgen.media.fetch import FetchPolicy, check_destination
+from pixgen.media.kinds import kind
 
 POLL = 0.25  # seconds between database looks while waiting on a job
 KEEPALIVE = 15.0  # a watcher hears from us at least this often, so proxies keep an idle stream open
@@ -35,39 +36,38 @@ async def submit(
     key: ApiKey,
     request: VideoRequest,
     *,
-    image_urls: Mapping[str, str] | None = None,
-    video_urls: Mapping[str, str] | None = None,
+    origin: Origin = DIRECT,
+    media_urls: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
-    surface: str = "jobs",
     model: str = MODEL_ID,
     field_names: Mapping[str, str] | None = None,
     webhook: Subscription | None = None,
     cost: int | None = None,
-    **origin: Any,
 ) -> Submitted:
     """Queue a parsed request for ``key``, charging the price of its quality (402 / 429 / 400 as ``PixgenError``).
 
     The request is first made ready by ``prepare`` (the same path ``estimate`` runs); then the store charges and
     queues it in one transaction. ``webhook``'s URL must resolve to addresses the SSRF guard
-    allows (checked again at every delivery); every job of the OpenAI surface gets the operator's ``--webhook-url``
-    instead, when one is set. Any refusal is a 400 naming the field as the surface calls it (``field_names``:
-    canonical → sent), and nothing is queued or charged.
-    ``origin``: ``kind``, ``source_job_id``, ``remix_of``, ``duration`` of an extension or remix (``api.derived``),
-    ``retake`` of a retake (``api.retake``); ``cost``: the charge when it is not the price of the quality.
+    allows (checked again at every delivery); a surface whose webhook is the operator's (OpenAI's) gets the
+    ``--webhook-url`` instead, when one is set. Any refusal is a 400 naming the field as the surface calls it
+    (``field_names``: canonical → sent), and nothing is queued or charged.
+    ``origin``: the surface, the kind and the jobs it is made from (``jobs.origin.Origin``: ``api.derived`` for
+    extensions and remixes, ``api.retake``, ``api.replay``); ``cost``: the charge when it is not the price of the
+    quality.
     """
-    request = await prepare(ctx, request, image_urls=image_urls, video_urls=video_urls, field_names=field_names)
-    webhook = await check_webhook(ctx, webhook, surface)
+    request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
+    webhook = await check_webhook(ctx, webhook, origin.surface)
     if cost is None:
         cost = ctx.settings.price_for(request.quality)
-    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost,
-                                   idempotency_key=idempotency_key, surface=surface, model=model,
-                                   webhook=webhook, **origin)
+    return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost, origin=origin,
+                                   idempotency_key=idempotency_key, model=model, webhook=webhook)
 
 
-async def check_webhook(ctx: AppContext, webhook: Subscription | None, surface: str) -> Subscription | None:
-    """The job's webhook: the operator's ``--webhook-url`` for the OpenAI surface; else the caller's, whose URL
-    must resolve to addresses the SSRF guard allows (400 naming ``webhook_url``)."""
-    if surface == "openai":
+async def check_webhook(ctx: AppContext, webhook: Subscription | None,
+                        surface: ApiSurface) -> Subscription | None:
+    """The job's webhook: the operator's ``--webhook-url`` for a surface whose webhook is the operator's (OpenAI's);
+    else the caller's, whose URL must resolve to addresses the SSRF guard allows (400 naming ``webhook_url``)."""
+    if surface.operator_webhook:
         return Subscription(ctx.settings.webhook_url) if ctx.settings.webhook_url else None
     if webhook is not None:
         policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
@@ -79,43 +79,59 @@ async def prepare(
     ctx: AppContext,
     request: VideoRequest,
     *,
-    image_urls: Mapping[str, str] | None = None,
-    video_urls: Mapping[str, str] | None = None,
+    media_urls: Mapping[str, str] | None = None,
     field_names: Mapping[str, str] | None = None,
 ) -> VideoRequest:
     """Everything a submit checks before it charges, in order; the request as it will be queued.
 
-    1. ``image_urls`` / ``video_urls`` (canonical field, or ``keyframes[i].image``, → http(s) URL; the request
-       holds a placeholder there) are fetched through the SSRF guard and put in place;
-    2. the start, end and key frames are decoded (``check_request_images``), the ratio fixed from the start frame, and
-       the control video opened (``check_control_video``);
-    3. the request is checked against what the backend and its model folder can do (``Capabilities``).
+    1. what the backend and its model folder can do (``Capabilities``), before any work;
+    2. ``media_urls`` (field path → http(s) URL; the request holds its kind's placeholder there) fetched through the
+       SSRF guard and put in place;
+    3. every media value decoded once, by its kind (``media.kinds``), and with no ``aspect_ratio`` the start frame's
+       nearest ratio fixed (``first_frame_ratio``), so every answer reports the real size;
+    4. the capabilities again, on the request as it will run (the ratio now known).
     """
     names = field_names or {}
+    check_capabilities(request, ctx.capabilities, names)
     try:
-        if image_urls:
-            request = with_images(request, await fetch_images(ctx, image_urls))
-        if video_urls:
-            request = request.model_copy(update=await fetch_videos(ctx, video_urls))
-        request = await run_in_threadpool(check_request_images, request)
-        if request.control_video is not None:
-            await run_in_threadpool(check_control_video, request.control_video)
+        if media_urls:
+            request = VideoRequest.model_validate(with_values(request.model_dump(), await fetch_media(ctx, media_urls)))
+        request = await run_in_threadpool(check_media, request)
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
     return request
 
 
-async def fetch_videos(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
-    """Each URL's MP4 as a data URI, fetched through the SSRF guard (400 naming the canonical field)."""
-    policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
-    return {name: await run_in_threadpool(fetch_video, url, policy, field=name) for name, url in urls.items()}
+def check_media(request: VideoRequest) -> VideoRequest:
+    """Decode every media value of ``request`` by its kind (400 naming its field), and fix the ratio from the start
+    frame when none was asked."""
+    sizes = {path: kind(role.media, path).check(value, path)
+             for path, role, value in media_values(VideoRequest, request.model_dump()) if role.media is not None}
+    ratio = first_frame_ratio(request, sizes)
+    return request.model_copy(update={"aspect_ratio": ratio}) if ratio is not None else request
 
 
-async def fetch_images(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
-    """Each URL's image as a data URI, fetched through the SSRF guard (400 naming the canonical field)."""
+def first_frame_ratio(request: VideoRequest, sizes: Mapping[str, tuple[int, int] | None]) -> str | None:
+    """With no ``aspect_ratio``, the listed ratio nearest the first frame's: the start frame's, or else a keyframe's
+    at 0 s (the same first frame); None when the request sets one or has no first frame."""
+    if request.aspect_ratio is not None:
+        return None
+    first = sizes.get("image_input") or next(
+        (sizes.get(f"keyframes[{i}].image") for i, k in enumerate(request.keyframes or ()) if k.time == 0), None)
+    return nearest_aspect_ratio(*first) if first else None
+
+
+async def fetch_media(ctx: AppContext, urls: Mapping[str, str]) -> dict[str, str]:
+    """Each URL's media as a data URI of its field's kind, fetched through the SSRF guard (400 naming the canonical
+    field path)."""
     policy = FetchPolicy.from_settings(ctx.settings.fetch_allow_hosts, ctx.settings.fetch_timeout)
-    return {name: await run_in_threadpool(fetch_image, url, policy, field=name) for name, url in urls.items()}
+    fetched = {}
+    for path, url in urls.items():
+        media = role_at(VideoRequest, path).media
+        assert media is not None, path
+        fetched[path] = await run_in_threadpool(kind(media, path).fetch, url, policy, path)
+    return fetched
 
 
 async def get_job(ctx: AppContext, key: ApiKey, job_id: str) -> Job:

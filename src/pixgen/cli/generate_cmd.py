@@ -12,91 +12,109 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from pixgen.core.fields import Flag, Media, choices, item_model, role_of, roles, scalar_type
+from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.progress import Progress
-from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES
 from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.engine import backend
 from pixgen.errors import InvalidRequest, PixgenError
-from pixgen.media.control_video import check_control_video, video_data_uri
-from pixgen.media.images import data_uri_from_bytes
+from pixgen.media.kinds import kind as kind_of
 from pixgen.settings import add_arguments, load_settings
 
-# The request fields the command line sets, one row each: (field, flags, argparse keywords). Each argument's dest
-# is its field, so ``args.<field>`` holds it; errors name the field by its first flag. Absent (None) → the
-# request's default.
-REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
-    ("duration", ("--duration",), {"type": int, "default": 5, "help": "seconds, 1..15 (default 5)"}),
-    ("aspect_ratio", ("--aspect-ratio",), {"choices": ASPECT_RATIOS, "help": "default 16:9, or the image's own"}),
-    ("quality", ("--quality",), {"choices": QUALITIES, "default": "720p"}),
-    ("seed", ("--seed",), {"type": int, "help": "0..2147483647; drawn at random when absent"}),
-    ("negative_prompt", ("--negative-prompt",), {"metavar": "TEXT"}),
-    ("generate_audio", ("--no-audio",), {"action": "store_false", "help": "write no audio track"}),
-    ("image_input", ("--image",), {"type": Path, "metavar": "FILE", "help": "start frame (PNG, JPEG or WebP)"}),
-    ("end_image_input", ("--end-image",), {"type": Path, "metavar": "FILE", "help": "end frame; needs --image"}),
-    ("style", ("--style",), {"default": "none"}),
-    ("camera_movement", ("--camera", "--camera-movement"), {"metavar": "MOVEMENT"}),
-    ("thinking_type", ("--thinking",), {"default": "auto", "metavar": "MODE", "help": "disabled | enabled | auto"}),
-    ("multi_clip", ("--multi-clip",), {"action": "store_true"}),
-    ("control_video", ("--control-video",), {"type": Path, "metavar": "FILE",
-                                             "help": "an MP4 to follow (IC-LoRA); needs --control-type"}),
-    ("control_type", ("--control-type",), {"metavar": "TYPE",
-                                           "help": "depth, pose, canny, ...: a type the model folder has an "
-                                                   "IC-LoRA for"}),
-)
-FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
-IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
+# The request fields the command line sets: each field's ``Role.cli`` (``core/fields.py``). Each argument's dest is
+# its field, so ``args.<field>`` holds it; errors name the field by its first flag. Absent (None) → the request's
+# default.
+FLAGS: dict[str, Flag] = {name: role.cli for name, role in roles(VideoRequest).items() if role.cli is not None}
+FLAG_FOR_FIELD = {field: flag.name for field, flag in FLAGS.items()}
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
                   "step_cache", "gpus", "parallel", "guidance_parallel", "sequence_exchange",
                   "collective_timeout")  # the settings generate uses
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("generate", help="make one video from a prompt (and optional start/end images)")
     p.add_argument("prompt", nargs="?", default="", help="what to generate")
     p.add_argument("-o", "--output", required=True, type=Path, help="where to write the MP4")
-    for field, flags, keywords in REQUEST_OPTIONS:
-        p.add_argument(*flags, dest=field, **keywords)
-    p.add_argument("--keyframe", action="append", default=[], metavar="SECONDS=FILE",
-                   help="a picture the video shows at that time (PNG, JPEG or WebP); up to 8, repeat the flag")
+    for field, flag in FLAGS.items():
+        p.add_argument(*flag.flags, dest=field, default=None, **_argument(VideoRequest.model_fields[field], flag))
     add_arguments(p, SETTINGS_FLAGS)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def request_from_args(args: argparse.Namespace) -> dict:
-    """The request body the flags describe; image files become data URIs."""
-    body: dict = {"prompt": args.prompt}
-    for field, _, _ in REQUEST_OPTIONS:
+def _argument(info: FieldInfo, flag: Flag) -> dict[str, Any]:
+    """argparse keywords for a field's flag, from the field's own type: a switch for a boolean, an integer for an
+    integer, a FILE for media, one ``KEY=FILE`` per repeat for a field of items."""
+    values = choices(info)
+    help_text = flag.help + (f" ({' | '.join(map(str, values))})" if values else "")
+    keywords: dict[str, Any] = {"help": help_text}
+    kind = scalar_type(info)
+    if kind is bool:
+        keywords["action"] = "store_false" if flag.negate else "store_true"
+        return keywords
+    if item_model(info) is not None:
+        keywords["action"] = "append"
+    elif role_of(info).media is not None:
+        keywords["type"] = Path
+    elif kind in (int, float):
+        keywords["type"] = kind
+    keywords["metavar"] = flag.metavar or ("FILE" if role_of(info).media is not None else None)
+    return keywords
+
+
+def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The request body the flags describe; media files become data URIs of their kind."""
+    body: dict[str, Any] = {"prompt": args.prompt}
+    for field, flag in FLAGS.items():
         value = getattr(args, field)
         if value is None:
             continue
-        if field in IMAGE_FIELDS:
-            value = _data_uri(value, FLAG_FOR_FIELD[field])
-        elif field == "control_video":
-            value = _video_data_uri(value, FLAG_FOR_FIELD[field])
+        info = VideoRequest.model_fields[field]
+        inner, media = item_model(info), role_of(info).media
+        if inner is not None:
+            value = [_item(inner, spec, flag) for spec in value]
+        elif media is not None:
+            value = _file_data_uri(Path(value), media, flag.name)
         body[field] = value
-    if args.keyframe:
-        body["keyframes"] = [_keyframe(spec) for spec in args.keyframe]
     return body
 
 
-def _keyframe(spec: str) -> dict:
-    """``SECONDS=FILE`` → ``{"image": data URI, "time": seconds}``."""
-    seconds, sep, path = spec.partition("=")
+def _item(model: type[BaseModel], spec: str, flag: Flag) -> dict[str, Any]:
+    """``KEY=FILE`` → one item of ``model``: FILE fills its media field, KEY its first other required field
+    (``SECONDS=FILE`` → ``{"image": data URI, "time": seconds}``)."""
+    media_field = next(name for name, role in roles(model).items() if role.media is not None)
+    key_field = next(name for name, info in model.model_fields.items()
+                     if info.is_required() and name != media_field)
+    key, sep, path = spec.partition("=")
+    kind = scalar_type(model.model_fields[key_field]) or str
     try:
-        time_value = float(seconds)
+        key_value = kind(key)
     except ValueError:
-        time_value = None
-    if not sep or time_value is None:
-        raise InvalidRequest(f"{spec!r} is not SECONDS=FILE (e.g. 2.5=lighthouse.png)", field="--keyframe")
-    return {"image": _data_uri(Path(path), "--keyframe"), "time": time_value}
+        key_value = None
+    if not sep or key_value is None:
+        example = f" (e.g. {flag.example})" if flag.example else ""
+        raise InvalidRequest(f"{spec!r} is not {flag.metavar}{example}", field=flag.name)
+    media = roles(model)[media_field].media
+    assert media is not None
+    return {media_field: _file_data_uri(Path(path), media, flag.name), key_field: key_value}
 
 
 def parse_args_request(args: argparse.Namespace) -> VideoRequest:
-    """The validated request, or ``InvalidRequest`` naming the flag the user typed rather than the field."""
+    """The validated request, or ``InvalidRequest`` naming the flag the user typed rather than the field. Keyframes
+    are checked on the latent clock of the backend ``run`` loads (its capabilities, read without loading it)."""
     body = request_from_args(args)
     try:
-        return parse_request(body)
+        request = parse_request(body)
+        if request.keyframes:
+            check_keyframe_latents(request.keyframes, request.duration, backend().capabilities.frames_per_latent,
+                                   start_image=request.image_input is not None,
+                                   end_image=request.end_image_input is not None)
+        return request
     except InvalidRequest as exc:
         message = exc.message.removeprefix(f"{exc.field}: ")  # the field is named once, in the error's label
         field = (exc.field or "").split("[")[0]  # keyframes[1].time → the --keyframe flag
@@ -111,18 +129,11 @@ def _flags_for_fields(message: str) -> str:
     return _FIELD_NAMES.sub(lambda m: FLAG_FOR_FIELD[m.group(1)], message)
 
 
-def _data_uri(path: Path, flag: str) -> str:
+def _file_data_uri(path: Path, media: Media, flag: str) -> str:
+    """A media file as a data URI of its kind (typed by its bytes; a video also opened), or 400 naming the flag."""
     if not path.is_file():
         raise InvalidRequest(f"{path} is not a file", field=flag)
-    return data_uri_from_bytes(path.read_bytes(), field=flag, name=str(path))
-
-
-def _video_data_uri(path: Path, flag: str) -> str:
-    if not path.is_file():
-        raise InvalidRequest(f"{path} is not a file", field=flag)
-    uri = video_data_uri(path.read_bytes(), field=flag)
-    check_control_video(uri, field=flag)
-    return uri
+    return kind_of(media, flag).from_bytes(path.read_bytes(), flag, str(path))
 
 
 class ProgressBar:

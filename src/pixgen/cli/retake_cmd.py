@@ -14,8 +14,8 @@ import av
 
 from pixgen.cli.generate_cmd import ProgressBar
 from pixgen.core.progress import Progress
-from pixgen.core.retake import plan_range
-from pixgen.core.spec import parse_request
+from pixgen.core.retake import RetakeRule, RetakeWindow, plan_range
+from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.errors import InvalidRequest
 from pixgen.settings import add_arguments, load_settings
 
@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check(args: argparse.Namespace):
-    """The request and the planned range, checked before the model loads; errors name the flag."""
+def check(args: argparse.Namespace, rule: RetakeRule) -> tuple[VideoRequest, RetakeWindow]:
+    """The request and the planned range (by the backend's ``rule``), checked before the model loads; errors name
+    the flag."""
     if not args.source.is_file():
         raise InvalidRequest(f"{args.source} is not a file", field="SOURCE")
     try:
@@ -46,7 +47,7 @@ def check(args: argparse.Namespace):
     except (av.FFmpegError, IndexError):
         raise InvalidRequest(f"{args.source} is not a readable video", field="SOURCE") from None
     try:
-        window = plan_range(args.start, args.end, frames)
+        window = plan_range(args.start, args.end, frames, rule)
         body = {"prompt": args.prompt, "thinking_type": "disabled"}
         if args.seed is not None:
             body["seed"] = args.seed
@@ -56,9 +57,12 @@ def check(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    request, window = check(args)
     settings = load_settings({name: getattr(args, name) for name in SETTINGS_FLAGS}, secret=False)
-    from pixgen.engine import load_engine
+    from pixgen.engine import backend, load_engine
+
+    rule = backend().capabilities.retake  # the backend load_engine loads, read without loading it
+    assert rule is not None, "the default backend retakes"
+    request, window = check(args, rule)
 
     bar = ProgressBar(enabled=not args.quiet and sys.stderr.isatty())
     bar(Progress("load", 0, 1))

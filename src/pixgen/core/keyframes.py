@@ -1,24 +1,26 @@
-"""Keyframes: pictures the video must show at given times, and where on LTX-2's latent clock they land.
+"""Keyframes: pictures the video must show at given times, and where on a backend's latent clock they land.
 
-LTX-2's video latents hold 8 frames each, the first latent the first frame alone: latent ``k`` ≥ 1 holds frames
-``8k-7 .. 8k``. A keyframe at ``time`` seconds is the frame ``round(time × 24)`` and conditions the latent that
-holds it (``latent_index``). The start frame (``image_input``) is a keyframe at 0, the end frame
-(``end_image_input``) one at the video's end; two pictures that land on the same latent are refused, since one
-latent can only be pinned to one picture.
+A keyframe at ``time`` seconds is the frame ``round(time × 24)``. The request itself takes 1 to 8 keyframes within
+its duration (``check_keyframes``, in the spec). Where a backend generates on a latent clock (``Capabilities.
+frames_per_latent``: the first latent the first frame alone, each later one ``n`` frames, so latent ``k`` ≥ 1 holds
+frames ``n·k−n+1 .. n·k``), a keyframe conditions the latent that holds its frame (``latent_index``); the start frame
+(``image_input``) is a keyframe at 0, the end frame (``end_image_input``) one at the video's end, and two pictures
+that land on the same latent are refused (``check_keyframe_latents``, with the backend's capabilities): one latent
+can only be pinned to one picture.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from pixgen.core.fields import Media, Role
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest
 
 MAX_KEYFRAMES = 8
-FRAMES_PER_LATENT = 8  # LTX-2's video VAE: 8 frames a latent, the first latent the first frame alone
 
 
 class Keyframe(BaseModel):
@@ -26,55 +28,47 @@ class Keyframe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: StrictStr  # a data:image/...;base64 URI (the job API also takes an http(s) URL, fetched at submit)
+    # a data:image/...;base64 URI (the job API also takes an http(s) URL, fetched at submit)
+    image: Annotated[StrictStr, Role(media=Media.IMAGE, url=True)]
     time: float = Field(ge=0, strict=True)  # seconds; strict: a number, not "1.5" (ints are taken)
     strength: float = Field(1.0, gt=0, le=1, strict=True)
 
 
-def latent_index(frame: int) -> int:
-    """The latent that holds ``frame``: 0 for the first frame, ``ceil(frame / 8)`` after it."""
-    return math.ceil(frame / FRAMES_PER_LATENT)
+def latent_index(frame: int, frames_per_latent: int) -> int:
+    """The latent that holds ``frame``: 0 for the first frame, ``ceil(frame / frames_per_latent)`` after it."""
+    return math.ceil(frame / frames_per_latent)
 
 
 def frame_at(seconds: float) -> int:
     return round(seconds * FPS)
 
 
-def check_keyframes(keyframes: tuple[Keyframe, ...], duration: int, *, start_image: bool, end_image: bool) -> None:
-    """1..8 keyframes, each inside ``[0, duration]`` s, no two (start and end frames included) on one latent;
-    ``InvalidRequest`` naming ``keyframes[i].time`` (or ``keyframes``) otherwise."""
+def check_keyframes(keyframes: tuple[Keyframe, ...], duration: int) -> None:
+    """1..8 keyframes, each inside ``[0, duration]`` s; ``InvalidRequest`` naming ``keyframes[i].time`` (or
+    ``keyframes``) otherwise."""
     if not 1 <= len(keyframes) <= MAX_KEYFRAMES:
         raise InvalidRequest(f"keyframes takes 1 to {MAX_KEYFRAMES} entries, got {len(keyframes)}",
                              field="keyframes")
+    for i, keyframe in enumerate(keyframes):
+        if keyframe.time > duration:
+            raise InvalidRequest(f"keyframes[{i}].time is {keyframe.time:g} s, past the video's end ({duration} s)",
+                                 field=f"keyframes[{i}].time")
+
+
+def check_keyframe_latents(keyframes: tuple[Keyframe, ...], duration: int, frames_per_latent: int, *,
+                           start_image: bool, end_image: bool) -> None:
+    """No two pictures (start and end frames included) on one latent of a clock of ``frames_per_latent`` frames;
+    ``InvalidRequest`` naming ``keyframes[i].time`` otherwise."""
     taken: dict[int, str] = {}
     if start_image:
         taken[0] = "image_input (the start frame)"
     if end_image:
-        taken[latent_index(frame_at(duration))] = "end_image_input (the end frame)"
+        taken[latent_index(frame_at(duration), frames_per_latent)] = "end_image_input (the end frame)"
     for i, keyframe in enumerate(keyframes):
         field = f"keyframes[{i}].time"
-        if keyframe.time > duration:
-            raise InvalidRequest(f"{field} is {keyframe.time:g} s, past the video's end ({duration} s)", field=field)
-        index = latent_index(frame_at(keyframe.time))
+        index = latent_index(frame_at(keyframe.time), frames_per_latent)
         if index in taken:
             raise InvalidRequest(f"{field} ({keyframe.time:g} s) lands on the same latent frame as {taken[index]}; "
-                                 f"one latent frame holds {FRAMES_PER_LATENT} frames "
-                                 f"({FRAMES_PER_LATENT / FPS:.2f} s), "
-                                 f"so move one of them",
-                                 field=field)
+                                 f"one latent frame holds {frames_per_latent} frames "
+                                 f"({frames_per_latent / FPS:.2f} s), so move one of them", field=field)
         taken[index] = f"keyframes[{i}] ({keyframe.time:g} s)"
-
-
-def with_images(request: Any, images: Mapping[str, str]) -> Any:
-    """``request`` (a ``VideoRequest``) with fetched images put in place: ``images`` maps a field path —
-    ``image_input``, ``end_image_input`` or ``keyframes[i].image`` — to its data URI."""
-    plain = {name: uri for name, uri in images.items() if not name.startswith("keyframes[")}
-    keyframes = list(request.keyframes or ())
-    for name, uri in images.items():
-        if name.startswith("keyframes["):
-            i = int(name[len("keyframes["):name.index("]")])
-            keyframes[i] = keyframes[i].model_copy(update={"image": uri})
-    update: dict[str, Any] = dict(plain)
-    if request.keyframes is not None:
-        update["keyframes"] = tuple(keyframes)
-    return request.model_copy(update=update)

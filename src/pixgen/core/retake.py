@@ -1,16 +1,17 @@
 """Retake: which frames of a finished video are regenerated, and the window of frames generated around them.
 
 The API checks and snaps a range with this rule at submit time (so the job reports, and is charged for, the
-range actually retaken); the engine runs the same rule on the source file.
+range actually retaken); the engine runs the same rule on the source file. The numbers are the backend's
+(``RetakeRule``, in its ``Capabilities.retake``): this module knows no model.
 
 - ``[start, end)`` seconds is the frames ``[round(24·start), round(24·end))``; an end on the video's last frame
-  takes the range to the end (the last frame included). At least ``MIN_FRAMES`` frames (one latent frame), at most
-  ``MAX_SECONDS``.
-- The window generated: up to 17 source frames just before the range (8k+1: latents 0..k, the way an extension
-  starts) pinned at latent index 0, then the range, then up to three single source frames after it (the first
-  frame after the range, 8 and 16 frames later), each pinned at its own latent. LTX-2's latents hold 8 frames, so
-  the range must end where a latent ends: a range inside the video has its end moved later by at most 7 frames
-  (0.29 s). A range that reaches the video's end needs no frames after it and keeps its length.
+  takes the range to the end (the last frame included). At least one latent frame (``rule.frames_per_latent``
+  frames), at most ``rule.max_seconds``.
+- The window generated: up to ``rule.before_frames`` source frames just before the range (k·n+1: latents 0..k, the
+  way an extension starts) pinned at latent index 0, then the range, then up to ``rule.after_frames`` single source
+  frames after it (the first frame after the range, and one latent apart after that), each pinned at its own
+  latent. The range must end where a latent ends: a range inside the video has its end moved later by less than a
+  latent's frames. A range that reaches the video's end needs no frames after it and keeps its length.
 - Everything outside the (snapped) range is the source's, frame for frame.
 """
 
@@ -19,14 +20,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pixgen.core.keyframes import FRAMES_PER_LATENT
 from pixgen.core.sizes import FPS
 from pixgen.errors import InvalidRequest
 
-BEFORE_FRAMES = 17  # 8k+1: the source frames before the range that the window starts from
-AFTER_FRAMES = 3  # single frames after the range, one latent apart
-MIN_FRAMES = FRAMES_PER_LATENT  # one latent frame
-MAX_SECONDS = 15  # as long as one generation
+
+@dataclass(frozen=True)
+class RetakeRule:
+    """A backend's retake numbers (LTX-2's: 8 frames a latent, 17 frames before, 3 after, 15 s)."""
+
+    frames_per_latent: int  # the latent clock: latent 0 is the first frame alone, each later one this many frames
+    before_frames: int  # at most this many source frames before the range pin its start (k·frames_per_latent + 1)
+    after_frames: int  # single source frames after the range, one latent apart
+    max_seconds: int  # the longest range
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest range: one latent frame."""
+        return self.frames_per_latent
 
 
 @dataclass(frozen=True)
@@ -62,33 +72,35 @@ class RetakeWindow:
         return self.frames / FPS
 
 
-def before_frames(start: int) -> int:
-    """How many source frames before ``start`` pin the window's start: 17, the largest 8k+1 there is, or 0."""
-    return 0 if start == 0 else min(BEFORE_FRAMES, (start - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1)
+def before_frames(start: int, rule: RetakeRule) -> int:
+    """How many source frames before ``start`` pin the window's start: ``rule.before_frames``, the largest
+    k·frames_per_latent + 1 there is, or 0."""
+    n = rule.frames_per_latent
+    return 0 if start == 0 else min(rule.before_frames, (start - 1) // n * n + 1)
 
 
-def plan_window(num_frames: int, start: int, end: int) -> RetakeWindow:
+def plan_window(num_frames: int, start: int, end: int, rule: RetakeRule) -> RetakeWindow:
     """The window that regenerates source frames ``[start, end)`` of a ``num_frames`` video (see the module)."""
+    n = rule.frames_per_latent
     if end >= num_frames - 1:
         end = num_frames
-    before = before_frames(start)
+    before = before_frames(start, rule)
     if end < num_frames:
-        # The first frame after the range must start a latent: before + range ≡ 1 (mod 8).
-        end += (1 - before - (end - start)) % FRAMES_PER_LATENT
+        # The first frame after the range must start a latent: before + range ≡ 1 (mod n).
+        end += (1 - before - (end - start)) % n
     if end >= num_frames - 1:
         end = num_frames
-    if end == num_frames:  # to the end: generate 8k+1 frames, the ones past the video's end dropped
+    if end == num_frames:  # to the end: generate k·n+1 frames, the ones past the video's end dropped
         gen = before + end - start
-        gen += (1 - gen) % FRAMES_PER_LATENT
+        gen += (1 - gen) % n
         return RetakeWindow(num_frames, start, end, before, (), 0, gen)
-    after = tuple(f for f in range(end, end + AFTER_FRAMES * FRAMES_PER_LATENT, FRAMES_PER_LATENT)
-                  if f < num_frames)
-    after_latent = (before + end - start - 1) // FRAMES_PER_LATENT + 1
-    gen = FRAMES_PER_LATENT * (after_latent + len(after) - 1) + 1
+    after = tuple(f for f in range(end, end + rule.after_frames * n, n) if f < num_frames)
+    after_latent = (before + end - start - 1) // n + 1
+    gen = n * (after_latent + len(after) - 1) + 1
     return RetakeWindow(num_frames, start, end, before, after, after_latent, gen)
 
 
-def plan_range(start: object, end: object, num_frames: int) -> RetakeWindow:
+def plan_range(start: object, end: object, num_frames: int, rule: RetakeRule) -> RetakeWindow:
     """Check ``start`` / ``end`` (seconds) against a ``num_frames`` video and plan its window; ``InvalidRequest``
     naming ``start`` or ``end`` otherwise."""
     seconds = (num_frames - 1) / FPS
@@ -100,12 +112,12 @@ def plan_range(start: object, end: object, num_frames: int) -> RetakeWindow:
         raise InvalidRequest(f"start must be 0 to {seconds:g} s (the video's length), before end", field="start")
     if end > seconds + 0.5 / FPS:
         raise InvalidRequest(f"end is {end:g} s, past the video's end ({seconds:g} s)", field="end")
-    first, stop = round(start * FPS), round(end * FPS)
-    if stop - first < MIN_FRAMES and not (stop >= num_frames - 1 and num_frames - first >= MIN_FRAMES):
-        raise InvalidRequest(f"the range must be at least {MIN_FRAMES} frames ({MIN_FRAMES / FPS:.2f} s) long, "
+    first, stop, shortest = round(start * FPS), round(end * FPS), rule.min_frames
+    if stop - first < shortest and not (stop >= num_frames - 1 and num_frames - first >= shortest):
+        raise InvalidRequest(f"the range must be at least {shortest} frames ({shortest / FPS:.2f} s) long, "
                              f"end after start", field="end")
-    window = plan_window(num_frames, first, stop)
-    if window.seconds > MAX_SECONDS + 1 / FPS:
-        raise InvalidRequest(f"the range is {window.seconds:g} s long; at most {MAX_SECONDS} s can be retaken",
-                             field="end")
+    window = plan_window(num_frames, first, stop, rule)
+    if window.seconds > rule.max_seconds + 1 / FPS:
+        raise InvalidRequest(f"the range is {window.seconds:g} s long; at most {rule.max_seconds} s can be "
+                             f"retaken", field="end")
     return window

@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
-import re
 import secrets
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
-from pixgen.core.keyframes import Keyframe, check_keyframes
+from pixgen.core.fields import Flag, Media, Need, Role, item_model, media_values
+from pixgen.core.keyframes import MAX_KEYFRAMES, Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
+from pixgen.core.surfaces import ApiSurface
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
@@ -31,33 +33,64 @@ CameraMovement = Literal[
     "dolly_in", "dolly_out", "orbit_left", "orbit_right", "whip_pan", "handheld", "static", "auto_camera",
 ]
 
-DATA_URI_PATTERN = r"^data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+$"  # image_input's form
-_DATA_URI = re.compile(DATA_URI_PATTERN)
-_VIDEO_DATA_URI = re.compile(r"^data:video/mp4;base64,[A-Za-z0-9+/=\s]+$")
+DATA_URI_PATTERN = Media.IMAGE.data_uri_pattern  # image_input's form
 CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: what the model folder carries
 
 
 class VideoRequest(BaseModel):
-    """A video request, validated. ``aspect_ratio`` None means "16:9, or the start image's own ratio"."""
+    """A video request, validated. ``aspect_ratio`` None means "16:9, or the start image's own ratio".
+
+    Each field's roles (media, URL on the job API, private, CLI flag, surface names, capability) are its ``Role``
+    (``core/fields.py``), read by the generic code of every surface: adding a field is ARCHITECTURE.md's recipe.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: StrictStr = ""
-    negative_prompt: StrictStr = Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
-    duration: StrictInt = Field(5, ge=1, le=15)
-    aspect_ratio: AspectRatio | None = None
-    quality: Quality = "720p"
-    seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED)
-    generate_audio: StrictBool = True
-    image_input: StrictStr | None = None
-    end_image_input: StrictStr | None = None
-    multi_clip: StrictBool = False
-    style: Style = "none"
-    thinking_type: ThinkingType = "auto"
-    camera_movement: CameraMovement | None = None
-    control_video: StrictStr | None = None  # an MP4 data URI: the video the IC-LoRA of ``control_type`` follows
-    control_type: StrictStr | None = Field(None, pattern=CONTROL_TYPE_PATTERN)
-    keyframes: tuple[Keyframe, ...] | None = None  # pictures at given times (``core/keyframes.py``)
+    # at most MAX_PROMPT characters once trimmed (``_check``: the limit is on the trimmed text, so not a constraint)
+    prompt: Annotated[StrictStr, Role(private=True)] = Field("", description="1 to 2048 characters (trimmed)",
+                                                             json_schema_extra={"maxLength": MAX_PROMPT})
+    negative_prompt: Annotated[StrictStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
+        Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
+    duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
+                                        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
+        Field(5, ge=1, le=15)
+    aspect_ratio: Annotated[AspectRatio | None, Role(
+        cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
+        offered="aspect_ratios")] = None
+    quality: Annotated[Quality, Role(cli=Flag(("--quality",), help="default 720p"),
+                                     aliases={ApiSurface.JOBS: "resolution"}, names={ApiSurface.OPENAI: "size"},
+                                     offered="qualities")] = "720p"
+    seed: Annotated[StrictInt | None, Role(cli=Flag(("--seed",), help="0..2147483647; drawn at random when absent"))] \
+        = Field(None, ge=0, le=MAX_SEED)
+    generate_audio: Annotated[StrictBool, Role(cli=Flag(("--no-audio",), negate=True, help="write no audio track"))] \
+        = True
+    image_input: Annotated[StrictStr | None, Role(
+        media=Media.IMAGE, url="image_url", names={ApiSurface.OPENAI: "input_reference"},
+        cli=Flag(("--image",), metavar="FILE", help="start frame (PNG, JPEG or WebP)"))] = None
+    end_image_input: Annotated[StrictStr | None, Role(
+        media=Media.IMAGE, url="end_image_url", needs=Need("end_frame", "an end frame"),
+        cli=Flag(("--end-image",), metavar="FILE", help="end frame; needs --image"))] = None
+    multi_clip: Annotated[StrictBool, Role(cli=Flag(("--multi-clip",), help="several shots with cuts, in one video"),
+                                           needs=Need("multi_clip", "multi-clip videos"))] \
+        = False
+    style: Annotated[Style, Role(cli=Flag(("--style",)))] = "none"
+    thinking_type: Annotated[ThinkingType, Role(cli=Flag(("--thinking",), metavar="MODE"))] = "auto"
+    camera_movement: Annotated[CameraMovement | None, Role(cli=Flag(("--camera", "--camera-movement"),
+                                                                    metavar="MOVEMENT"))] = None
+    control_video: Annotated[StrictStr | None, Role(
+        media=Media.VIDEO, url=True, needs=Need("control_types", "a control video"),
+        cli=Flag(("--control-video",), metavar="FILE", help="an MP4 to follow (IC-LoRA); needs --control-type"))] \
+        = Field(None, description="an MP4 data URI whose structure or motion the video follows; needs control_type")
+    control_type: Annotated[StrictStr | None, Role(
+        offered="control_types", cli=Flag(("--control-type",), metavar="TYPE", help="depth, pose, canny, ...: a "
+                                          "type the model folder has an IC-LoRA for"))] = \
+        Field(None, pattern=CONTROL_TYPE_PATTERN, description="the IC-LoRA to follow control_video with")
+    keyframes: Annotated[tuple[Keyframe, ...] | None, Role(
+        needs=Need("keyframes", "keyframes"),
+        cli=Flag(("--keyframe",), metavar="SECONDS=FILE", example="2.5=lighthouse.png",
+                 help="a picture the video shows at that time (PNG, JPEG or WebP); up to 8, repeat the flag"))] = \
+        Field(None, min_length=1, max_length=MAX_KEYFRAMES, description="pictures the video passes through, each "
+              "at its time (seconds within the duration; two may not share a latent frame)")
 
     @model_validator(mode="before")
     @classmethod
@@ -67,45 +100,30 @@ class VideoRequest(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "VideoRequest":
+    def _check(self) -> VideoRequest:
         if len(self.prompt) > MAX_PROMPT:
             raise InvalidRequest(f"prompt is {len(self.prompt)} characters; at most {MAX_PROMPT}", field="prompt")
         if not self.prompt and self.image_input is None:
             raise InvalidRequest("prompt is required (1 to 2048 characters) unless image_input is given",
                                  field="prompt")
-        for name in ("image_input", "end_image_input"):
-            value = getattr(self, name)
-            if value is not None and not _is_data_uri(value):
-                raise InvalidRequest(f"{name} must be a data:image/(png|jpeg|webp);base64,... URI", field=name)
+        check_media_forms(self)
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
         if self.keyframes is not None:
-            self._check_keyframes()
+            if self.multi_clip:
+                raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
+            check_keyframes(self.keyframes, self.duration)
         return self
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
-        if video is not None and not _VIDEO_DATA_URI.match(video[:64] + video[-8:] if len(video) > 80 else video):
-            raise InvalidRequest("control_video must be a data:video/mp4;base64,... URI (or, on the job API, an "
-                                 "http(s) URL)", field="control_video")
         if video is not None and kind is None:
             raise InvalidRequest("control_video needs control_type (depth, pose, canny, ...)", field="control_type")
         if kind is not None and video is None:
             raise InvalidRequest("control_type needs control_video", field="control_video")
         if video is not None and self.multi_clip:
             raise InvalidRequest("multi_clip cannot be combined with control_video", field="multi_clip")
-
-    def _check_keyframes(self) -> None:
-        assert self.keyframes is not None
-        if self.multi_clip:
-            raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
-        for i, keyframe in enumerate(self.keyframes):
-            if not _is_data_uri(keyframe.image):
-                raise InvalidRequest(f"keyframes[{i}].image must be a data:image/(png|jpeg|webp);base64,... URI",
-                                     field=f"keyframes[{i}].image")
-        check_keyframes(self.keyframes, self.duration, start_image=self.image_input is not None,
-                        end_image=self.end_image_input is not None)
 
     # -- derived values -------------------------------------------------------------------------------------
     @property
@@ -120,15 +138,21 @@ class VideoRequest(BaseModel):
     def num_frames(self) -> int:
         return num_frames(self.duration)
 
-    def with_seed(self) -> "VideoRequest":
+    def with_seed(self) -> VideoRequest:
         """The same request with a seed: the given one, or one drawn at random (reported with the result)."""
         if self.seed is not None:
             return self
         return self.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
 
 
-def _is_data_uri(value: str) -> bool:
-    return bool(_DATA_URI.match(value[:64] + value[-8:] if len(value) > 80 else value))
+def check_media_forms(request: BaseModel) -> None:
+    """Every media field (nested ones included) holds a data URI of its kind; ``InvalidRequest`` naming the first
+    that does not."""
+    for path, role, value in media_values(type(request), request.model_dump()):
+        assert role.media is not None
+        if not isinstance(value, str) or not role.media.matches(value):
+            hint = " (or, on the job API, an http(s) URL)" if role.url_inline else ""
+            raise InvalidRequest(f"{path} must be {role.media.described}{hint}", field=path)
 
 
 def parse_request(data: Mapping[str, Any]) -> VideoRequest:
@@ -143,14 +167,21 @@ def parse_request(data: Mapping[str, Any]) -> VideoRequest:
         raise invalid_from_validation(exc) from None
 
 
-def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
-    """The first pydantic error as an ``InvalidRequest`` with the field named and a readable message."""
-    err = exc.errors()[0]
+def invalid_from_validation(exc: ValidationError, model: type[BaseModel] | None = None) -> InvalidRequest:
+    """The first pydantic error as an ``InvalidRequest`` with the field named and a readable message; ``model`` (the
+    type validated) lets the path skip the names pydantic gives the members of a union (``seconds.int``)."""
+    return invalid_from_error(exc.errors()[0], model)
+
+
+def invalid_from_error(err: Mapping[str, Any], model: type[BaseModel] | None = None) -> InvalidRequest:
+    """One pydantic error (an item of ``ValidationError.errors()``) as an ``InvalidRequest``."""
     ctx_error = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_error, InvalidRequest):
         return ctx_error
-    field = _field_path(err.get("loc", ()))
     kind = err.get("type", "")
+    loc = tuple(err.get("loc", ()))
+    field = _field_path(loc[:-1], model) + f".{loc[-1]}" if kind == "extra_forbidden" and len(loc) > 1 else \
+        _field_path(loc, model if kind != "extra_forbidden" else None)
     if kind == "extra_forbidden":
         message = f"unknown field {field!r}"
     elif kind == "missing":
@@ -160,9 +191,18 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(message, field=field)
 
 
-def _field_path(loc: tuple) -> str:
-    """pydantic's error location as the client wrote it: ``keyframes[1].time``."""
-    path = ""
+def _field_path(loc: tuple[int | str, ...], model: type[BaseModel] | None = None) -> str:
+    """pydantic's error location as the client wrote it: ``keyframes[1].time``. Through ``model``, only the names of
+    its fields (and of the items they hold) and item indexes are kept."""
+    path, guided, current = "", model is not None, model
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        if guided:
+            info = current.model_fields.get(part) if current is not None else None
+            if info is None:
+                continue  # the name pydantic gives a union's member (``int``, ``literal[...]``), not a field
+            current = item_model(info)
+        path += f".{part}" if path else part
     return path or "body"

@@ -3,10 +3,13 @@
 ``load_engine(model, backend=...)`` imports the chosen backend's module (torch, for LTX-2) and loads it once;
 ``backend(id)`` only reads the registry, so the API process can describe the model it serves without loading it.
 
+The registry holds the production backends:
+
 - ``ltx2``: LTX-2 on diffusers pipelines; ``model`` is ``tiny`` (the toy model, built once) or a model folder.
-- ``fake``: ``pixgen.testing.FakeEngine``, for tests of everything around the model: a real MP4 of solid
-  colour, fast; ``model`` carries its options (``steps=20,step_seconds=0.2,scale=0.25``, or ``tiny`` for the
-  defaults).
+
+A backend from elsewhere is named ``package.module:NAME``, ``NAME`` being its ``Backend`` (the module is imported,
+and must stay light: the API process reads its capabilities). The tests' stand-in is one:
+``pixgen.testing:FAKE_BACKEND`` (``pixgen.testing.FakeEngine``: real MP4s of solid colour, fast).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from pixgen.core.retake import RetakeRule
 from pixgen.engine.base import Capabilities, Engine, EngineOptions
 from pixgen.errors import ConfigError, ModelError
 
@@ -69,25 +73,37 @@ class Backend:
         return getattr(importlib.import_module(module), name)
 
 
-LTX2_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True, keyframes=True,
-                                 retake=True)
-FAKE_CAPABILITIES = Capabilities(extend=True, end_frame=True, multi_clip=True, audio=True)
+LTX2_FRAMES_PER_LATENT = 8  # LTX-2's video VAE: 8 frames a latent, the first latent the first frame alone
+LTX2_CAPABILITIES = Capabilities(
+    extend=True, end_frame=True, multi_clip=True, audio=True, keyframes=True,
+    # a retake's window: up to 17 source frames (8k+1) before the range, 3 single frames after it, 15 s at most
+    retake=RetakeRule(frames_per_latent=LTX2_FRAMES_PER_LATENT, before_frames=17, after_frames=3, max_seconds=15),
+    frames_per_latent=LTX2_FRAMES_PER_LATENT,
+    stages=(("load", 0.02), ("prepare", 0.03), ("text", 0.03), ("denoise", 0.67), ("upsample", 0.05),
+            ("decode", 0.15), ("encode", 0.05)))
 
 BACKENDS: dict[str, Backend] = {b.id: b for b in (
     Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2.engine:LTX2Engine",
             resolve_model_dir, ltx2_control_types),
-    Backend("fake", "solid-colour MP4s for tests (pixgen.testing.FakeEngine)", FAKE_CAPABILITIES,
-            "pixgen.testing:FakeEngine", lambda model, _cache: Path(model or "tiny")),
 )}
 
 
 def backend(backend_id: str = DEFAULT_BACKEND) -> Backend:
-    """The registered backend ``backend_id``, or ``ConfigError`` naming the ``engine`` setting."""
-    try:
+    """The registered backend ``backend_id``, or the ``Backend`` a ``package.module:NAME`` id names; otherwise
+    ``ConfigError`` naming the ``engine`` setting."""
+    if backend_id in BACKENDS:
         return BACKENDS[backend_id]
-    except KeyError:
-        raise ConfigError(f"unknown engine {backend_id!r}; this pixgen has {', '.join(sorted(BACKENDS))}",
-                          field="engine") from None
+    module, sep, name = backend_id.partition(":")
+    found = None
+    if sep:
+        try:
+            found = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            found = None
+    if not isinstance(found, Backend):
+        raise ConfigError(f"unknown engine {backend_id!r}; this pixgen has {', '.join(sorted(BACKENDS))}, or name "
+                          f"another backend as package.module:NAME", field="engine")
+    return found
 
 
 def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND, cache_dir: Path | None = None,

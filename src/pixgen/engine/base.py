@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, get_args
 
-from pixgen.core.progress import ProgressCallback, no_progress
+from pixgen.core.progress import ProgressCallback, StageShares, no_progress
+from pixgen.core.retake import RetakeRule
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest
 
@@ -61,7 +62,11 @@ class Capabilities:
     multi_clip: bool  # several shots with cuts in one video
     audio: bool  # a generated sound track
     keyframes: bool = False  # pictures pinned at any time (``VideoRequest.keyframes``)
-    retake: bool = False  # regenerate a time range of a finished video (``Engine.retake``)
+    retake: RetakeRule | None = None  # regenerate a time range of a finished video (``Engine.retake``), by this rule
+    # The latent clock: the first latent holds the first frame alone, each later one this many frames
+    # (``core.keyframes``: two pictures may not pin one latent).
+    frames_per_latent: int = 1
+    stages: StageShares = ()  # the stages a job goes through, each with its share of the progress bar
     durations: tuple[int, int] = (1, 15)  # shortest and longest video, in seconds
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
@@ -45,7 +46,7 @@ class Delivery:
     finished_at: float | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "Delivery":
+    def from_row(cls, row: Any) -> Delivery:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
     def as_json(self) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def enqueue(conn: Connection, *, event_id: str, job: Any, kind: EventKind, now: 
         return False
     conn.execute(table.insert().values(
         id=event_id, job_id=job.id, key_id=job.key_id, event_type=name, url=job.webhook_url,
-        signer=SERVER_SIGNER if job.surface == "openai" else KEY_SIGNER, state=PENDING, attempts=0,
+        signer=SERVER_SIGNER if job.surface.operator_webhook else KEY_SIGNER, state=PENDING, attempts=0,
         next_attempt_at=now, created_at=now))
     return True
 
@@ -165,7 +166,7 @@ def retry(db: Database, delivery_id: str, now: float) -> None:
         raise NotFound(f"no given-up webhook delivery {delivery_id!r}")
 
 
-def _due(now: float, signers: Iterable[str]):  # noqa: ANN202 - a Select
+def _due(now: float, signers: Iterable[str]):
     lease_free = (table.c.lease_expires_at.is_(None)) | (table.c.lease_expires_at < now)
     return select(table).where(table.c.state == PENDING, table.c.next_attempt_at <= now, lease_free,
                                table.c.signer.in_(list(signers)))

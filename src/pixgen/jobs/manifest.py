@@ -18,6 +18,7 @@ from typing import Any
 
 from pixgen.engine.base import GenerationResult
 from pixgen.engine.fingerprint import folder_fingerprint, text_fingerprint
+from pixgen.jobs.origin import JobKind
 
 MANIFEST_VERSION = 1
 SOFTWARE = ("pixgen", "torch", "diffusers", "transformers", "av", "numpy")  # what decides the frames
@@ -58,7 +59,7 @@ def model_identity(engine: str, model: str, cache_dir: Path | None) -> ModelIden
     return ModelIdentity(engine, model, found)
 
 
-def build_manifest(result: GenerationResult, model: ModelIdentity, *, kind: str = "generate",
+def build_manifest(result: GenerationResult, model: ModelIdentity, *, kind: JobKind = JobKind.GENERATE,
                    source_job_id: str | None = None) -> dict[str, Any]:
     """The manifest of a job that got ``result`` on ``model`` (without its request: see ``with_request``)."""
     provenance = result.provenance
@@ -66,7 +67,7 @@ def build_manifest(result: GenerationResult, model: ModelIdentity, *, kind: str 
         "manifestVersion": MANIFEST_VERSION,
         "software": software_versions(),
         "model": {"backend": model.backend, "setting": model.setting, "fingerprint": model.fingerprint},
-        "kind": kind,
+        "kind": kind.value,
         "sourceJobId": source_job_id,
         "seed": result.seed,
         "prompt": result.prompt,

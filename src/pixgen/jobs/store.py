@@ -17,12 +17,14 @@ import json
 import math
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pixgen.core.fields import scrubbed as scrubbed_request
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult
@@ -38,6 +40,8 @@ from pixgen.errors import (
 from pixgen.jobs import deliveries, events, queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
+from pixgen.jobs.ids import JobId
+from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
 from pixgen.jobs.schema import api_keys, jobs
 from pixgen.jobs.states import REFUNDING, JobStatus
 from pixgen.jobs.webhooks import Subscription
@@ -58,7 +62,7 @@ class Job:
     request: str
     request_hash: str
     idempotency_key: str | None
-    surface: str
+    surface: ApiSurface
     prompt: str | None
     original_prompt: str | None
     seed: int
@@ -88,10 +92,9 @@ class Job:
     finished_at: float | None
     updated_at: float
     deleted_at: float | None
-    # What the job does: "generate", "extend" (continue the video of ``source_job_id``) or "retake" (regenerate a
-    # range of it); ``remix_of``: the job
-    # whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots, when any.
-    kind: str = "generate"
+    # What the job does (``JobKind``: generate, or extend / retake the video of ``source_job_id``); ``remix_of``:
+    # the job whose settings and seed it took with a new prompt. ``shots``: JSON list of the multi-clip shots.
+    kind: JobKind = JobKind.GENERATE
     source_job_id: str | None = None
     remix_of: str | None = None
     shots: str | None = None
@@ -106,9 +109,12 @@ class Job:
     replay_of: str | None = None  # replay: the job whose manifest this one makes again
 
     @classmethod
-    def from_row(cls, row: Any) -> "Job":
+    def from_row(cls, row: Any) -> Job:
         values = {name: row[name] for name, required in _JOB_FIELDS if required or name in row}
         values["status"] = JobStatus(values["status"])
+        values["surface"] = ApiSurface(values["surface"])
+        if "kind" in values:
+            values["kind"] = JobKind(values["kind"])
         for name in ("refunded", "cancel_requested", "media_deleted"):
             values[name] = bool(values[name])
         return cls(**values)
@@ -195,7 +201,7 @@ class Outcome:
 
     @classmethod
     def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
-                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> "Outcome":
+                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> Outcome:
         """The engine's typed result, as the store keeps it (file names inside the media store)."""
         return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
@@ -204,19 +210,20 @@ class Outcome:
                    timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest)
 
 
-def request_hash(request: VideoRequest, kind: str = "generate", source_job_id: str | None = None,
-                 remix_of: str | None = None, retake: tuple[float, float] | None = None,
-                 webhook: Subscription | None = None) -> str:
+def request_hash(request: VideoRequest, origin: Origin = DIRECT, webhook: Subscription | None = None) -> str:
     """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
 
-    An extension or remix hashes its source too, and a job with a webhook its subscription, so one Idempotency-Key
-    cannot stand for two different jobs (or one job whose events go to two different places).
+    An extension, remix, retake or replay hashes where it comes from too, and a job with a webhook its
+    subscription, so one Idempotency-Key cannot stand for two different jobs (or one job whose events go to two
+    different places).
     """
     data: dict[str, Any] = request.model_dump(mode="json")
-    if kind != "generate" or source_job_id or remix_of or webhook is not None:
-        data = {"request": data, "kind": kind, "source_job_id": source_job_id, "remix_of": remix_of}
-        if retake is not None:
-            data["retake"] = list(retake)
+    made_from = origin.remix_of or origin.replay_of
+    if origin.kind is not JobKind.GENERATE or origin.source_job_id or made_from or webhook is not None:
+        data = {"request": data, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
+                "remix_of": made_from}
+        if origin.retake is not None:
+            data["retake"] = list(origin.retake)
         if webhook is not None:
             data["webhook"] = webhook.column_values()
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -244,7 +251,7 @@ class JobStore:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Any) -> "JobStore":
+    def from_settings(cls, db: Database, settings: Any) -> JobStore:
         return cls(db, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                    rate_limit_per_minute=settings.rate_limit_per_minute,
                    max_concurrent_jobs=settings.max_concurrent_jobs,
@@ -257,24 +264,16 @@ class JobStore:
         request: VideoRequest,
         *,
         cost: int,
+        origin: Origin = DIRECT,
         idempotency_key: str | None = None,
-        surface: str = "jobs",
         model: str = MODEL_ID,
-        kind: str = "generate",
-        source_job_id: str | None = None,
-        remix_of: str | None = None,
-        duration: int | None = None,
         webhook: Subscription | None = None,
-        retake: tuple[float, float] | None = None,
-        replay_of: str | None = None,
     ) -> Submitted:
         """Queue ``request`` and charge ``cost`` credits, in one transaction.
 
-        ``kind="extend"`` continues the video of ``source_job_id``; ``remix_of`` names the job a remix came from;
-        ``duration`` is the whole output's length when it is not ``request.duration`` (an extension's);
-        ``webhook``: where the job's events go (``jobs.webhooks``).
-        ``kind="retake"`` regenerates the range ``retake`` (start, end seconds) of ``source_job_id``'s video.
-        ``replay_of`` names the job whose manifest a replay makes again.
+        ``origin``: the surface, the kind (an extension continues the video of ``origin.source_job_id``, a retake
+        regenerates ``origin.retake`` of it) and the jobs it was made from (``Origin``); ``webhook``: where the
+        job's events go (``jobs.webhooks``).
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
         Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
         ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
@@ -282,14 +281,15 @@ class JobStore:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
                                  field="Idempotency-Key")
-        digest = request_hash(request, kind, source_job_id, remix_of or replay_of, retake, webhook)
-        origin = {"kind": kind, "source_job_id": source_job_id, "remix_of": remix_of, "replay_of": replay_of,
-                  "duration": request.duration if duration is None else duration,
-                  **(webhook.column_values() if webhook is not None else {})}
-        if retake is not None:
-            origin.update(retake_start=retake[0], retake_end=retake[1])
+        digest = request_hash(request, origin, webhook)
+        columns = {"surface": origin.surface.value, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
+                   "remix_of": origin.remix_of, "replay_of": origin.replay_of,
+                   "duration": request.duration if origin.duration is None else origin.duration,
+                   **(webhook.column_values() if webhook is not None else {})}
+        if origin.retake is not None:
+            columns.update(retake_start=origin.retake[0], retake_end=origin.retake[1])
         try:
-            return self._submit_once(key_id, request, digest, cost, idempotency_key, surface, model, origin)
+            return self._submit_once(key_id, request, digest, cost, idempotency_key, model, columns)
         except IntegrityError:
             # Another node inserted the same Idempotency-Key between our check and our insert: ours rolled back
             # (charge included); answer with theirs.
@@ -299,7 +299,7 @@ class JobStore:
                 return self._replay(conn, key_id, idempotency_key, digest)  # type: ignore[return-value]
 
     def _submit_once(self, key_id: str, request: VideoRequest, digest: str, cost: int,
-                     idempotency_key: str | None, surface: str, model: str, origin: dict[str, Any]) -> Submitted:
+                     idempotency_key: str | None, model: str, columns: dict[str, Any]) -> Submitted:
         now = self.clock()
         with self.db.write() as conn:
             # Lock the key's row first: submits of one key are serialised, so the caps and the balance hold.
@@ -315,14 +315,14 @@ class JobStore:
             if key.credits < cost:
                 raise InsufficientCredits(f"this video costs {cost} credits; {key.credits} remaining")
             seeded = request.with_seed()
-            job_id = "job_" + secrets.token_hex(12)
+            job_id = JobId.new()
             conn.execute(jobs.insert().values(
                 id=job_id, key_id=key_id, model=model, status=JobStatus.PENDING.value,
                 request=seeded.model_dump_json(), request_hash=digest, idempotency_key=idempotency_key,
-                surface=surface, prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
+                prompt=seeded.prompt, original_prompt=seeded.prompt, seed=seeded.seed,
                 quality=seeded.quality, aspect_ratio=seeded.aspect_ratio, credit_cost=cost, refunded=False,
                 progress=0, stage=None, cancel_requested=False, attempts=0, media_deleted=False, created_at=now,
-                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **origin))
+                updated_at=now, queue_round=queue_order.next_round(conn, key_id), **columns))
             conn.execute(update(api_keys).where(api_keys.c.id == key_id)
                          .values(credits=api_keys.c.credits - cost))
             job = self._get(conn, job_id)
@@ -364,24 +364,27 @@ class JobStore:
 
         The status poll: one prepared statement, one round trip (the count runs only for a pending job).
         """
-        with self.db.read() as conn:
-            row = conn.execute(_GET_WITH_POSITION, {"job_id": job_id}).mappings().first()
+        row = None
+        if JobId.is_valid(job_id):  # anything else is no job's name, and never reaches SQL
+            with self.db.read() as conn:
+                row = conn.execute(_GET_WITH_POSITION, {"job_id": job_id}).mappings().first()
         if row is None or (key_id is not None and row["key_id"] != key_id):
             raise NotFound(f"no job {job_id!r}")
         ahead = row["ahead"]
         return Job.from_row(row), None if ahead is None else int(ahead) + 1
 
-    def list_jobs(self, key_id: str, *, limit: int = 20, surface: str | None = None, after: str | None = None,
+    def list_jobs(self, key_id: str, *, limit: int = 20, surface: ApiSurface | None = None, after: str | None = None,
                   order: str = "desc") -> list[Job]:
         """The key's jobs, newest first (``order="asc"``: oldest first); ``after`` (a job id) pages on past it."""
         if order not in ("asc", "desc"):
             raise InvalidRequest("order must be 'asc' or 'desc'", field="order")
         query = select(jobs).where(jobs.c.key_id == key_id, jobs.c.deleted_at.is_(None))
         if surface is not None:
-            query = query.where(jobs.c.surface == surface)
+            query = query.where(jobs.c.surface == surface.value)
         with self.db.read() as conn:
             if after is not None:
-                anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)).scalar()
+                anchor = conn.execute(select(jobs.c.seq).where(jobs.c.id == after, jobs.c.key_id == key_id)
+                                      ).scalar() if JobId.is_valid(after) else None
                 if anchor is None:
                     raise InvalidRequest(f"no job {after!r} to page after", field="after")
                 query = query.where(jobs.c.seq > anchor if order == "asc" else jobs.c.seq < anchor)
@@ -628,7 +631,7 @@ class JobStore:
     def _event(self, conn: Connection, job: Job, kind: EventKind, status: JobStatus, now: float,
                data: dict[str, Any] | None = None) -> None:
         event_id = events.record(conn, job_id=job.id, key_id=job.key_id, kind=kind, status=status, now=now,
-                                 data={"surface": job.surface, "quality": job.quality, **(data or {})})
+                                 data={"surface": job.surface.value, "quality": job.quality, **(data or {})})
         deliveries.enqueue(conn, event_id=event_id, job=job, kind=kind, now=now)
 
     def _owned(self, conn: Connection, job_id: str, key_id: str | None, *, lock: bool = False) -> Job:
@@ -639,6 +642,8 @@ class JobStore:
         return job
 
     def _find(self, conn: Connection, job_id: str, *, lock: bool = False) -> Job | None:
+        if not JobId.is_valid(job_id):  # anything else is no job's name, and never reaches SQL
+            return None
         row = conn.execute(_FIND_FOR_UPDATE if lock else _FIND, {"job_id": job_id}).mappings().first()
         return Job.from_row(row) if row is not None else None
 
@@ -653,7 +658,7 @@ def _holds_lease(job: Job | None, token: str) -> bool:
     return job is not None and job.status is JobStatus.PROCESSING and job.lease_token == token
 
 
-def _as_read(job: Job) -> tuple:
+def _as_read(job: Job) -> tuple[Any, ...]:
     """The lease guard, in SQL: the row still has the status and lease token ``job`` was read with."""
     token = jobs.c.lease_token.is_(None) if job.lease_token is None else jobs.c.lease_token == job.lease_token
     return (jobs.c.id == job.id, jobs.c.status == job.status.value, token)
@@ -671,11 +676,9 @@ _GET_WITH_POSITION = select(jobs, case((jobs.c.status == JobStatus.PENDING.value
 
 
 def _scrubbed(job: Job) -> dict[str, Any]:
-    """Zero data retention: keep the shape of the request (for billing and support), not its content."""
-    data = job.request_dict()
-    for name in ("prompt", "negative_prompt", "image_input", "end_image_input", "control_video"):
-        if data.get(name):
-            data[name] = "" if name.endswith("prompt") else None
+    """Zero data retention: keep the shape of the request (for billing and support), not its content: every field
+    the request type marks private (prompts, and every image, video or sound it carries) is emptied."""
+    data = scrubbed_request(VideoRequest, job.request_dict())
     scrubbed: dict[str, Any] = {"request": json.dumps(data), "prompt": None, "original_prompt": None,
                                 "manifest": None}  # it holds the prompts as used
     if job.shots:  # shot times stay, their prompts go

@@ -23,6 +23,7 @@ from sqlalchemy import and_, func, select
 from pixgen.jobs import queue_order
 from pixgen.jobs.db import Database
 from pixgen.jobs.fleet import live_workers
+from pixgen.jobs.origin import JobKind
 from pixgen.jobs.schema import jobs
 from pixgen.jobs.states import JobStatus
 
@@ -66,7 +67,7 @@ class QueueNow:
 
 def measured(db: Database, *, history: int = HISTORY) -> Throughput:
     query = (select(jobs.c.quality, jobs.c.duration, jobs.c.started_at, jobs.c.finished_at)
-             .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.kind != "extend",
+             .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.kind != JobKind.EXTEND.value,
                     jobs.c.started_at.is_not(None), jobs.c.finished_at.is_not(None))
              .order_by(jobs.c.finished_at.desc()).limit(history))
     with db.read() as conn:

@@ -21,9 +21,11 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
+from pixgen.core.surfaces import ApiSurface
 from pixgen.errors import ConfigError, InvalidRequest
 from pixgen.jobs.events import EventKind
 from pixgen.media.fetch import check_url
@@ -75,10 +77,10 @@ def parse_subscription(url: Any, events: Any) -> Subscription | None:
     return Subscription(checked, tuple(dict.fromkeys(events)))
 
 
-def event_type(surface: str, kind: EventKind, subscribed: str | None) -> str | None:
+def event_type(surface: ApiSurface, kind: EventKind, subscribed: str | None) -> str | None:
     """The wire name of ``kind`` for a job of ``surface`` subscribed to ``subscribed`` (comma list), or None when
     it is not sent."""
-    if surface == "openai":
+    if surface.operator_webhook:
         return OPENAI_EVENTS.get(kind)
     if subscribed and kind.value in subscribed.split(","):
         return f"job.{kind.value}"

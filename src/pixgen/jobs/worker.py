@@ -30,6 +30,7 @@ from pixgen.jobs import fleet
 from pixgen.jobs.db import Database, connect, migrate
 from pixgen.jobs.gpus import worker_environment
 from pixgen.jobs.manifest import ModelIdentity, build_manifest, model_identity
+from pixgen.jobs.origin import JobKind
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Claim, Job, JobStore, Outcome
 from pixgen.jobs.thumbnail import make_thumbnail
@@ -119,20 +120,22 @@ class Worker:
         lease.start()
         log.info("job %s: attempt %d", job.id, job.attempts)
         try:
-            if job.kind == "extend":  # continue the source's video; the result is the whole video
-                if not engine.capabilities.extend:
-                    raise GenerationError("this model backend cannot extend videos")
-                source = self._source_video(job, stem)
-                result = engine.extend(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
-            elif job.kind == "retake":  # regenerate a range of the source's video; the result is the whole video
-                if not engine.capabilities.retake or job.retake_start is None or job.retake_end is None:
-                    raise GenerationError("this model backend cannot retake videos")
-                source = self._source_video(job, stem)
-                result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
-                                       lease.on_progress, lease.should_cancel)
-            else:
-                result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
-                                         on_preview=None if self.settings.no_preview else preview)
+            match job.kind:
+                case JobKind.EXTEND:  # continue the source's video; the result is the whole video
+                    if not engine.capabilities.extend:
+                        raise GenerationError("this model backend cannot extend videos")
+                    source = self._source_video(job, stem)
+                    result = engine.extend(source, job.video_request(), video, lease.on_progress,
+                                           lease.should_cancel)
+                case JobKind.RETAKE:  # regenerate a range of the source's video; the result is the whole video
+                    if not engine.capabilities.retake or job.retake_start is None or job.retake_end is None:
+                        raise GenerationError("this model backend cannot retake videos")
+                    source = self._source_video(job, stem)
+                    result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
+                                           lease.on_progress, lease.should_cancel)
+                case JobKind.GENERATE:
+                    result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
+                                             on_preview=None if self.settings.no_preview else preview)
         except RankGroupBroken as exc:  # a rank of this worker's group died or hung: not the job's fault
             _remove(video)
             lease.close()

@@ -50,7 +50,6 @@
     startImage: $("start-image"),
     endImage: $("end-image"),
     controlFields: $("control-fields"),
-    controlVideo: $("control-video"),
     controlType: $("control-type"),
     estimate: $("estimate"),
     estimateButton: $("estimate-button"),
@@ -78,30 +77,14 @@
     refresh: $("refresh"),
   };
 
-  // Request field → the control that sets it, to point at the field an API error names.
+  // Request field → the control that sets it (its data-field), to point at the field an API error names.
   const FIELD_CONTROLS = {
-    prompt: el.prompt,
-    negative_prompt: el.negative,
-    duration: el.duration,
-    aspect_ratio: el.ratio,
-    quality: el.quality,
+    ...Object.fromEntries(Array.from(el.form.querySelectorAll("[data-field]"), (c) => [c.dataset.field, c])),
     resolution: el.quality,
-    generate_audio: el.audio,
-    multi_clip: el.multiClip,
-    style: el.style,
-    camera_movement: el.camera,
-    thinking_type: el.thinking,
-    seed: el.seed,
-    image_input: el.startImage,
-    end_image_input: el.endImage,
-    control_video: el.controlVideo,
-    control_type: el.controlType,
   };
 
-  const FIELD_KEY = { "start-image": "image_input", "end-image": "end_image_input" };
-
-  const images = { "start-image": null, "end-image": null }; // data URIs
-  let controlVideo = null; // data URI of the chosen MP4
+  const images = { "start-image": null, "end-image": null }; // data URIs, by input (previews, the auto ratio)
+  const media = {}; // request field → data URI of the file chosen for it
   let following = null; // {jobId, abort: AbortController}
   let currentJob = null;
 
@@ -437,30 +420,28 @@
   // ---------------------------------------------------------------------------------------------------------
   // The form
 
+  // The request the form describes: every control with a data-field (see index.html), then the keyframes.
   function requestBody() {
-    const body = {
-      prompt: el.prompt.value,
-      duration: Number(el.duration.value),
-      quality: el.quality.value,
-      generate_audio: el.audio.checked,
-      multi_clip: el.multiClip.checked,
-      style: el.style.value,
-      thinking_type: el.thinking.value,
-    };
-    if (el.negative.value.trim()) body.negative_prompt = el.negative.value;
-    if (el.ratio.value) body.aspect_ratio = el.ratio.value;
-    if (el.camera.value) body.camera_movement = el.camera.value;
-    if (el.seed.value !== "") body.seed = Number(el.seed.value);
-    if (images["start-image"]) body.image_input = images["start-image"];
-    if (images["end-image"]) body.end_image_input = images["end-image"];
-    if (controlVideo) {
-      body.control_video = controlVideo;
-      body.control_type = el.controlType.value;
+    const body = {};
+    for (const control of el.form.querySelectorAll("[data-field]")) {
+      if (control.closest("[hidden]")) continue; // a field this server does not offer
+      const value = fieldValue(control);
+      if (value !== undefined) body[control.dataset.field] = value;
+    }
+    for (const control of el.form.querySelectorAll("[data-with]")) {
+      if (!(control.dataset.with in body)) delete body[control.dataset.field];
     }
     const keyframes = window.pixgenKeyframes && window.pixgenKeyframes.body();
     if (keyframes) body.keyframes = keyframes;
-    if (!body.prompt.trim() && body.image_input) delete body.prompt;
     return body;
+  }
+
+  // A control's value as its field takes it; undefined leaves the field out (the server's default).
+  function fieldValue(control) {
+    if (control.type === "checkbox") return control.checked;
+    if (control.type === "file") return media[control.dataset.field] || undefined;
+    if (!control.value.trim() && !control.required) return undefined;
+    return control.type === "number" ? Number(control.value) : control.value;
   }
 
   function clearFieldErrors() {
@@ -540,18 +521,22 @@
     } catch { /* the recent list shows key errors */ }
   }
 
-  function readControlVideo() {
-    const file = el.controlVideo.files && el.controlVideo.files[0];
-    controlVideo = null;
+  // A file chosen for a media field (data-field on a file input: the control video, or any later one) is sent
+  // as its data URI; its type is checked against the input's accept list first.
+  function readMedia(input) {
+    const field = input.dataset.field;
+    const file = input.files && input.files[0];
+    delete media[field];
     if (!file) return;
-    if (file.type !== "video/mp4") {
-      el.controlVideo.value = "";
-      showFormError({ message: `${file.name}: choose an MP4 video.`, field: "control_video" });
+    const accepted = (input.accept || "").split(",").map((t) => t.trim()).filter(Boolean);
+    if (accepted.length && !accepted.includes(file.type)) {
+      input.value = "";
+      showFormError({ message: `${file.name}: choose ${accepted.join(" or ")}.`, field });
       return;
     }
     const reader = new FileReader();
-    reader.onload = () => { controlVideo = reader.result; };
-    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field: "control_video" });
+    reader.onload = () => { media[field] = reader.result; };
+    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field });
     reader.readAsDataURL(file);
   }
 
@@ -578,24 +563,25 @@
     const preview = $(`${name}-preview`);
     const file = input.files && input.files[0];
     images[name] = null;
+    delete media[input.dataset.field];
     preview.hidden = true;
     input.removeAttribute("aria-invalid");
     if (!file) return updateOutputSize();
     if (!["image/png", "image/jpeg", "image/webp"].includes(file.type)) {
       input.value = "";
-      showFormError({ message: `${file.name}: choose a PNG, JPEG or WebP image.`, field: FIELD_KEY[name] });
+      showFormError({ message: `${file.name}: choose a PNG, JPEG or WebP image.`, field: input.dataset.field });
       return updateOutputSize();
     }
     const reader = new FileReader();
     reader.onload = () => {
-      images[name] = reader.result;
+      images[name] = media[input.dataset.field] = reader.result;
       const img = preview.querySelector("img");
       img.onload = updateOutputSize; // its natural size picks the automatic aspect ratio
       img.src = reader.result;
       preview.hidden = false;
       updateOutputSize();
     };
-    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field: FIELD_KEY[name] });
+    reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field: input.dataset.field });
     reader.readAsDataURL(file);
   }
   function clearImage(name) {
@@ -744,7 +730,9 @@
     });
     el.form.addEventListener("submit", onSubmit);
     el.estimateButton.addEventListener("click", onEstimate);
-    el.controlVideo.addEventListener("change", readControlVideo);
+    for (const input of el.form.querySelectorAll("input[type=file][data-field]")) {
+      if (!(input.id in images)) input.addEventListener("change", () => readMedia(input));
+    }
     el.cancel.addEventListener("click", onCancel);
     el.useSeed.addEventListener("click", onUseSeed);
     el.refresh.addEventListener("click", loadRecent);

@@ -43,8 +43,8 @@ from diffusers.pipelines.ltx2.utils import (
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pixgen.core.keyframes import frame_at, latent_index
-from pixgen.core.progress import Progress, ProgressCallback, no_progress
+from pixgen.core.keyframes import check_keyframe_latents, frame_at, latent_index
+from pixgen.core.progress import Progress, ProgressCallback, StageShares, no_progress
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import LTX2_CAPABILITIES
@@ -62,7 +62,7 @@ from pixgen.engine.base import (
 )
 from pixgen.engine.ltx2.control import ControlReference, ControlVideos
 from pixgen.engine.ltx2.decode import Crop, stream_frames
-from pixgen.engine.ltx2.extend import iter_source_frames, read_source, stitch_audio
+from pixgen.engine.ltx2.extend import iter_source_frames
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
 from pixgen.engine.ltx2.loading import Pipelines, load_pipelines, resolve_device, resolve_dtype
 from pixgen.engine.ltx2.lora import PresetLoras
@@ -72,11 +72,9 @@ from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, pl
 from pixgen.engine.ltx2.parallel import DiscardWriter, ParallelRuntime, attach_parallel, guidance_kwargs
 from pixgen.engine.ltx2.preview import preview_crop, preview_path, write_preview
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
-from pixgen.engine.ltx2.retake import read_retake_source, splice_audio
 from pixgen.engine.ltx2.speed import apply_speed_options
-from pixgen.engine.prompting import PromptPlan, plan_prompt
+from pixgen.engine.prompting import PromptPlan
 from pixgen.errors import Cancelled, GenerationError
-from pixgen.media.audio import CROSSFADE_SECONDS
 from pixgen.media.images import image_from_data_uri
 from pixgen.media.mp4 import Mp4Writer, fit_audio
 
@@ -128,9 +126,10 @@ class Run:
     control: ControlReference | None = None  # a control-video job's reference (stage 1 only: ``control.py``)
     # The sigmas the current shot's stage blocks ran ("stage1", "stage2"): what the manifest records.
     sigmas: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    stages: StageShares = LTX2_CAPABILITIES.stages  # the progress bar's stages and shares
 
     def report(self, stage: str, step: int = 0, total: int = 1) -> None:
-        self.on_progress(Progress(stage, step, total))
+        self.on_progress(Progress(stage, step, total, self.stages))
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -298,9 +297,13 @@ class LTX2Engine:
                 request = request.model_copy(update={"aspect_ratio": nearest_aspect_ratio(*start.size)})
         if request.end_image_input is not None:
             end = image_from_data_uri(request.end_image_input, field="end_image_input")
+        clock = self.capabilities.frames_per_latent
+        if request.keyframes:
+            check_keyframe_latents(request.keyframes, request.duration, clock, start_image=start is not None,
+                                   end_image=end is not None)
         keyframes = tuple(
             PlannedKeyframe(image_from_data_uri(k.image, field=f"keyframes[{i}].image"),
-                            latent_index(frame_at(k.time)), k.strength)
+                            latent_index(frame_at(k.time), clock), k.strength)
             for i, k in enumerate(request.keyframes or ()))
         width, height = output_size(request.ratio, request.quality)
         geometry = plan_geometry(width, height, two_stage=request.quality in self.two_stage_qualities)
@@ -309,194 +312,49 @@ class LTX2Engine:
     def steps_per_shot(self, two_stage: bool) -> int:
         return self.recipe.num_inference_steps + (len(self.recipe.refine_sigmas) if two_stage else 0)
 
-    # -- generate ---------------------------------------------------------------------------------------------
+    # -- the routes: one module each (route_generate.py, route_extend.py, route_retake.py) -----------------------
+    # Imported when called: each route module builds on this class's stage blocks.
     def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
                  should_cancel: Callable[[], bool] = never_cancelled,
                  on_preview: PreviewCallback | None = None) -> GenerationResult:
-        run = self._run(on_progress, should_cancel)
-        run.on_preview, run.preview_path = on_preview, preview_path(out_path)
-        run.report("prepare")
-        with run.timed("prepare"):
-            plan = self.plan(request)
-            shots = plan_shots(plan.request)
-            run.control = self.control.reference(plan.request, plan.geometry)
-        req, geometry = plan.request, plan.geometry
-        run.seed = req.seed
-        run.total_steps = self.steps_per_shot(geometry.two_stage) * len(shots)
-        num_frames = req.num_frames
-        seconds = (num_frames - 1) / FPS  # the audio's length: the video's clock from the first frame to the last
-        audio_lengths = shot_sample_lengths(shots, self.audio_sample_rate, seconds)
-        fade = crossfade_samples(self.audio_sample_rate) if len(shots) > 1 else 0
-        prompts = [plan_prompt(req, has_enhancer=self.has_prompt_enhancer, prompt=shot.prompt) for shot in shots]
+        """``request`` into ``out_path`` (``route_generate.py``): one shot, or several with ``multi_clip``."""
+        from pixgen.engine.ltx2.route_generate import generate
 
-        # 1.–4. Each shot: text, stage 1, stage 2, audio.
-        rendered: list[RenderedShot] = []
-        with self.loras.job(prompts[0].loras) as adapters:
-            for shot in shots:
-                last = shot.index == len(shots) - 1
-                conditions = self._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
-                                                    plan.end_image if last else None, plan.keyframes)
-                rendered.append(self._render_shot(run, geometry, shot, prompts[shot.index], conditions,
-                                                  audio_lengths[shot.index] + fade if req.generate_audio else None))
-        audio = join_audio([r.audio for r in rendered], audio_lengths, fade) if req.generate_audio else None
+        return generate(self, request, Path(out_path), on_progress, should_cancel, on_preview)
 
-        # 5. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
-        with self._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
-            for shot, shot_render in zip(shots, rendered):
-                self._decode_into(run, writer, shot_render.latents.video, geometry, num_frames,
-                                  limit=shot.num_frames)
-        used = [r.prompt for r in rendered]
-        prompt = used[0].prompt if len(shots) == 1 else " ".join(
-            f"Shot {shot.index + 1}: {p.prompt}" for shot, p in zip(shots, used))
-        return GenerationResult(
-            path=Path(out_path), width=plan.width, height=plan.height, num_frames=num_frames,
-            seconds=num_frames / FPS, seed=req.seed, has_audio=audio is not None, prompt=prompt,
-            original_prompt=request.prompt, negative_prompt=used[0].negative_prompt, thinking=used[0].thinking,
-            aspect_ratio=req.ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
-            two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
-            recipe=self.recipe.name, loras=(*adapters, *([run.control.adapter] if run.control else [])),
-            timings=Timings.from_mapping(run.timings),
-            shots=tuple(ShotInfo(**shot.describe(p.prompt)) for shot, p in zip(shots, used))
-            if req.multi_clip else (), provenance=self._provenance(tuple(r.run for r in rendered)))
-
-    def _render_shot(self, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
-                     conditions: list[FrameCondition], audio_samples: int | None) -> RenderedShot:
-        """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio)."""
-        first = shot.index == 0
-        if first:  # later shots' text time counts as denoising, so progress never goes back
-            run.report("text")
-        start = next((c.image for c in conditions if c.index == 0), None)
-        prompt, embeds = self._text(run, prompt, shot.seed, start)
-        latents = self._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions)
-        if geometry.two_stage:
-            if first and run.on_preview is not None:
-                self._preview(run, geometry, latents.video, shot.num_frames)
-            latents = self._stage_two(run, geometry, embeds, latents, shot.seed + 1, shot.gen_frames, conditions,
-                                      report=first)
-        audio = None
-        if audio_samples is not None:
-            audio = self._audio(run, latents.audio, audio_samples / self.audio_sample_rate)
-        return RenderedShot(prompt, latents, audio, ShotRun(shot.index, shot.seed, prompt.prompt,
-                                                            prompt.negative_prompt, dict(run.sigmas)))
-
-    # -- extend ---------------------------------------------------------------------------------------------
     def extend(self, source: Path, request: VideoRequest, out_path: Path,
                on_progress: ProgressCallback = no_progress,
                should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
-        """Continue ``source`` (an MP4 at 24 fps) by ``request.duration`` s; ``out_path`` gets the whole video.
+        """Continue ``source`` (an MP4 at 24 fps) by ``request.duration`` s; ``out_path`` gets the whole video:
+        ``N`` source frames + ``duration × 24`` new ones, at the source's size (``route_extend.py``; the rule is
+        ``extend.py``'s)."""
+        from pixgen.engine.ltx2.route_extend import extend
 
-        ``N`` source frames + ``duration × 24`` new ones, at the source's size; the rule is in ``extend.py``.
-        The blocks are ``generate``'s: text, stage 1 conditioned on the source's last frames at index 0, audio,
-        and the streaming decode after the source's own frames.
-        """
-        run = self._run(on_progress, should_cancel)
-        run.report("prepare")
-        with run.timed("prepare"):
-            req = request.with_seed()
-            src = read_source(Path(source), sample_rate=self.audio_sample_rate)
-            context = src.tail.shape[0]
-            new_frames = req.duration * FPS
-            gen_frames = context + new_frames  # 8k+1: context is 8k+1 and 24·d a multiple of 8
-            geometry = plan_geometry(src.width, src.height, two_stage=False)
-            prompt = plan_prompt(req, has_enhancer=self.has_prompt_enhancer)
-        run.seed, run.total_steps = req.seed, self.steps_per_shot(False)
-        num_frames = src.num_frames + new_frames
-        seconds = (num_frames - 1) / FPS
+        return extend(self, Path(source), request, Path(out_path), on_progress, should_cancel)
 
-        # 1.–2. Text, then stage 1 from the source's last frames (pinned at latent index 0).
-        run.report("text")
-        prompt, embeds = self._text(run, prompt, req.seed, Image.fromarray(src.tail[-1]))
-        conditions = [FrameCondition(geometry.pad(src.tail), index=0)]
-        with self.loras.job(prompt.loras) as adapters:
-            latents = self._stage_one(run, geometry, embeds, req.seed, gen_frames, conditions)
-
-        # 3. Audio: the source's, then the new clip's from the source's last frame on, crossfaded at the join.
-        audio = None
-        if src.audio is not None or req.generate_audio:
-            sr = self.audio_sample_rate
-            source_audio = src.audio if src.audio is not None else np.zeros((2, round(src.seconds * sr)), np.float32)
-            start = round((context - 1) / FPS * sr)  # the source's last frame on the new clip's clock
-            length = round(seconds * sr) - source_audio.shape[1]
-            if req.generate_audio:
-                new_audio = self._audio(run, latents.audio, (start + length) / sr)
-            else:
-                new_audio = np.zeros((2, start + length), np.float32)
-            audio = stitch_audio(source_audio, new_audio, start=start, length=length,
-                                 fade=round(CROSSFADE_SECONDS * sr))
-
-        # 4. Video: the source's frames as they decode, then the new ones without the re-drawn context.
-        with self._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
-            with run.timed("encode"):
-                for frames in iter_source_frames(src.path):
-                    writer.write_frames(frames)
-                    run.report("decode", writer.frames_written, num_frames)
-                    run.check_cancel("while copying the source video")
-            self._decode_into(run, writer, latents.video, geometry, num_frames, skip=context, limit=new_frames)
-        return GenerationResult(
-            path=Path(out_path), width=src.width, height=src.height, num_frames=num_frames, seconds=num_frames / FPS,
-            seed=req.seed, has_audio=audio is not None, prompt=prompt.prompt, original_prompt=request.prompt,
-            negative_prompt=prompt.negative_prompt, thinking=prompt.thinking, quality=req.quality,
-            generation_size=(geometry.gen_width, geometry.gen_height), recipe=self.recipe.name,
-            loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
-            provenance=self._provenance((ShotRun(0, req.seed, prompt.prompt, prompt.negative_prompt,
-                                                 dict(run.sigmas)),)),
-            extension=Extension(source_frames=src.num_frames, new_frames=new_frames, context_frames=context),
-        )
-
-    # -- retake ---------------------------------------------------------------------------------------------
     def retake(self, source: Path, request: VideoRequest, start: float, end: float, out_path: Path,
                on_progress: ProgressCallback = no_progress,
                should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
-        """Regenerate ``[start, end)`` s of ``source`` (video and sound); ``out_path`` gets the whole video.
+        """Regenerate ``[start, end)`` s of ``source`` (video and sound); ``out_path`` gets the whole video
+        (``route_retake.py``; the window follows ``pixgen.core.retake``)."""
+        from pixgen.engine.ltx2.route_retake import retake
 
-        The rule is ``core/retake.py``: a window of the source frames just before the range (at latent 0), the
-        range, and single source frames after it (at their own latents) goes through stage 1; the range's frames
-        are decoded from it, and every other frame is the source's own decoded frame, handed to the encoder as is.
-        """
-        run = self._run(on_progress, should_cancel)
-        run.report("prepare")
-        with run.timed("prepare"):
-            req = request.with_seed()
-            src = read_retake_source(Path(source), start, end, sample_rate=self.audio_sample_rate)
-            window = src.window
-            geometry = plan_geometry(src.width, src.height, two_stage=False)
-            prompt = plan_prompt(req, has_enhancer=self.has_prompt_enhancer)
-        run.seed, run.total_steps = req.seed, self.steps_per_shot(False)
+        return retake(self, Path(source), request, start, end, Path(out_path), on_progress, should_cancel)
 
-        # 1.–2. Text, then stage 1 pinned to the frames either side of the range.
-        run.report("text")
-        near = src.before[-1] if src.before is not None else src.after[0] if src.after else None
-        prompt, embeds = self._text(run, prompt, req.seed, Image.fromarray(near) if near is not None else None)
-        conditions = [FrameCondition(geometry.pad(src.before), index=0)] if src.before is not None else []
-        conditions += [FrameCondition(geometry.pad(frame[None]), index=window.after_latent + i)
-                       for i, frame in enumerate(src.after)]
-        with self.loras.job(prompt.loras) as adapters:
-            latents = self._stage_one(run, geometry, embeds, req.seed, window.gen_frames, conditions)
-
-        # 3. Audio: the source's, the window's new sound spliced into the range.
-        audio = None
-        if src.audio is not None:
-            sr = self.audio_sample_rate
-            new = self._audio(run, latents.audio, window.gen_frames / FPS)
-            audio = splice_audio(src.audio, new, start=round(window.start / FPS * sr),
-                                 end=min(round(window.end / FPS * sr), src.audio.shape[1]),
-                                 offset=round(window.window_start / FPS * sr), fade=round(CROSSFADE_SECONDS * sr))
-
-        # 4. Video: the source's frames before the range, the range decoded from the window, the source's after.
-        num_frames = window.num_frames
-        with self._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
-            self._copy_source(run, writer, src.path, 0, window.start, num_frames)
-            self._decode_into(run, writer, latents.video, geometry, num_frames, skip=window.before,
-                              limit=window.frames)
-            self._copy_source(run, writer, src.path, window.end, num_frames, num_frames)
+    def _result(self, run: Run, out_path: Path, request: VideoRequest, req: VideoRequest, geometry: Geometry,
+                num_frames: int, *, audio: bool, prompt: str, used: PromptPlan, shot_runs: tuple[ShotRun, ...],
+                loras: tuple[str, ...], aspect_ratio: str | None = None, shots: tuple[ShotInfo, ...] = (),
+                extension: Extension | None = None, retake: Retake | None = None) -> GenerationResult:
+        """THE result of every route: ``request`` as asked, ``req`` as run (seeded), the prompt as used (``used``:
+        the first shot's plan), one ``ShotRun`` per shot for the provenance, and what only one route knows."""
         return GenerationResult(
-            path=Path(out_path), width=src.width, height=src.height, num_frames=num_frames,
-            seconds=num_frames / FPS, seed=req.seed, has_audio=audio is not None, prompt=prompt.prompt,
-            original_prompt=request.prompt, negative_prompt=prompt.negative_prompt, thinking=prompt.thinking,
-            quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height), recipe=self.recipe.name,
-            loras=tuple(adapters), timings=Timings.from_mapping(run.timings),
-            retake=Retake(start_frame=window.start, end_frame=window.end, source_frames=num_frames),
-        )
+            path=Path(out_path), width=geometry.width, height=geometry.height, num_frames=num_frames,
+            seconds=num_frames / FPS, seed=req.seed, has_audio=audio, prompt=prompt,
+            original_prompt=request.prompt, negative_prompt=used.negative_prompt, thinking=used.thinking,
+            aspect_ratio=aspect_ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
+            two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
+            recipe=self.recipe.name, loras=loras, shots=shots, extension=extension, retake=retake,
+            timings=Timings.from_mapping(run.timings), provenance=self._provenance(shot_runs))
 
     def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
         """The source's decoded frames ``[start, stop)`` into ``writer``, unchanged."""

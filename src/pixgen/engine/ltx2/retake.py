@@ -8,15 +8,16 @@ each join (``splice_audio``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
 
 from pixgen.core.retake import RetakeWindow, plan_range
 from pixgen.core.sizes import FPS
+from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.engine.ltx2.extend import SOURCE_FIELD, read_audio_track, source_stream
 from pixgen.errors import InvalidRequest
 from pixgen.media.audio import crossfade
@@ -40,7 +41,8 @@ def read_retake_source(path: Path, start: float, end: float, *, sample_rate: int
     path = Path(path)
     try:
         num_frames, width, height = _count_frames(path)
-        window = plan_range(start, end, num_frames)
+        assert LTX2_CAPABILITIES.retake is not None
+        window = plan_range(start, end, num_frames, LTX2_CAPABILITIES.retake)
         wanted = set(range(window.window_start, window.start)) | set(window.after)
         kept = {i: f for i, f in enumerate_frames(path, wanted)}
         audio = read_audio_track(path, sample_rate)

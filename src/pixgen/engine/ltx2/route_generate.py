@@ -1,0 +1,97 @@
+"""Generate: a video from a request (text, start / end frames, keyframes, a control video, several shots).
+
+``LTX2Engine.generate`` runs this over the engine's shared stage blocks (``engine.py``):
+
+1. Plan: the request with a seed, its images decoded, the geometry, the shots, a control video's reference.
+2. Per shot: text, stage 1 (pinned to the shot's picture conditions), the early draft of the first shot, stage 2
+   for the recipe's two-stage qualities, audio.
+3. The shots' sound joined with crossfades at the cuts.
+4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pixgen.core.progress import ProgressCallback
+from pixgen.core.sizes import FPS
+from pixgen.core.spec import VideoRequest
+from pixgen.engine.base import GenerationResult, PreviewCallback, ShotInfo, ShotRun
+from pixgen.engine.ltx2.engine import FrameCondition, LTX2Engine, RenderedShot, Run
+from pixgen.engine.ltx2.geometry import Geometry
+from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
+from pixgen.engine.ltx2.preview import preview_path
+from pixgen.engine.prompting import PromptPlan, plan_prompt
+
+
+def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progress: ProgressCallback,
+             should_cancel: Callable[[], bool], on_preview: PreviewCallback | None) -> GenerationResult:
+    run = engine._run(on_progress, should_cancel)
+    run.on_preview, run.preview_path = on_preview, preview_path(out_path)
+
+    # 1. Plan.
+    run.report("prepare")
+    with run.timed("prepare"):
+        plan = engine.plan(request)
+        shots = plan_shots(plan.request)
+        run.control = engine.control.reference(plan.request, plan.geometry)
+    req, geometry = plan.request, plan.geometry
+    assert req.seed is not None  # the plan drew one
+    run.seed = req.seed
+    run.total_steps = engine.steps_per_shot(geometry.two_stage) * len(shots)
+    num_frames = req.num_frames
+    seconds = (num_frames - 1) / FPS  # the audio's length: the video's clock from the first frame to the last
+    audio_lengths = shot_sample_lengths(shots, engine.audio_sample_rate, seconds)
+    fade = crossfade_samples(engine.audio_sample_rate) if len(shots) > 1 else 0
+    prompts = [plan_prompt(req, has_enhancer=engine.has_prompt_enhancer, prompt=shot.prompt) for shot in shots]
+
+    # 2. Each shot: text, stage 1, stage 2, audio.
+    rendered: list[RenderedShot] = []
+    with engine.loras.job(prompts[0].loras) as adapters:
+        for shot in shots:
+            last = shot.index == len(shots) - 1
+            conditions = engine._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
+                                                  plan.end_image if last else None, plan.keyframes)
+            rendered.append(_render_shot(engine, run, geometry, shot, prompts[shot.index], conditions,
+                                         audio_lengths[shot.index] + fade if req.generate_audio else None))
+
+    # 3. Sound: the shots' joined, crossfaded at the cuts.
+    sounds = [sound for r in rendered if (sound := r.audio) is not None]  # every shot's, with audio on
+    audio = join_audio(sounds, audio_lengths, fade) if req.generate_audio else None
+
+    # 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
+    with engine._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
+        for shot, shot_render in zip(shots, rendered, strict=True):
+            engine._decode_into(run, writer, shot_render.latents.video, geometry, num_frames, limit=shot.num_frames)
+    used = [r.prompt for r in rendered]
+    prompt = used[0].prompt if len(shots) == 1 else " ".join(
+        f"Shot {shot.index + 1}: {p.prompt}" for shot, p in zip(shots, used, strict=True))
+    return engine._result(
+        run, out_path, request, req, geometry, num_frames, audio=audio is not None, prompt=prompt, used=used[0],
+        shot_runs=tuple(r.run for r in rendered), aspect_ratio=req.ratio,
+        loras=(*adapters, *([run.control.adapter] if run.control else [])),
+        shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]
+                    for shot, p in zip(shots, used, strict=True))
+        if req.multi_clip else ())
+
+
+def _render_shot(engine: LTX2Engine, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
+                 conditions: list[FrameCondition], audio_samples: int | None) -> RenderedShot:
+    """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio)."""
+    first = shot.index == 0
+    if first:  # later shots' text time counts as denoising, so progress never goes back
+        run.report("text")
+    start = next((c.image for c in conditions if c.index == 0), None)
+    prompt, embeds = engine._text(run, prompt, shot.seed, start)
+    latents = engine._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions)
+    if geometry.two_stage:
+        if first and run.on_preview is not None:
+            engine._preview(run, geometry, latents.video, shot.num_frames)
+        latents = engine._stage_two(run, geometry, embeds, latents, shot.seed + 1, shot.gen_frames, conditions,
+                                    report=first)
+    audio = None
+    if audio_samples is not None:
+        audio = engine._audio(run, latents.audio, audio_samples / engine.audio_sample_rate)
+    return RenderedShot(prompt, latents, audio, ShotRun(shot.index, shot.seed, prompt.prompt,
+                                                        prompt.negative_prompt, dict(run.sigmas)))

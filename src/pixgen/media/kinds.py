@@ -1,0 +1,66 @@
+"""Each kind of media a request field carries (``core.fields.Media``), and what is done with one of that kind: a
+file's bytes as its data URI, the data URI checked (decoded once, at submit), an http(s) URL fetched through the SSRF
+guard. The generic code of every surface (the job API's URLs, the OpenAI form's uploads, the command line's FILE
+flags, the submit-time checks) goes through here, so a field of an existing kind needs nothing more, and a new kind
+is one row of ``KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pixgen.core.fields import Media
+from pixgen.errors import InvalidRequest
+from pixgen.media import control_video, fetch, images
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    from_bytes: Callable[[bytes, str, str | None], str]  # (file bytes, field, file name) → data URI
+    check: Callable[[str, str], Size | None]  # (data URI, field) → its picture's size (None: no picture)
+    fetch: Callable[[str, fetch.FetchPolicy, str], str]  # (URL, policy, field) → data URI
+
+
+def _image_bytes(data: bytes, field: str, name: str | None) -> str:
+    return images.data_uri_from_bytes(data, field=field, name=name)
+
+
+def _image_check(uri: str, field: str) -> Size:
+    image = images.image_from_data_uri(uri, field=field)
+    return image.width, image.height
+
+
+def _image_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
+    return fetch.fetch_image(url, policy, field=field)
+
+
+def _video_bytes(data: bytes, field: str, name: str | None) -> str:
+    uri = control_video.video_data_uri(data, field=field)
+    control_video.check_control_video(uri, field=field)
+    return uri
+
+
+def _video_check(uri: str, field: str) -> Size:
+    facts = control_video.check_control_video(uri, field=field)
+    return facts.width, facts.height
+
+
+def _video_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
+    return fetch.fetch_video(url, policy, field=field)
+
+
+KINDS: dict[Media, MediaKind] = {
+    Media.IMAGE: MediaKind(_image_bytes, _image_check, _image_fetch),
+    Media.VIDEO: MediaKind(_video_bytes, _video_check, _video_fetch),
+}
+
+
+def kind(media: Media, field: str) -> MediaKind:
+    """What this pixgen does with ``media``; a kind it cannot handle yet is refused naming the field."""
+    try:
+        return KINDS[media]
+    except KeyError:
+        raise InvalidRequest(f"{field}: this server cannot take {media.value} yet", field=field) from None
