@@ -22,10 +22,10 @@ from pixgen.jobs.db import connect
 from pixgen.jobs.events import EventKind, job_history
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import JobStore
-from pixgen.testing import fresh_postgres_database, start_server, start_worker, stop_process, wait_for
+from pixgen.testing import FAKE_ENGINE, fresh_postgres_database, start_server, start_worker, stop_process, wait_for
 
 PRICE = 10
-FAKE = {"PIXGEN_ENGINE": "fake", "PIXGEN_POLL_INTERVAL": "0.1",
+FAKE = {"PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_POLL_INTERVAL": "0.1",
         # The lease is long: a job that comes back quickly came back by hand-back, not by lease expiry.
         "PIXGEN_LEASE_SECONDS": "60"}
 REQUEST = {"prompt": "a lighthouse at dusk", "duration": 1, "quality": "360p"}
