@@ -15,6 +15,7 @@ from pathlib import Path
 from pixgen.core.progress import Progress
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES
 from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.engine.warmup import parse_warmup
 from pixgen.errors import InvalidRequest, PixgenError
 from pixgen.media.control_video import check_control_video, video_data_uri
 from pixgen.media.images import data_uri_from_bytes
@@ -45,7 +46,7 @@ REQUEST_OPTIONS: tuple[tuple[str, tuple[str, ...], dict], ...] = (
 FLAG_FOR_FIELD = {field: flags[0] for field, flags, _ in REQUEST_OPTIONS} | {"keyframes": "--keyframe"}
 IMAGE_FIELDS = ("image_input", "end_image_input")  # given as files, sent as data URIs
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
-                  "step_cache")  # the settings generate uses
+                  "step_cache", "fp8_compute", "overlap", "warmup")  # the settings generate uses
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -162,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.field in SETTINGS_FLAGS:  # name where the setting came from: the flag, else its variable
             exc.field = _flag(exc.field) if getattr(args, exc.field) is not None else f"PIXGEN_{exc.field.upper()}"
         raise
+    if parse_warmup(settings.warmup) and hasattr(engine, "warm_up"):  # one job: warm only the shapes named
+        engine.warm_up(settings.warmup)
     try:
         result = engine.generate(request, args.output, on_progress=bar)
     finally:
