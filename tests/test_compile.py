@@ -83,7 +83,7 @@ def compare_at_both_shapes(inputs, dtype: str, backend: str = "eager", exact: bo
         args, kwargs = inputs[dtype, quality]
         want, got = forward(plain, args, kwargs, cached), forward(compiled, args, kwargs, cached)
         assert len(want) == len(got) == 2  # video and audio
-        for w, g in zip(want, got):
+        for w, g in zip(want, got, strict=True):
             assert g.shape == w.shape and g.dtype == w.dtype
             if exact:
                 assert torch.equal(g, w), (quality, float((g.float() - w.float()).abs().max()))

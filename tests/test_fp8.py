@@ -108,17 +108,42 @@ def test_one_forward_stays_within_the_stated_snr_of_the_compute_dtype(dtype, tmp
         assert video < 80  # it really changed: float8, not the compute dtype
 
 
-def test_a_whole_job_stays_within_the_issues_bound_of_bfloat16(tmp_path):
-    """Frames PSNR and audio-spectrum SNR against the bfloat16 job of the same seed, ≥ 30 dB. On this random-weight
-    toy any change is amplified by the denoising: bfloat16 against float32 alone measured 31.6–31.8 dB (frames),
-    float8 compute 31.1–31.5 dB; at full size the figure comes from the GPU benchmark."""
+def written(monkeypatch):
+    """What each job hands its MP4 writer (frames, waveform), by file name, passed through unchanged: the codecs'
+    own noise is no property of the model (``pixgen.media.quality``)."""
+    from pixgen.media.mp4 import Mp4Writer
+
+    seen: dict[str, dict] = {}
+    write_frames, write_audio = Mp4Writer.write_frames, Mp4Writer.write_audio
+
+    def frames(self, chunk):
+        seen.setdefault(self.path.name, {"frames": []})["frames"].append(chunk.copy())
+        write_frames(self, chunk)
+
+    def audio(self, samples):
+        seen.setdefault(self.path.name, {"frames": []})["audio"] = samples.copy()
+        write_audio(self, samples)
+
+    monkeypatch.setattr(Mp4Writer, "write_frames", frames)
+    monkeypatch.setattr(Mp4Writer, "write_audio", audio)
+    return seen
+
+
+def test_a_whole_job_stays_within_the_issues_bound_of_bfloat16(tmp_path, monkeypatch):
+    """Frames PSNR and audio-spectrum SNR against the bfloat16 job of the same seed, ≥ 30 dB (the issue's bound),
+    on what went into the encoder. Measured on the toy: 48.3 dB (frames); the audio, whose toy layers are too narrow
+    for float8, moves only through the audio↔video attention (98 dB)."""
+    import numpy as np
+
     from pixgen.engine import load_engine
     from pixgen.media.quality import closeness
 
-    plain = load_engine("tiny", dtype="bfloat16").generate(request(), tmp_path / "bf16.mp4")
-    fp8 = load_engine("tiny", dtype="bfloat16", fp8_compute=True).generate(request(), tmp_path / "fp8.mp4")
-    close = closeness(plain.path, fp8.path)
-    assert close.frames_compared == 25 and not close.identical_frames
+    seen = written(monkeypatch)
+    load_engine("tiny", dtype="bfloat16").generate(request(), tmp_path / "bf16.mp4")
+    load_engine("tiny", dtype="bfloat16", fp8_compute=True).generate(request(), tmp_path / "fp8.mp4")
+    plain, fp8 = seen["bf16.mp4"], seen["fp8.mp4"]
+    close = closeness(np.concatenate(plain["frames"]), np.concatenate(fp8["frames"]), plain["audio"], fp8["audio"])
+    assert not close.identical_frames
     assert close.frames_psnr_db is not None and close.frames_psnr_db >= JOB_BOUND_DB, close
     assert close.audio_spectrum_snr_db is None or close.audio_spectrum_snr_db >= JOB_BOUND_DB, close
 

@@ -132,13 +132,30 @@ def test_a_mask_free_attention_backend_leaves_the_text_cross_attention_alone():
         assert block.attn2.processor._attention_backend is None  # it takes the prompt's mask
 
 
-@pytest.mark.parametrize("name,words", [("warp", "unknown attention backend"), ("flash", "cannot run here")])
-def test_an_attention_backend_that_cannot_run_is_refused_at_load(name, words):
+@pytest.mark.parametrize("name,words", [("warp", "unknown backend"), ("flash", "needs an NVIDIA GPU"),
+                                        ("flash_hub", "Hugging Face Hub")])
+def test_an_attention_backend_that_cannot_run_is_refused_at_load_naming_the_flag(name, words):
     from pixgen.engine import load_engine
 
     with pytest.raises(ModelError) as info:
         load_engine("tiny", attention_backend=name)
     assert info.value.field == "attention_backend" and words in info.value.message
+    assert info.value.message.startswith("--attention-backend")
+
+
+@pytest.mark.parametrize("name,wheel", [("sage", "sageattention>=2.1.1"), ("_flash_3", "FlashAttention-3"),
+                                        ("flash", "flash-attn")])
+def test_a_gpu_backend_whose_kernel_is_not_installed_says_what_to_install(name, wheel):
+    """On a GPU the refusal names the missing wheel (none of these is installed here; the device check is passed by
+    naming a CUDA device, which is never touched)."""
+    from pixgen.engine import load_engine
+    from pixgen.engine.ltx2.speed import set_mask_free_attention_backend
+
+    transformer = load_engine("tiny").pipes.text.transformer
+    with pytest.raises(ModelError) as info:
+        set_mask_free_attention_backend(transformer, name, torch.device("cuda"))
+    assert info.value.field == "attention_backend" and "cannot run here" in info.value.message
+    assert wheel in info.value.message
 
 
 def test_the_taylorseer_cache_skips_attention_work_and_the_job_still_completes(toy_variant, tmp_path):

@@ -10,6 +10,7 @@ byte for byte the serial writer's.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -179,10 +180,8 @@ class _Encoder:
         """Drop what is queued and end the thread (the file is being thrown away)."""
         self._stopping.set()
         while self._thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._queue.get_nowait()
-            except queue.Empty:
-                pass
             self._thread.join(timeout=0.05)
 
     def _raise(self) -> None:

@@ -6,12 +6,12 @@ is installed as each block's own ``forward`` *before* any hook goes on the block
 offload's onloading) wraps the compiled code and runs outside it, where its streams and parameter moves belong.
 Inside a block:
 
-| with | hooks inside a block | block graph |
-|---|---|---|
-| ``full``, ``text-offload``, ``offload`` | none (``offload`` moves the whole transformer, outside the blocks) | whole (``fullgraph``) |
-| ``fp8`` / ``--fp8-compute`` | none: ``fp8.py``'s layers cast or quantise in their own forward | whole, the casts fused |
-| ``group-offload`` | none: its hook sits on the block, around the compiled code | whole |
-| ``taylorseer`` step cache | its hook on each of the 6 cached attentions | broken at each of them |
+- ``full``, ``text-offload``, ``offload``: no hook inside a block (``offload`` moves the whole transformer,
+  outside the blocks): each block one whole graph (``fullgraph``).
+- ``fp8`` and ``--fp8-compute``: ``fp8.py``'s layers cast or quantise in their own forward, no hook: whole graphs,
+  the casts fused into them.
+- ``group-offload``: its hook sits on each block, around the compiled code: whole graphs.
+- the ``taylorseer`` step cache: its hook on each of a block's 6 attentions: the block graph breaks at each.
 
 The step cache decides per call, in Python, whether an attention runs or is forecast: traced, that state would be
 a guard that fails every step. So with the cache each cached attention's call stays out of the block's graph (a

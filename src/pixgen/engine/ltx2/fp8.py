@@ -140,20 +140,24 @@ def compute_in_float8(transformer: torch.nn.Module, *, kernel: Kernel, compute_d
     given: a GPU does it in moments, and the weights go back where they were); returns how many."""
     count = 0
     for name, module in list(_named_linears(transformer)):
-        if not computes_in_float8(name, module):
-            continue
-        weight, bias = module.weight.detach(), module.bias
-        home = weight.device
-        values, scale = quantise_rows(weight.to(quantise_on) if quantise_on is not None else weight)
-        del module.weight, module.bias
-        module.__class__ = Fp8Linear
-        module.register_parameter("weight_fp8", _frozen(values.to(home)))
-        module.register_buffer("weight_scale", scale.to(home).t().contiguous())  # (1, out): _scaled_mm's scale_b
-        module.register_parameter("stored_bias", None if bias is None else
-                                  _frozen(bias.detach().to(compute_dtype)))
-        module.compute_dtype, module.kernel = compute_dtype, kernel
-        count += 1
+        if computes_in_float8(name, module):
+            to_fp8_linear(module, kernel=kernel, compute_dtype=compute_dtype, quantise_on=quantise_on)
+            count += 1
     return count
+
+
+def to_fp8_linear(module: torch.nn.Linear, *, kernel: Kernel, compute_dtype: torch.dtype,
+                  quantise_on: torch.device | None = None) -> None:
+    """One ``nn.Linear`` → ``Fp8Linear`` in place (its weight quantised; the bias kept in the compute dtype)."""
+    weight, bias = module.weight.detach(), module.bias
+    home = weight.device
+    values, scale = quantise_rows(weight.to(quantise_on) if quantise_on is not None else weight)
+    del module.weight, module.bias
+    module.__class__ = Fp8Linear
+    module.register_parameter("weight_fp8", _frozen(values.to(home)))
+    module.register_buffer("weight_scale", scale.to(home).t().contiguous())  # (1, out): _scaled_mm's scale_b
+    module.register_parameter("stored_bias", None if bias is None else _frozen(bias.detach().to(compute_dtype)))
+    module.compute_dtype, module.kernel = compute_dtype, kernel  # type: ignore[assignment]
 
 
 def _named_linears(model: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Module]]:
