@@ -146,12 +146,21 @@ def within_bound(measured: dict | None) -> bool:
     return bool(quality.get("identical_frames")) or (quality.get("frames_psnr_db") or 0) >= PSNR_BOUND_DB
 
 
+SPEED_STEPS = ("baseline", "diffusers", "dev-step", "fp8", "overlap", "compile", "compile+fp8", "queue", "memory")
+
+
 def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, results: Results) -> None:
+    """The one-call plan, in the order of value (what does not fit ``--budget-s`` is skipped, and said so). The
+    compiled blocks, once made, stay on for the steps after (compile + float8, the queue, the fast dev step): a
+    second compilation would cost as much as the first."""
     from contextlib import ExitStack
 
     from pixgen.engine.ltx2.compile import compile_report
-    from pixgen.engine.ltx2.warmup import warm_up
 
+    steps = {s.strip() for s in args.steps.split(",") if s.strip()}
+    unknown = steps - set(SPEED_STEPS)
+    if unknown:
+        raise SystemExit(f"--steps: {', '.join(sorted(unknown))} not among {', '.join(SPEED_STEPS)}")
     case = CASES[args.case]
     quality = args.quality or case.quality
     out = results.data.setdefault("speed", {"case": case.name, "quality": quality, "duration_s": args.duration,
@@ -159,10 +168,12 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
     transformer = base.transformer
     request = job_request(args, quality)
     reference: dict[str, Any] = {}  # the baseline's frames and audio, as written
-    engine = make_engine(case, base, upsampler, dev, args, work, quality=quality)
 
     # 1. The warm-up a worker runs at load, at the measured shape; then the first job and the warm ones.
     def baseline() -> dict:
+        from pixgen.engine.ltx2.warmup import warm_up
+
+        engine = make_engine(case, base, upsampler, dev, args, work, quality=quality)
         state = warm_up(engine, f"{quality}/{args.duration}")
         first = run_pixgen(engine, request, dev, work)
         measured = repeated(engine, request, dev, work, args.repeats, first_untimed=False, record=reference)
@@ -172,104 +183,137 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
         return measured
 
     base_run = results.measure(["speed", "baseline"], baseline, need_s=60)
-    if base_run is None:
+    if base_run is None or "wall_s" not in base_run:
         return
+    out["serial_jobs_per_hour"] = round(3600 / base_run["wall_s"], 1)  # today: a worker runs jobs one by one
 
     # 2. diffusers with the same guidance (the headline), warmed at the shape the same way; the docs call apart.
-    def diffusers(matched: bool) -> dict:
-        run_diffusers(case, base, upsampler, dev, args, work, quality=quality, matched=matched)  # untimed
-        runs = [run_diffusers(case, base, upsampler, dev, args, work, quality=quality, matched=matched)
-                for _ in range(args.repeats)]
-        return medians(runs)
+    if "diffusers" in steps:
+        def diffusers() -> dict:
+            run_diffusers(case, base, upsampler, dev, args, work, quality=quality, matched=True)  # untimed
+            return medians([run_diffusers(case, base, upsampler, dev, args, work, quality=quality, matched=True)
+                            for _ in range(args.repeats)])
 
-    matched = results.measure(["speed", "diffusers_matched"], lambda: diffusers(True), need_s=90)
-    if matched and "wall_s" in matched:
-        out["ratio_matched"] = round(base_run["wall_s"] / matched["wall_s"], 3)
-    if args.docs_call:
-        docs = results.measure(["speed", "diffusers_docs_call"], lambda: run_diffusers(
-            case, base, upsampler, dev, args, work, quality=quality, matched=False), need_s=120)
-        if docs and "wall_s" in docs:
-            out["ratio_docs_call"] = round(base_run["wall_s"] / docs["wall_s"], 3)
+        matched = results.measure(["speed", "diffusers_matched"], diffusers, need_s=(args.repeats + 1) * 20)
+        if matched and "wall_s" in matched:
+            out["ratio_matched"] = round(base_run["wall_s"] / matched["wall_s"], 3)
+        if args.docs_call:
+            docs = results.measure(["speed", "diffusers_docs_call"], lambda: run_diffusers(
+                case, base, upsampler, dev, args, work, quality=quality, matched=False), need_s=120)
+            if docs and "wall_s" in docs:
+                out["ratio_docs_call"] = round(base_run["wall_s"] / docs["wall_s"], 3)
 
-    # 3. Each option alone, then compile with float8 (the compile's first job is its compile time).
-    def option(names: tuple[str, ...], *, overlap: bool = False) -> dict:
+    # 3. The dev recipe's stage-1 step (four passes a step), plain: its FLOPs and MFU.
+    dev_case = CASES["dev-720p"]
+    dev_quality = args.quality or dev_case.quality
+
+    def dev_step(count_flops: bool) -> dict:
+        runner = make_engine(dev_case, base, upsampler, dev, args, work, quality=dev_quality)
+        return repeated(runner, job_request(args, dev_quality), dev, work, 1, count_flops=count_flops,
+                        extrapolate_to=40)
+
+    if "dev-step" in steps:
+        results.measure(["speed", "dev_720p_step", "plain"], lambda: dev_step(True), need_s=60)
+
+    # 4. Each option on the state the plan has reached: a first job (its one-off costs: conversion, compilation),
+    #    then the warm ones; the frames and audio against the baseline's.
+    def measure_now(applied: list[str], *, overlap: bool = False, second_shape: bool = False) -> dict:
         written: dict[str, Any] = {}
         runner = make_engine(case, base, upsampler, dev, args, work, quality=quality, overlap=overlap)
-        with ExitStack() as stack:
-            applied = [a for n in names for a in stack.enter_context(speed_option(transformer, n, dev, args))]
-            t0 = time.perf_counter()
-            first = run_pixgen(runner, request, dev, work)
-            measured = {"applied": applied, "first_job_wall_s": first["wall_s"],
-                        "first_job_setup_s": round(time.perf_counter() - t0, 2)}
-            measured.update(repeated(runner, request, dev, work, args.repeats, first_untimed=False, record=written))
-            if "compile" in names:
-                measured["compile"] = compile_report(transformer)
-                second = job_request(args, quality, seed=2, ratio="9:16")  # another shape of the family
-                measured["second_shape"] = {"shape": f"{quality} 9:16", **run_pixgen(runner, second, dev, work)}
-                measured["second_shape"]["compile_after"] = compile_report(transformer)
+        t0 = time.perf_counter()
+        first = run_pixgen(runner, request, dev, work)
+        measured = {"applied": applied, "first_job_wall_s": first["wall_s"],
+                    "first_job_setup_s": round(time.perf_counter() - t0, 2)}
+        measured.update(repeated(runner, request, dev, work, args.repeats, first_untimed=False, record=written))
+        report = compile_report(transformer)
+        if report is not None:
+            measured["compile"] = report
+        if second_shape:  # another member of the shape family: nothing new should compile
+            other = job_request(args, quality, seed=2, ratio="9:16")
+            measured["second_shape"] = {"shape": f"{quality} 9:16", **run_pixgen(runner, other, dev, work),
+                                        "compile_after": compile_report(transformer)}
         measured["speedup"] = round(base_run["wall_s"] / measured["wall_s"], 3)
         return with_quality(measured, reference, written)
 
-    variants = {"fp8": ("fp8",), "compile": ("compile",), "compile+fp8": ("compile", "fp8"), "overlap": ()}
-    need = {"fp8": 45, "compile": 200, "compile+fp8": 220, "overlap": 40}
-    for name, names in variants.items():
-        results.measure(["speed", name], lambda names=names, name=name: option(names, overlap=name == "overlap"),
-                        need_s=need[name] + 60)
+    def alone(name: str) -> dict:
+        with speed_option(transformer, name, dev, args) as applied:
+            return measure_now(applied)
 
-    # 4. The fastest set within the bound, and a queue of jobs with it against the baseline's.
-    fastest = max((n for n in variants if within_bound(out.get(n)) and out[n].get("speedup", 0) > 1.0),
-                  key=lambda n: out[n]["speedup"], default=None)
-    chosen = variants[fastest] if fastest else ()
-    overlap = bool(fastest) and (fastest == "overlap" or out.get("overlap", {}).get("speedup", 0) > 1.0)
-    out["fastest_within_bound"] = {"options": [*chosen, *(["overlap"] if overlap else [])],
-                                   "psnr_bound_db": PSNR_BOUND_DB}
+    one_job = base_run["wall_s"]
+    if "fp8" in steps:
+        results.measure(["speed", "fp8"], lambda: alone("fp8"), need_s=(args.repeats + 1) * one_job + 30)
+    if "overlap" in steps:
+        results.measure(["speed", "overlap"], lambda: measure_now(["overlap"], overlap=True),
+                        need_s=(args.repeats + 1) * one_job + 30)
 
-    def queue(names: tuple[str, ...], with_overlap: bool) -> dict:
-        runner = make_engine(case, base, upsampler, dev, args, work, quality=quality, overlap=with_overlap)
-        with ExitStack() as stack:
-            for n in names:
-                stack.enter_context(speed_option(transformer, n, dev, args))
-            run_pixgen(runner, request, dev, work)  # warm (and compiled) at the shape
-            t0 = time.perf_counter()
-            for i in range(args.queue_jobs):
-                run_pixgen(runner, job_request(args, quality, seed=10 + i), dev, work)
-            wall = time.perf_counter() - t0
-        return {"jobs": args.queue_jobs, "wall_s": round(wall, 2),
-                "jobs_per_hour": round(args.queue_jobs / wall * 3600, 1)}
+    compiled, float8 = ExitStack(), ExitStack()  # compiled from here on; float8 on top once measured
+    with compiled, float8:
+        on: list[str] = []
 
-    today = results.measure(["speed", "queue", "baseline"], lambda: queue((), False),
-                            need_s=(args.queue_jobs + 1) * base_run["wall_s"] + 30)
-    if chosen or overlap:
-        best = results.measure(["speed", "queue", "fastest"], lambda: queue(chosen, overlap),
-                               need_s=(args.queue_jobs + 1) * base_run["wall_s"] + 120)
-        if today and best and "jobs_per_hour" in today and "jobs_per_hour" in best:
-            out["queue"]["speedup"] = round(best["jobs_per_hour"] / today["jobs_per_hour"], 3)
-            results.save()
+        def switch(name: str) -> list[str]:
+            applied = (float8 if name == "fp8" else compiled).enter_context(
+                speed_option(transformer, name, dev, args))
+            on.append(name)
+            return applied
 
-    # 5. The dev recipe's stage-1 step (four passes): MFU, plain and with the fastest set.
-    dev_case = CASES["dev-720p"]
+        if "compile" in steps:
+            results.measure(["speed", "compile"], lambda: measure_now(switch("compile"), second_shape=True),
+                            need_s=(args.repeats + 2) * one_job + 180)
+        if "compile+fp8" in steps and "compile" in on:
+            results.measure(["speed", "compile+fp8"], lambda: measure_now(["compile", *switch("fp8")]),
+                            need_s=(args.repeats + 1) * one_job + 180)
 
-    def dev_step(names: tuple[str, ...]) -> dict:
-        runner = make_engine(dev_case, base, upsampler, dev, args, work, quality=args.quality or dev_case.quality)
-        with ExitStack() as stack:
-            for n in names:
-                stack.enter_context(speed_option(transformer, n, dev, args))
-            return repeated(runner, job_request(args, args.quality or dev_case.quality), dev, work, 1,
-                            count_flops=not names, extrapolate_to=40)
+        # 5. The fastest set within the bound, and a queue of jobs with it (jobs per hour against today's).
+        candidates = {"fp8": {"fp8"}, "overlap": {"overlap"}, "compile": {"compile"},
+                      "compile+fp8": {"compile", "fp8"}}
+        fastest = max((n for n in candidates if within_bound(out.get(n)) and out[n].get("speedup", 0) > 1.0),
+                      key=lambda n: out[n]["speedup"], default=None)
+        chosen = set(candidates[fastest]) if fastest else set()
+        if fastest and (out.get("overlap") or {}).get("speedup", 0) > 1.0:
+            chosen.add("overlap")
+        out["fastest_within_bound"] = {"options": sorted(chosen), "psnr_bound_db": PSNR_BOUND_DB}
+        if "fp8" in on and "fp8" not in chosen:
+            float8.close()  # the bfloat16 weights back (compiled graphs for them are still cached)
+            on.remove("fp8")
 
-    plain_step = results.measure(["speed", "dev_720p_step", "plain"], lambda: dev_step(()), need_s=60)
-    if chosen and plain_step and "stage1" in plain_step:
-        fast = results.measure(["speed", "dev_720p_step", "fastest"], lambda: dev_step(chosen), need_s=120)
-        if fast and "stage1" in fast and plain_step["stage1"].get("flops_per_step"):
-            flops = plain_step["stage1"]["flops_per_step"]  # the same work, whatever the kernels
-            fast["stage1"]["achieved_tflops"] = round(flops / fast["stage1"]["median_s"] / 1e12, 1)
-            peak = dev.peak_tflops()
-            fast["stage1"]["mfu_of_bf16_peak"] = round(flops / fast["stage1"]["median_s"] / 1e12 / peak, 3) \
-                if peak else None
-            results.save()
+        def queue() -> dict:
+            with ExitStack() as extra:
+                for name in ("compile", "fp8"):
+                    if name in chosen and name not in on:
+                        extra.enter_context(speed_option(transformer, name, dev, args))
+                runner = make_engine(case, base, upsampler, dev, args, work, quality=quality,
+                                     overlap="overlap" in chosen)
+                run_pixgen(runner, request, dev, work)  # at the shape with this set (and compiled)
+                t0 = time.perf_counter()
+                for i in range(args.queue_jobs):
+                    run_pixgen(runner, job_request(args, quality, seed=10 + i), dev, work)
+                wall = time.perf_counter() - t0
+            per_hour = args.queue_jobs / wall * 3600
+            return {"options": sorted(chosen), "jobs": args.queue_jobs, "wall_s": round(wall, 2),
+                    "jobs_per_hour": round(per_hour, 1), "speedup": round(per_hour / out["serial_jobs_per_hour"], 3)}
 
-    # 6. Memory modes, each on top of the last (they cannot be undone): last.
-    memory_modes(args, dev, base, upsampler, work, results, case, quality, reference, full=base_run)
+        if "queue" in steps:
+            results.measure(["speed", "queue"], queue, need_s=(args.queue_jobs + 1) * one_job * 0.8 + 60)
+
+        # 6. The dev step again with the fastest set (its four passes compile their own graphs first).
+        if "dev-step" in steps and chosen - {"overlap"} and chosen - {"overlap"} <= set(on):
+            plain = (out.get("dev_720p_step") or {}).get("plain") or {}
+
+            def fast_step() -> dict:
+                measured = dev_step(False)
+                flops = (plain.get("stage1") or {}).get("flops_per_step")  # the same work, whatever the kernels
+                peak = dev.peak_tflops()
+                if flops and "stage1" in measured:
+                    achieved = flops / measured["stage1"]["median_s"] / 1e12
+                    measured["stage1"].update(achieved_tflops=round(achieved, 1),
+                                              mfu_of_bf16_peak=round(achieved / peak, 3) if peak else None)
+                return measured
+
+            results.measure(["speed", "dev_720p_step", "fastest"], fast_step, need_s=150)
+
+    # 7. Memory modes, each on top of the last (they cannot be undone): last.
+    if "memory" in steps:
+        memory_modes(args, dev, base, upsampler, work, results, case, quality, reference, full=base_run)
 
 
 def memory_modes(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, results: Results, case: Any,
@@ -425,7 +469,8 @@ def evaluate(data: dict[str, Any]) -> dict[str, Any]:
             verdict[name] = {"measured": measured, "target": TARGETS.get(name), "met": ok(measured), **extra}
 
     chosen = (speed.get("fastest_within_bound") or {}).get("options") or []
-    fastest = max((v for k, v in speed.items() if isinstance(v, dict) and "speedup" in v and within_bound(v)),
+    fastest = max((v for k, v in speed.items() if k in ("fp8", "overlap", "compile", "compile+fp8")
+                   and isinstance(v, dict) and "speedup" in v and within_bound(v)),
                   key=lambda v: v["speedup"], default=baseline)
     if "wall_s" in baseline:
         target("distilled_720p_warm_wall_s", fastest.get("wall_s"),
@@ -449,7 +494,7 @@ def evaluate(data: dict[str, Any]) -> dict[str, Any]:
     if (step.get("stage1") or {}).get("mfu") is not None:
         target("dev_720p_mfu", step["stage1"]["mfu"], lambda m: m >= TARGETS["dev_720p_mfu"])
     queue = speed.get("queue") or {}
-    if queue.get("speedup"):
+    if queue.get("speedup"):  # against today's serial jobs per hour (a worker runs one job after another)
         target("queue_speedup", queue["speedup"], lambda m: m >= TARGETS["queue_speedup"])
     return verdict
 
@@ -472,6 +517,9 @@ def main() -> int:
     parser.add_argument("--memory-modes", default="full,group-offload",
                         help="memory modes measured, each on top of the last (default full,group-offload)")
     parser.add_argument("--docs-call", action="store_true", help="also diffusers as its docs call it (speed plan)")
+    parser.add_argument("--steps", default=",".join(SPEED_STEPS),
+                        help=f"the speed plan's steps, in its order (default all: {','.join(SPEED_STEPS)}); the "
+                             "baseline always runs")
     parser.add_argument("--options", default=",".join(SPEED_OPTIONS_FULL),
                         help="the full plan's speed options, each alone (default: all)")
     parser.add_argument("--compile-backend", default=None, help="default inductor on a GPU, eager on a CPU")

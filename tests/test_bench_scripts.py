@@ -63,7 +63,9 @@ def test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu(tmp_path):
     assert compiled["quality"]["identical_frames"] is True  # eager: the traced ops as they are
     assert speed["compile+fp8"]["quality"] == fp8["quality"]
     assert speed["overlap"]["quality"]["identical_frames"] and speed["overlap"]["quality"]["identical_audio"]
-    assert speed["queue"]["baseline"]["jobs"] == 2 and speed["queue"]["baseline"]["jobs_per_hour"] > 0
+    queue = speed["queue"]
+    assert queue["jobs"] == 2 and queue["options"] == speed["fastest_within_bound"]["options"]
+    assert queue["speedup"] == round(queue["jobs_per_hour"] / speed["serial_jobs_per_hour"], 3)
     assert speed["dev_720p_step"]["plain"]["stage1"]["flops_per_step"] > 0
     memory = results["memory"]
     assert memory["full"]["same_as"] == "speed/baseline"
