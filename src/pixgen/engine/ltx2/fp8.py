@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -52,18 +52,20 @@ STORAGE_SKIP = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$", "
 class Float8StoredLinear(torch.nn.Linear):
     """A linear layer whose weight and bias are stored in float8 and cast to ``compute_dtype`` in its forward."""
 
+    stored_weight: torch.Tensor
+    stored_bias: torch.Tensor | None
     compute_dtype: torch.dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.stored_bias.to(self.compute_dtype) if self.stored_bias is not None else None
         return F.linear(x, self.stored_weight.to(self.compute_dtype), bias)
 
-    @property  # type: ignore[override]
-    def weight(self) -> torch.Tensor:  # peft places new adapters by it; nothing else reads it
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]  # peft places new adapters by it; nothing else
         return self.stored_weight.to(self.compute_dtype)
 
-    @property  # type: ignore[override]
-    def bias(self) -> torch.Tensor | None:
+    @property
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
         return None if self.stored_bias is None else self.stored_bias.to(self.compute_dtype)
 
 
@@ -79,7 +81,7 @@ def store_in_float8(model: torch.nn.Module, compute_dtype: torch.dtype) -> int:
         module.__class__ = Float8StoredLinear
         module.register_parameter("stored_weight", _frozen(weight.detach().to(FP8)))
         module.register_parameter("stored_bias", None if bias is None else _frozen(bias.detach().to(FP8)))
-        module.compute_dtype = compute_dtype
+        cast(Float8StoredLinear, module).compute_dtype = compute_dtype
         count += 1
     return count
 
@@ -88,6 +90,9 @@ def store_in_float8(model: torch.nn.Module, compute_dtype: torch.dtype) -> int:
 class Fp8Linear(torch.nn.Linear):
     """``x @ Wᵀ + b`` with ``x`` and ``W`` in float8 e4m3, row-wise scaled (see the module's docstring)."""
 
+    weight_fp8: torch.Tensor  # (out, in) float8
+    weight_scale: torch.Tensor  # (1, out) float32
+    stored_bias: torch.Tensor | None  # in the compute dtype
     compute_dtype: torch.dtype
     kernel: Kernel
 
@@ -101,12 +106,12 @@ class Fp8Linear(torch.nn.Linear):
             out = emulated_matmul(quantised, scale, self.weight_fp8, self.weight_scale, self.stored_bias, x.dtype)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
-    @property  # type: ignore[override]
-    def weight(self) -> torch.Tensor:  # peft places new adapters by it; nothing else reads it
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]  # peft places new adapters by it; nothing else
         return (self.weight_fp8.float() * self.weight_scale.t()).to(self.compute_dtype)
 
-    @property  # type: ignore[override]
-    def bias(self) -> torch.Tensor | None:
+    @property
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
         return self.stored_bias
 
 
@@ -141,7 +146,8 @@ def compute_in_float8(transformer: torch.nn.Module, *, kernel: Kernel, compute_d
     count = 0
     for name, module in list(_named_linears(transformer)):
         if computes_in_float8(name, module):
-            to_fp8_linear(module, kernel=kernel, compute_dtype=compute_dtype, quantise_on=quantise_on)
+            to_fp8_linear(cast(torch.nn.Linear, module), kernel=kernel, compute_dtype=compute_dtype,
+                          quantise_on=quantise_on)
             count += 1
     return count
 
@@ -157,7 +163,8 @@ def to_fp8_linear(module: torch.nn.Linear, *, kernel: Kernel, compute_dtype: tor
     module.register_parameter("weight_fp8", _frozen(values.to(home)))
     module.register_buffer("weight_scale", scale.to(home).t().contiguous())  # (1, out): _scaled_mm's scale_b
     module.register_parameter("stored_bias", None if bias is None else _frozen(bias.detach().to(compute_dtype)))
-    module.compute_dtype, module.kernel = compute_dtype, kernel  # type: ignore[assignment]
+    layer = cast(Fp8Linear, module)
+    layer.compute_dtype, layer.kernel = compute_dtype, kernel
 
 
 def _named_linears(model: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Module]]:

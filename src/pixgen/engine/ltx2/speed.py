@@ -21,6 +21,7 @@ memory mode places the weights, ``finish_transformer`` (the step cache) after.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
@@ -70,7 +71,7 @@ def finish_transformer(transformer: torch.nn.Module, options: EngineOptions) -> 
     """After the weights are placed: the step cache, whose hooks go around the compiled attentions."""
     done: list[str] = []
     if options.step_cache != "none":
-        transformer.enable_cache(step_cache_config(options.step_cache))
+        transformer.enable_cache(step_cache_config(options.step_cache))  # type: ignore[operator]
         done.append(f"{options.step_cache} step cache")
         if options.compile:
             count = keep_hooked_calls_out(transformer, CACHED_ATTENTIONS)
@@ -86,7 +87,7 @@ def apply_speed_options(transformer: torch.nn.Module, *, compile: bool = False, 
     options = EngineOptions(compile=compile, attention_backend=attention_backend, step_cache=step_cache,  # type: ignore[arg-type]
                             compile_backend=compile_backend, fp8_compute=fp8_compute)
     device = device or next(transformer.parameters()).device
-    dtype = getattr(transformer, "dtype", torch.float32)
+    dtype: torch.dtype = getattr(transformer, "dtype", torch.float32)
     return prepare_transformer(transformer, options, device, dtype) + finish_transformer(transformer, options)
 
 
@@ -123,7 +124,7 @@ def set_mask_free_attention_backend(transformer: torch.nn.Module, name: str,
     return count
 
 
-def step_cache_config(name: str):
+def step_cache_config(name: str) -> Any:
     """The diffusers cache config for ``name``."""
     if name == "taylorseer":
         from diffusers import TaylorSeerCacheConfig
@@ -131,6 +132,7 @@ def step_cache_config(name: str):
         # Full steps for the first 3 and every 3rd after: the forecasts stand in for two of every three. diffusers'
         # default patterns ("^transformer_blocks.*attn", fully matched) miss LTX-2's attn1/attn2 names.
         attentions = "|".join(CACHED_ATTENTIONS)
-        return TaylorSeerCacheConfig(cache_interval=3, disable_cache_before_step=3, max_order=1,
-                                     cache_identifiers=[rf"transformer_blocks\.\d+\.({attentions})"])
+        return TaylorSeerCacheConfig(  # type: ignore[no-untyped-call]
+            cache_interval=3, disable_cache_before_step=3, max_order=1,
+            cache_identifiers=[rf"transformer_blocks\.\d+\.({attentions})"])
     raise ModelError(f"unknown step cache {name!r}; use none or taylorseer", field="step_cache")
