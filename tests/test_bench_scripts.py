@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-LIBRARIES = {"common.py", "ltx2_configs.py"}  # imported by the scripts, not run
+LIBRARIES = {"common.py", "ltx2_configs.py", "gpu_measure.py"}  # imported by the scripts, not run
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in LIBRARIES)
 
 
@@ -27,37 +27,86 @@ def test_benchmark_starts_and_shows_its_options(script):
     assert done.stdout.startswith("usage:") and "--" in done.stdout
 
 
-def test_the_gpu_benchmark_runs_every_case_at_toy_size(tmp_path):
-    """The GPU benchmark's own code path (engine over in-memory components, step clocks, FLOP counts, diffusers'
-    documented calls, extrapolation, targets) on the toy model on this CPU, so it cannot rot between GPU runs."""
+def gpu_bench(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     import json
 
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--scale", "toy", "--duration", "1",
-                           "--quality", "360p", "--no-smoke", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600, cwd=BENCH.parent)
+    done = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--device", "cpu", "--toy", "--duration", "1",
+                           "--quality", "360p", "--out", str(out), *args], capture_output=True, text=True,
+                          timeout=1200, cwd=BENCH.parent)
+    return done, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu(tmp_path):
+    """``bench/gpu_run.sh --plan speed`` is the next GPU session's one call: its whole code path (warm-up, medians,
+    per-stage peaks, diffusers matched stage by stage, float8, compile with its first job and a second shape,
+    overlap, the queue, the dev step's FLOPs, group offload, the targets) runs here first, with the toy, dynamo's
+    eager backend and fewer repeats, so it cannot rot between GPU runs."""
+    done, results = gpu_bench(tmp_path, "--plan", "speed", "--repeats", "2", "--queue-jobs", "2",
+                              "--memory-modes", "full,group-offload")
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
-    assert results["scale"] == "toy" and "error" not in results["warmup"]
-    cases = results["cases"]
-    assert set(cases) == {"distilled-720p", "dev-720p", "dev-1080p"}
-    for name, case in cases.items():
-        ours = case["pixgen"]
-        assert "error" not in ours and ours["frames"] == 25 and ours["stage1"]["flops_per_step"] > 0, name
-        assert ours["two_stage"] is (name != "dev-720p"), name
-        assert case["diffusers"]["call"] == "docs" and case["ratio"] > 0, name
-        if ours["two_stage"]:
-            assert ours["stage2"]["count"] == 3 and {"upsample", "refine"} <= set(ours["stages_s"]), name
-        if name.startswith("dev"):  # 3 steps timed of the recipe's 40, the rest extrapolated
-            assert ours["stage1"]["count"] == 3 and ours["extrapolated_wall_s"] > ours["wall_s"], name
-    assert cases["distilled-720p"]["pixgen"]["stage1"]["count"] == 8
-    # 4 batch-1 passes a dev step against 1 distilled step, at the same (stage-1) size; the modality-isolated
-    # pass skips the audio/video cross-attention, so a little under 4x
-    dev = cases["dev-1080p"]["pixgen"]["stage1"]["flops_per_step"]
-    distilled = cases["distilled-720p"]["pixgen"]["stage1"]["flops_per_step"]
-    assert 3.5 * distilled < dev <= 4 * distilled
-    assert cases["distilled-720p"]["diffusers_matched"]["call"] == "matched"
-    assert "pixgen_at_most_diffusers" in results["targets"]
+    assert results["errors"] == [] and results["compile_backend"] == "eager"
+    speed = results["speed"]
+    base = speed["baseline"]
+    assert base["runs"] == 2 and len(base["runs_wall_s"]) == 2 and base["frames"] == 25 and base["two_stage"]
+    assert base["first_job_over_warm"] > 0 and base["warmup"].startswith("warm (360p 1 s 16:9)")
+    assert {"text", "denoise", "upsample", "refine", "decode", "encode"} <= set(base["stages_s"])
+    matched = speed["diffusers_matched"]
+    assert matched["call"] == "matched" and matched["runs"] == 2
+    assert {"stage1", "upsample", "stage2", "decode", "encode"} <= set(matched["stages_s"])
+    assert speed["ratio_matched"] > 0 and "diffusers_docs_call" not in speed  # the docs call only when asked
+    fp8 = speed["fp8"]
+    assert fp8["applied"] == ["float8 compute in 20 linear layers"] and fp8["quality"]["frames_psnr_db"] > 30
+    compiled = speed["compile"]
+    assert compiled["compile"]["graphs"] >= 1 and compiled["compile"]["graph_breaks"] == 0
+    assert compiled["second_shape"]["compile_after"] == compiled["compile"]  # 9:16 compiled nothing new
+    assert compiled["quality"]["identical_frames"] is True  # eager: the traced ops as they are
+    assert speed["compile+fp8"]["quality"] == fp8["quality"]
+    assert speed["overlap"]["quality"]["identical_frames"] and speed["overlap"]["quality"]["identical_audio"]
+    queue = speed["queue"]
+    assert queue["jobs"] == 2 and queue["options"] == speed["fastest_within_bound"]["options"]
+    assert queue["speedup"] == round(queue["jobs_per_hour"] / speed["serial_jobs_per_hour"], 3)
+    assert speed["dev_720p_step"]["plain"]["stage1"]["flops_per_step"] > 0
+    memory = results["memory"]
+    assert memory["full"]["same_as"] == "speed/baseline"
+    assert memory["group-offload"]["quality"]["frames_psnr_db"] > 20  # float8 storage: close, not equal
+    assert {"distilled_720p_warm_wall_s", "first_job_over_warm", "speedup_over_diffusers_matched",
+            "pixgen_at_most_diffusers"} <= set(results["targets"])
+    assert results["targets"]["pixgen_at_most_diffusers"]["ratios_matched"]["speed"] == speed["ratio_matched"]
+
+
+def test_the_gpu_full_plan_runs_its_cases_options_profile_and_a_failing_option_fails_the_run(tmp_path):
+    done, results = gpu_bench(tmp_path, "--plan", "full", "--cases", "distilled-720p,dev-720p", "--repeats", "1",
+                              "--options", "taylorseer,attention:sage,bogus", "--memory-modes", "text-offload",
+                              "--profile")
+    assert done.returncode == 1 and "speed/bogus" in done.stderr  # an option's error fails the run
+    assert results["errors"] == ["speed/bogus: ValueError: unknown speed option 'bogus'"]
+    for name in ("distilled-720p", "dev-720p"):
+        case = results["cases"][name]
+        assert case["pixgen"]["frames"] == 25 and case["ratio_matched"] > 0 and case["ratio_docs_call"] > 0, name
+        assert case["diffusers_docs_call"]["call"] == "docs" and case["diffusers_matched"]["call"] == "matched"
+    dev = results["cases"]["dev-720p"]["pixgen"]
+    assert dev["stage1"]["count"] == 3 and dev["extrapolated_wall_s"] > dev["wall_s"]
+    speed = results["speed"]
+    assert speed["taylorseer"]["applied"] == ["taylorseer step cache"] and "speedup" in speed["taylorseer"]
+    assert "needs an NVIDIA GPU" in speed["attention:sage"]["unavailable"]  # a result, not an error
+    assert results["memory"]["text-offload"]["quality"]["identical_frames"] is True
+    profile = results["profile"]
+    assert profile["total_ms"] > 0 and 0 <= profile["matmul_share"] <= 1 and profile["top"]
+
+
+def test_the_profile_counts_each_kernel_once_and_no_convolution_or_marker_as_a_matmul():
+    sys.path.insert(0, str(BENCH))
+    from gpu_measure import classify
+
+    rows = [(500.0, "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_bias_TNT", 10),
+            (300.0, "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7", 4),
+            (100.0, "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_conv3d", 8),
+            (100.0, "triton_poi_fused_add_mul_0", 30), (900.0, "Command Buffer Full", 99)]
+    shares = classify(rows)
+    assert shares["total_ms"] == 1.0  # the marker is no work
+    assert shares["matmul_share"] == 0.5 and shares["attention_share"] == 0.3 and shares["conv_share"] == 0.1
+    assert [r["name"] for r in shares["top"]][0].startswith("nvjet")
 
 
 def test_the_full_size_architectures_have_the_published_parameter_counts():
@@ -71,28 +120,6 @@ def test_the_full_size_architectures_have_the_published_parameter_counts():
                             "text_encoder": 12.187, "vocoder": 0.056, "latent_upsampler": 0.498}
     assert sizes["2.3"]["transformer"] == 18.989 and sizes["2.3"]["connectors"] == 3.172
     assert sizes["2.3"]["vae"] == 0.726 and sizes["2.3"]["vocoder"] == 0.129
-
-
-def test_the_gpu_benchmark_variants_run_at_toy_size(tmp_path):
-    """Memory modes down the ladder and two speed variants (inductor's compile is left to the GPU: minutes on this
-    CPU), each compared with the plain run."""
-    import json
-
-    out = tmp_path / "variants.json"
-    done = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--scale", "toy", "--duration", "1",
-                           "--quality", "360p", "--no-smoke", "--cases", "", "--variants", "speed,memory",
-                           "--speed-variants", "baseline,taylorseer", "--out", str(out)], capture_output=True,
-                          text=True, timeout=600, cwd=BENCH.parent)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
-    memory = results["memory"]
-    assert list(memory) == ["case", "full", "text-offload", "fp8", "offload", "group-offload"]
-    assert memory["text-offload"]["quality"]["identical_frames"] is True
-    assert 20 < memory["fp8"]["quality"]["frames_psnr_db"] < 60  # float8 storage: close, not equal
-    assert memory["offload"]["quality"] == memory["fp8"]["quality"]  # offloading adds no error of its own
-    speed = results["speed"]
-    assert speed["taylorseer"]["applied"] == ["taylorseer step cache"] and "speedup" in speed["taylorseer"]
-    assert speed["fastest_within_bound"]["psnr_bound_db"] == 30.0
 
 
 def test_the_fleet_and_webhook_benchmarks_run_small(tmp_path):

@@ -1,4 +1,5 @@
-"""Streaming decode matches the VAE's own temporal tiling; the MP4 writer's audio fitting and frame checks."""
+"""Streaming decode matches the VAE's own temporal tiling; the MP4 writer's audio fitting and frame checks, and its
+background encoder (``--overlap``) writing the serial writer's bytes."""
 
 import numpy as np
 import pytest
@@ -104,3 +105,56 @@ def test_writer_abort_removes_the_partial_file(tmp_path):
             w.write_frames(np.zeros((3, 64, 64, 3), np.uint8))
             raise RuntimeError("boom")
     assert not (tmp_path / "a.mp4").exists()
+
+
+def test_the_background_encoder_writes_the_serial_writers_bytes(tmp_path):
+    """``--overlap``: the same container calls in the same order, on the encoder's thread: the same file."""
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(0, 256, (n, 64, 96, 3), dtype=np.uint8) for n in (9, 8, 8)]
+    audio = rng.uniform(-0.5, 0.5, (2, 24000)).astype(np.float32)
+    paths = {}
+    for background in (False, True):
+        path = paths[background] = tmp_path / f"{background}.mp4"
+        with Mp4Writer(path, 96, 64, audio_sample_rate=24000, background=background) as writer:
+            writer.write_audio(audio)
+            for chunk in chunks:
+                writer.write_frames(chunk)
+            assert writer.frames_written == 25
+    assert paths[True].read_bytes() == paths[False].read_bytes()
+
+
+def test_the_background_encoders_failure_reaches_the_caller_and_abort_leaves_no_file(tmp_path):
+    path = tmp_path / "broken.mp4"
+    writer = Mp4Writer(path, 96, 64, background=True)
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer._run(fail)  # the encoder thread's work, failing as a full disk would
+    with pytest.raises(RuntimeError, match="disk full"):
+        for _ in range(50):  # raised at a later put, once the thread has run it
+            writer.write_frames(np.zeros((1, 64, 96, 3), np.uint8))
+    writer.abort()
+    assert not path.exists()
+
+
+def test_an_overlapped_job_writes_the_same_file_as_a_serial_one(tmp_path, monkeypatch):
+    """The decode and the encoder on two threads: frames and audio byte for byte those of the serial path (the
+    whole MP4 is), with the decode cut into several temporal tiles so that chunks really queue."""
+    from pixgen.core.spec import parse_request
+    from pixgen.engine import load_engine
+    from pixgen.engine.ltx2 import decode
+
+    monkeypatch.setattr(decode, "plan_tiles", lambda vae, h, w: (16, 8))
+    chunks = []
+    original = Mp4Writer.write_frames
+    monkeypatch.setattr(Mp4Writer, "write_frames", lambda self, f: (chunks.append(len(f)), original(self, f))[1])
+    serial, overlapped = load_engine("tiny"), load_engine("tiny", overlap=True)
+    request = parse_request({"prompt": "a red kite over a beach", "duration": 2, "quality": "360p", "seed": 3,
+                             "thinking_type": "disabled"})
+    a = serial.generate(request, tmp_path / "serial.mp4")
+    chunks.clear()
+    b = overlapped.generate(request, tmp_path / "overlap.mp4")
+    assert len(chunks) >= 5 and sum(chunks) == b.num_frames == a.num_frames == 49
+    assert {"decode", "encode"} <= set(b.timings.as_dict())
+    assert b.path.read_bytes() == a.path.read_bytes()

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from pixgen.engine.base import Dtype, EngineOptions, GuidanceParallel, MemoryMode, SequenceExchange, StepCache
+from pixgen.engine.warmup import parse_warmup
 from pixgen.errors import ConfigError
 
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
@@ -77,6 +78,13 @@ class Settings(BaseSettings):
                                          "_flash_3, sage (default: PyTorch's own)", SERVICE)
     step_cache: StepCache = setting("none", "reuse work across denoising steps (lossy): none or taylorseer",
                                     SERVICE)
+    fp8_compute: bool = setting(False, "the transformer's matmuls in float8 with row-wise scales (NVIDIA compute "
+                                       "capability 8.9+: Ada, Hopper, Blackwell; off until measured)", SERVICE)
+    overlap: bool = setting(False, "decode the video and encode the MP4 at once, on two threads (off until "
+                                   "measured)", SERVICE)
+    warmup: str = setting("auto", "shapes a worker runs once at load so no job is the first of its shape: auto "
+                                  "(on a GPU every quality at 5 s, on a CPU none), none, or QUALITY[/SECONDS[/RATIO]],"
+                                  "... e.g. 720p,1080p/10", SERVICE)
     no_preview: bool = setting(False, "make no early draft of two-stage videos (by default one is made from stage 1 "
                                       "at half size while the final renders)", SERVICE)
     workers: int = setting(1, "worker processes to start next to the API (default 1; 0 = API only)", API, ge=0)
@@ -161,6 +169,12 @@ class Settings(BaseSettings):
             return {k.strip(): v.strip() for k, v in pairs}
         return value
 
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: str) -> str:
+        parse_warmup(value)  # a ValueError names the item
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _webhook_secret(cls, value: str, info: ValidationInfo) -> str:
@@ -206,7 +220,8 @@ class Settings(BaseSettings):
         """How a worker (or ``pixgen generate``) loads its engine."""
         return EngineOptions(device=self.device, dtype=self.dtype, memory=self.memory, compile=self.compile,
                              attention_backend=self.attention_backend, step_cache=self.step_cache,
-                             guidance_parallel=self.guidance_parallel, sequence_exchange=self.sequence_exchange)
+                             guidance_parallel=self.guidance_parallel, sequence_exchange=self.sequence_exchange,
+                             fp8_compute=self.fp8_compute, overlap=self.overlap, warmup=self.warmup)
 
     @property
     def gpu_list(self) -> list[str]:

@@ -22,6 +22,7 @@ from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.progress import Progress
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine import backend
+from pixgen.engine.warmup import parse_warmup
 from pixgen.errors import InvalidRequest, PixgenError
 from pixgen.media.kinds import kind as kind_of
 from pixgen.settings import add_arguments, load_settings
@@ -32,8 +33,8 @@ from pixgen.settings import add_arguments, load_settings
 FLAGS: dict[str, Flag] = {name: role.cli for name, role in roles(VideoRequest).items() if role.cli is not None}
 FLAG_FOR_FIELD = {field: flag.name for field, flag in FLAGS.items()}
 SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", "attention_backend",
-                  "step_cache", "gpus", "parallel", "guidance_parallel", "sequence_exchange",
-                  "collective_timeout")  # the settings generate uses
+                  "step_cache", "fp8_compute", "overlap", "warmup", "gpus", "parallel", "guidance_parallel",
+                  "sequence_exchange", "collective_timeout")  # the settings generate uses
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -188,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if exc.field in SETTINGS_FLAGS:  # name where the setting came from: the flag, else its variable
             exc.field = _flag(exc.field) if getattr(args, exc.field) is not None else f"PIXGEN_{exc.field.upper()}"
         raise
+    if parse_warmup(settings.warmup) and hasattr(engine, "warm_up"):  # one job: warm only the shapes named
+        engine.warm_up(settings.warmup)
     try:
         result = engine.generate(request, args.output, on_progress=bar)
     finally:

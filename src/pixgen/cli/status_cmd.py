@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pixgen.engine.warmup import WarmupState
     from pixgen.jobs.db import connect, migrate
     from pixgen.jobs.deliveries import counts
     from pixgen.jobs.fleet import live_after, queue_stats
@@ -31,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     for w in stats.workers:
         doing = w.job_id or "idle"
         print(f"  {w.id}  {w.hostname} pid {w.pid}  model {w.model}  beat {now - w.heartbeat_at:.1f}s ago  {doing}")
+        warmup = WarmupState.from_json(w.warmup)
+        if warmup is not None:
+            print(f"    {warmup.describe()}")
     hooks = counts(db)
     print(f"webhooks: {hooks['pending']} pending, {hooks['delivered']} delivered, {hooks['failed']} given up "
           f"(pixgen webhooks list)")

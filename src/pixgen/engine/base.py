@@ -43,8 +43,12 @@ class EngineOptions:
     dtype: Dtype = "auto"  # auto: bfloat16 on a GPU, float32 on a CPU
     memory: MemoryMode = "auto"  # see pixgen.engine.ltx2.memory
     compile: bool = False  # torch.compile the repeated transformer blocks
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager"/"aot_eager": tracing checks on a CPU)
     attention_backend: str = ""  # a diffusers attention backend for the mask-free attentions ("": the default)
     step_cache: StepCache = "none"  # lossy reuse across denoising steps
+    fp8_compute: bool = False  # the transformer blocks' matmuls in float8 (Hopper/Ada+)
+    overlap: bool = False  # the video decode and the MP4 encode on two threads at once
+    warmup: str = "auto"  # shapes warmed at load (``pixgen.engine.warmup``): auto | none | QUALITY[/SECONDS[/RATIO]],…
     recipe: str | None = None  # the sampling recipe, over the one detected from the model folder
     # One job over a group of ranks (only inside one: pixgen.jobs.group): guided steps' passes side by side
     # ("auto") or each pass over all ranks ("off"); how attention exchanges the split video tokens.

@@ -37,6 +37,7 @@ class WorkerInfo:
     started_at: float
     heartbeat_at: float
     job_id: str | None
+    warmup: str | None = None  # JSON of its WarmupState (``pixgen.engine.warmup``), once it has loaded
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ def beat_worker(db: Database, worker_id: str, job_id: str | None) -> None:
     with db.write() as conn:
         conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=time.time(),
                                                                              job_id=job_id))
+
+
+def set_warmup(db: Database, worker_id: str, state: str) -> None:
+    """Record where the worker's warm-up stands (``WarmupState.to_json()``): ``pixgen status`` shows it."""
+    with db.write() as conn:
+        conn.execute(update(workers).where(workers.c.id == worker_id).values(warmup=state))
 
 
 def stop_worker(db: Database, worker_id: str) -> None:

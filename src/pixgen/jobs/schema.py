@@ -158,4 +158,5 @@ workers = Table(
     Column("heartbeat_at", Float, nullable=False),
     Column("job_id", String(40), nullable=True),
     Column("stopped", Boolean, nullable=False, default=False),
+    Column("warmup", Text, nullable=True),  # its warm-up's state, JSON (pixgen.engine.warmup.WarmupState)
 )

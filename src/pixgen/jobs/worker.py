@@ -93,6 +93,10 @@ class Worker:
         housekeeping.start()
         done = 0
         try:
+            warm_up = getattr(engine, "warm_up", None)  # no job claimed before its shapes ran (none: serves cold)
+            if warm_up is not None:
+                warm_up(on_state=lambda state: fleet.set_warmup(self.db, self.id, state.to_json()),
+                        should_cancel=self.stop.is_set)
             while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
                 claim = self.store.claim(self.id)
                 if claim is None:

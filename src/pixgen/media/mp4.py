@@ -1,10 +1,19 @@
 """Streaming MP4 writer: H.264 (libx264, yuv420p) video + optional AAC audio, frames pushed as they are decoded.
 
 Memory stays flat: the writer holds no frames, the caller pushes uint8 chunks of any length.
+
+``background=True`` (``--overlap``) moves the encoding onto a thread of its own, fed through a queue of
+``QUEUE_CHUNKS`` chunks: the caller's next chunk (the next decoded tile) is made while this one is encoded. Every
+call on the container (audio, frames, flush) still runs in the order it was made, on that one thread, so the file is
+byte for byte the serial writer's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +23,10 @@ import av
 import numpy as np
 
 from pixgen.core.sizes import FPS
+
+# Chunks waiting for the background encoder: one waits while one is encoded, so at most two decoded tiles (the
+# largest ~135 MB of uint8 each at 1080p) are held beyond the decoder's own.
+QUEUE_CHUNKS = 1
 
 
 class Mp4Writer:
@@ -28,6 +41,7 @@ class Mp4Writer:
         audio_channels: int = 2,
         crf: int = 20,
         preset: str = "veryfast",
+        background: bool = False,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs even width and height, got {width}x{height}")
@@ -54,16 +68,28 @@ class Mp4Writer:
             audio.time_base = Fraction(1, audio_sample_rate)
             self._audio = audio
             self._audio_channels = audio_channels
+        self._encoder = _Encoder() if background else None
 
     def write_frames(self, frames: np.ndarray) -> None:
-        """Append frames: uint8 array (N, H, W, 3) in RGB, exactly width × height."""
+        """Append frames: uint8 array (N, H, W, 3) in RGB, exactly width × height. In the background mode the
+        writer keeps ``frames`` until they are encoded: the caller must not change them."""
         if frames.ndim != 4 or frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (N, {self.height}, {self.width}, 3), got "
                              f"{frames.dtype} {frames.shape}")
-        for frame in self._convert.map(_to_yuv420p, frames):
-            frame.pts = self.frames_written
+        start, self.frames_written = self.frames_written, self.frames_written + len(frames)
+        self._run(lambda: self._encode_frames(frames, start))
+
+    def _encode_frames(self, frames: np.ndarray, start: int) -> None:
+        for pts, frame in enumerate(self._convert.map(_to_yuv420p, frames), start):
+            frame.pts = pts
             self._container.mux(self._video.encode(frame))
-            self.frames_written += 1
+
+    def _run(self, work: Callable[[], None]) -> None:
+        """``work`` on the container: now, or queued for the background encoder."""
+        if self._encoder is None:
+            work()
+        else:
+            self._encoder.put(work)
 
     def write_audio(self, samples: np.ndarray) -> None:
         """Write the whole audio track: float32 (channels, n) in [-1, 1]."""
@@ -75,6 +101,10 @@ class Mp4Writer:
         samples = np.ascontiguousarray(np.clip(samples, -1.0, 1.0))
         if samples.ndim != 2 or samples.shape[0] != self._audio_channels:
             raise ValueError(f"audio must be float32 ({self._audio_channels}, n), got {samples.shape}")
+        self._run(lambda: self._encode_audio(samples))
+
+    def _encode_audio(self, samples: np.ndarray) -> None:
+        assert self._audio is not None
         step = 1024 * 64
         for start in range(0, samples.shape[1], step):
             chunk = samples[:, start : start + step]
@@ -84,8 +114,11 @@ class Mp4Writer:
             self._container.mux(self._audio.encode(frame))
 
     def close(self) -> None:
+        """Flush and finish the file (waiting for the background encoder); its error, if it had one, is raised."""
         if self._container is None:
             return
+        if self._encoder is not None:
+            self._encoder.finish()
         self._convert.shutdown()
         self._container.mux(self._video.encode(None))
         if self._audio is not None:
@@ -95,6 +128,8 @@ class Mp4Writer:
 
     def abort(self) -> None:
         """Close without flushing and remove the partial file."""
+        if self._encoder is not None:
+            self._encoder.stop()
         self._convert.shutdown(cancel_futures=True)
         if self._container is not None:
             try:
@@ -113,6 +148,59 @@ class Mp4Writer:
             self.close()
         else:
             self.abort()
+
+
+class _Encoder:
+    """One thread running the writer's container work in the order it was queued; an error there is raised to
+    the caller at its next ``put`` or at ``finish``."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mp4-encode", daemon=True)
+        self._thread.start()
+
+    def put(self, work: Callable[[], None]) -> None:
+        while True:
+            self._raise()
+            try:
+                self._queue.put(work, timeout=0.1)  # not forever: the thread may have died meanwhile
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """Drop what is queued and end the thread (the file is being thrown away)."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            self._thread.join(timeout=0.05)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"the MP4 encoder failed: {self._error}") from self._error
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                work = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if work is None:
+                return
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._error = exc
+                return
 
 
 def _to_yuv420p(rgb: np.ndarray) -> av.VideoFrame:

@@ -68,12 +68,13 @@ from pixgen.engine.ltx2.loading import Pipelines, load_pipelines, resolve_device
 from pixgen.engine.ltx2.lora import PresetLoras
 from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
 from pixgen.engine.ltx2.memory import describe as describe_memory
-from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.ltx2.parallel import DiscardWriter, ParallelRuntime, attach_parallel, guidance_kwargs
-from pixgen.engine.ltx2.preview import preview_crop, preview_path, write_preview
+from pixgen.engine.ltx2.preview import preview_crop, write_preview
 from pixgen.engine.ltx2.recipes import REFINE_LORA_GLOB, Detected, Guidance, Recipe, detect
-from pixgen.engine.ltx2.speed import apply_speed_options
+from pixgen.engine.ltx2.speed import finish_transformer, prepare_transformer
+from pixgen.engine.ltx2.warmup import warm_up
 from pixgen.engine.prompting import PromptPlan
+from pixgen.engine.warmup import WarmupState
 from pixgen.errors import Cancelled, GenerationError
 from pixgen.media.images import image_from_data_uri
 from pixgen.media.mp4 import Mp4Writer, fit_audio
@@ -220,6 +221,7 @@ class LTX2Engine:
         self.memory = memory  # the memory mode the weights were placed for
         self.speed: dict[str, object] = {}  # the speed options it was loaded with (for the manifest)
         self.parallel: ParallelRuntime | None = None  # this rank's group, when one job runs over several
+        self.options = EngineOptions()  # as loaded (``load``)
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
         # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
@@ -241,15 +243,20 @@ class LTX2Engine:
         dev = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, dev)
         weights = WeightBytes.from_folder(folder, dtype)
+        if options.fp8_compute:
+            weights = weights.with_float8_transformer()
         plan = plan_memory(options.memory, weights, dev)
         pipes = load_pipelines(folder, device=dev, dtype=dtype, device_map=full_load_device_map(plan.mode, dev))
         engine = cls(folder, pipes, detected, dev, memory=plan.mode)  # loads the stage-2 LoRA (and, for group
+        engine.options = options
         engine.speed = {"compile": options.compile, "attention_backend": options.attention_backend,
-                        "step_cache": options.step_cache}
+                        "step_cache": options.step_cache, "fp8_compute": options.fp8_compute}
+        # float8 layers and compiled blocks before the memory mode's hooks, the step cache's after (speed.py)
+        speed = prepare_transformer(pipes.text.transformer, options, dev, dtype)
         apply_memory_mode(pipes.modules, plan.mode, dev, dtype)  # offload, the presets) before placing weights
+        speed += finish_transformer(pipes.text.transformer, options)
         log.info("%s on %s in %s: %s; %s", folder, dev, dtype, detected.summary(), describe_memory(plan, weights))
-        for done in apply_speed_options(pipes.text.transformer, compile=options.compile,
-                                        attention_backend=options.attention_backend, step_cache=options.step_cache):
+        for done in speed:
             log.info("%s: %s", folder, done)
         engine.parallel = attach_parallel(engine, options)  # None unless this process is a rank of a group
         if engine.pipes.upsample is None:
@@ -260,6 +267,10 @@ class LTX2Engine:
         if not engine.has_prompt_enhancer:
             log.info("%s has no prompt enhancer: thinking uses the built-in rewriter", folder)
         return engine
+
+    def warm_up(self, value: str | None = None, **callbacks) -> WarmupState:
+        """Run each shape of ``value`` (default: the ``warmup`` option it was loaded with) once (``warmup.py``)."""
+        return warm_up(self, self.options.warmup if value is None else value, **callbacks)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -511,7 +522,7 @@ class LTX2Engine:
             return
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = Mp4Writer(out_path, geometry.width, geometry.height,
+        writer = Mp4Writer(out_path, geometry.width, geometry.height, background=self.options.overlap,
                            audio_sample_rate=self.audio_sample_rate if audio is not None else None)
         try:
             if audio is not None:

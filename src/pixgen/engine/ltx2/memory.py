@@ -7,7 +7,8 @@ encoder ~23 GiB (busy ~1 s a job), the rest ~6 GiB. Each mode keeps less on the 
 - ``text-offload``: all but the text encoder, which stays in pinned host memory and streams in layer by layer while
   a prompt is encoded (~1–2 s a job over PCIe).
 - ``fp8``: as ``text-offload``, with the transformer stored in float8 (e4m3) and computed in bf16 layer by layer
-  (diffusers' layerwise casting): ~35 → ~18 GiB, for a little quality and a cast per layer.
+  (``fp8.Float8StoredLinear``: diffusers' layerwise casting's numbers, cast inside each layer's forward, so
+  ``torch.compile`` can trace it): ~35 → ~18 GiB, for a little quality and a cast per layer.
 - ``offload``: as ``fp8``, and the big models (transformer, connectors, video VAE) take turns on the GPU: the one
   about to run moves in, the others out (the small ones, < 1 GiB together, stay). A model's transfer each time
   the stage changes.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from pixgen.engine.ltx2.fp8 import store_in_float8
 from pixgen.errors import ModelError
 
 log = logging.getLogger("pixgen.engine")
@@ -37,7 +39,6 @@ GIB = 2**30
 # Activations of the largest job (1080p 15 s refine at batch 1: ~13 GiB on the meta-device count), the streaming
 # decode's tiles, and the CUDA context and cuBLAS workspace (~1 GiB).
 HEADROOM_GIB = 16.0
-FP8 = torch.float8_e4m3fn
 _COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
 TAKING_TURNS = ("transformer", "connectors", "vae")  # the big ones under ``offload``; the rest stay put
 
@@ -47,6 +48,11 @@ class WeightBytes:
     """Bytes of each component's weights at the dtype they are loaded in."""
 
     sizes: dict[str, int]
+    float8_transformer: bool = False  # its layers are float8 already (``--fp8-compute``): no mode halves it again
+
+    def with_float8_transformer(self) -> WeightBytes:
+        """As loaded with ``--fp8-compute``: the transformer's linear weights (nearly all of it) in one byte."""
+        return WeightBytes({**self.sizes, "transformer": self.sizes.get("transformer", 0) // 2}, True)
 
     @classmethod
     def from_folder(cls, folder: Path, dtype: torch.dtype) -> WeightBytes:
@@ -67,17 +73,18 @@ class WeightBytes:
         """Weights on the GPU in ``mode`` (for the offload modes: the largest piece on it at once)."""
         total, text, transformer = sum(self.sizes.values()), self.sizes.get("text_encoder", 0), \
             self.sizes.get("transformer", 0)
+        stored = transformer if self.float8_transformer else transformer // 2  # in float8 from ``fp8`` down
         if mode == "full":
             return total
         if mode == "text-offload":
             return total - text
         if mode == "fp8":
-            return total - text - transformer // 2
+            return total - text - transformer + stored
         if mode == "offload":
             small = sum(v for k, v in self.sizes.items() if k not in (*TAKING_TURNS, "text_encoder"))
             big = [v for k, v in self.sizes.items() if k in TAKING_TURNS and k != "transformer"]
-            return small + max([transformer // 2, *big])
-        return transformer // 2 // 48 * 2  # group-offload: about two float8 transformer blocks (of 48) at once
+            return small + max([stored, *big])
+        return stored // 48 * 2  # group-offload: about two float8 transformer blocks (of 48) at once
 
 
 def _numel(path: Path) -> int:
@@ -138,7 +145,7 @@ def apply_memory_mode(modules: dict[str, torch.nn.Module], mode: str, device: to
     transformer = modules["transformer"]
     if level >= MODES.index("fp8") and _once(transformer, "fp8"):
         # The norms, embeddings and the patch projections stay in the compute dtype (the model's skip patterns).
-        transformer.enable_layerwise_casting(storage_dtype=FP8, compute_dtype=compute_dtype)
+        store_in_float8(transformer, compute_dtype)
     # The text encoder streams in leaf by leaf (its layers are not a top-level list); so, in group-offload, does
     # everything but the transformer, which goes a block at a time.
     streamed = {"text_encoder"} if mode != "group-offload" else set(modules) - {"transformer"}

@@ -1,0 +1,158 @@
+"""``torch.compile`` of the transformer that holds with every memory mode, float8 layers and the step cache.
+
+What is compiled is the forward of each of the 48 repeated blocks (regional compilation, as diffusers'
+``compile_repeated_blocks``): one graph serves every block, so the compile costs one block's, not the model's. It
+is installed as each block's own ``forward`` *before* any hook goes on the block, so a hook registered later (group
+offload's onloading) wraps the compiled code and runs outside it, where its streams and parameter moves belong.
+Inside a block:
+
+- ``full``, ``text-offload``, ``offload``: no hook inside a block (``offload`` moves the whole transformer,
+  outside the blocks): each block one whole graph (``fullgraph``).
+- ``fp8`` and ``--fp8-compute``: ``fp8.py``'s layers cast or quantise in their own forward, no hook: whole graphs,
+  the casts fused into them.
+- ``group-offload``: its hook sits on each block, around the compiled code: whole graphs.
+- the ``taylorseer`` step cache: its hook on each of a block's 6 attentions: the block graph breaks at each.
+
+The step cache decides per call, in Python, whether an attention runs or is forecast: traced, that state would be
+a guard that fails every step. So with the cache each cached attention's call stays out of the block's graph (a
+graph break each, run eagerly with its hook) and the attention's own forward, under the hook, is a compiled region
+of its own (whole).
+
+Shapes: ``dynamic=True`` makes the sequence lengths symbols, so every ratio × quality × duration × stage is one
+shape family that compiles once; what still compiles anew is a change of the code's path (a batch of 1 against 2,
+a LoRA switched on). ``CompileCounter`` counts those graphs, the recompiles among them and the graph breaks, for
+the load log, the warm-up and the benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from types import MethodType
+from typing import Any
+
+import torch
+
+log = logging.getLogger("pixgen.engine")
+
+# A block's code serves several paths (batch 1 and 2, STG and modality passes, LoRAs on and off); dynamo's default
+# of 8 graphs per code object would send the ninth back to eager without an error.
+RECOMPILE_LIMIT = 64
+ATTR = "_pixgen_compile"  # where the transformer keeps its counter
+
+
+@dataclass
+class CompileCounter:
+    """A ``torch.compile`` backend that counts what it is handed, then passes each graph to the real backend."""
+
+    backend: str
+    graphs: int = 0
+    recompiles: int = 0  # graphs of a code object that had been compiled before (a guard failed)
+    breaks_before: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+        from torch._guards import CompileContext
+
+        compile_id = CompileContext.current_compile_id()
+        self.graphs += 1
+        if compile_id is not None and compile_id.frame_compile_id:
+            self.recompiles += 1
+        return torch._dynamo.lookup_backend(self.backend)(gm, example_inputs)
+
+    def graph_breaks(self) -> dict[str, int]:
+        """Graph breaks (reason → count) since this counter was made (dynamo counts them process-wide)."""
+        from torch._dynamo.utils import counters
+
+        now = Counter(counters["graph_break"])
+        now.subtract(self.breaks_before)
+        return {reason: count for reason, count in now.items() if count > 0}
+
+    def report(self) -> dict[str, Any]:
+        breaks = self.graph_breaks()
+        return {"backend": self.backend, "graphs": self.graphs, "recompiles": self.recompiles,
+                "graph_breaks": sum(breaks.values()), "graph_break_reasons": breaks}
+
+
+def repeated_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
+    names = getattr(transformer, "_repeated_blocks", None) or ()
+    return [m for m in transformer.modules() if type(m).__name__ in names]
+
+
+def compile_transformer(transformer: torch.nn.Module, *, backend: str = "inductor",
+                        cached_attentions: tuple[str, ...] = ()) -> CompileCounter:
+    """Compile each repeated block's forward (and, for a step cache, the forward of the attentions named in
+    ``cached_attentions``), before any hook is registered on them (see the module's docstring)."""
+    from torch._dynamo.utils import counters
+
+    blocks = repeated_blocks(transformer)
+    if not blocks:
+        raise RuntimeError(f"{type(transformer).__name__} names no repeated blocks to compile")
+    attentions = [getattr(b, name) for b in blocks for name in cached_attentions if hasattr(b, name)]
+    hooked = [m for m in (*blocks, *attentions) if _has_hooks(m)]
+    if hooked:
+        raise RuntimeError("compile the blocks before hooks go on them (memory modes, step cache): "
+                           f"{type(hooked[0]).__name__} already has one")
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    counter = CompileCounter(backend, breaks_before=Counter(counters["graph_break"]))
+    whole = not attentions  # a cached attention is a graph break in its block
+    block_forward = torch.compile(type(blocks[0]).forward, backend=counter, dynamic=True, fullgraph=whole)
+    for block in blocks:
+        block.forward = MethodType(block_forward, block)
+    if attentions:
+        attention_forward = torch.compile(type(attentions[0]).forward, backend=counter, dynamic=True,
+                                          fullgraph=True)
+        for attention in attentions:
+            attention.forward = MethodType(attention_forward, attention)
+    setattr(transformer, ATTR, counter)
+    return counter
+
+
+def keep_hooked_calls_out(transformer: torch.nn.Module, names: tuple[str, ...]) -> int:
+    """After the step cache's hooks are on: each hooked module ``names`` of every block runs outside the block's
+    graph (its hook eagerly, its compiled forward under it). Returns how many."""
+    count = 0
+    for block in repeated_blocks(transformer):
+        for name in names:
+            module = getattr(block, name, None)
+            if module is not None and _has_hooks(module):
+                module.__dict__[HOOKED] = module.forward
+                module.forward = MethodType(_run_hooked, module)
+                count += 1
+    return count
+
+
+HOOKED = "_pixgen_hooked_forward"
+
+
+@torch.compiler.disable(recursive=True)  # type: ignore[untyped-decorator,no-untyped-call]
+def _run_hooked(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """A hooked module's call, opaque to dynamo (a graph break; its hook runs eagerly). One function for every
+    module, so the blocks' graphs guard on the same code (a closure per module would recompile per block), and not
+    the hook registry's forward itself: that carries ``__wrapped__`` back to the unbound class forward, which
+    dynamo would try to inline."""
+    return module.__dict__[HOOKED](*args, **kwargs)
+
+
+def uncompile(transformer: torch.nn.Module) -> None:
+    """The plain forwards back (the benchmark's variants share one model); dynamo's caches are dropped."""
+    for block in repeated_blocks(transformer):
+        for module in block.modules():
+            if "forward" in module.__dict__:
+                if _has_hooks(module) or HOOKED in module.__dict__:
+                    raise RuntimeError("take the hooks off before the compiled forwards")
+                del module.forward
+    if hasattr(transformer, ATTR):
+        delattr(transformer, ATTR)
+    torch._dynamo.reset()
+
+
+def compile_report(transformer: torch.nn.Module) -> dict[str, Any] | None:
+    """What compiling has done so far (graphs, recompiles, graph breaks), or None when it is not compiled."""
+    counter = getattr(transformer, ATTR, None)
+    return counter.report() if counter is not None else None
+
+
+def _has_hooks(module: torch.nn.Module) -> bool:
+    registry = getattr(module, "_diffusers_hook", None)
+    return bool(getattr(registry, "hooks", None)) or hasattr(module, "_hf_hook")
