@@ -264,21 +264,26 @@ def test_concurrent_claims_never_hand_one_job_to_two_workers(db_url):
 def test_concurrency_cap_and_rate_limit_answer_with_retry_after(db, clock):
     key, _ = create_key(db, credits=1000)
     store = JobStore(db, max_concurrent_jobs=2, rate_limit_per_minute=3, clock=clock)
-    a = store.submit(key.id, REQ, cost=1).job
-    store.submit(key.id, REQ, cost=1)
+
+    def submit():  # as the service does: the attempt admitted (counted), then the job charged and queued
+        store.admit(key.id, cost=1)
+        return store.submit(key.id, REQ, cost=1).job
+
+    a = submit()
+    submit()
     with pytest.raises(RateLimited) as capped:
-        store.submit(key.id, REQ, cost=1)
+        submit()  # third attempt: over the cap of two running, and counted all the same
     assert capped.value.retry_after >= 1
+    with pytest.raises(RateLimited):
+        store.submit(key.id, REQ, cost=1)  # the cap holds at the charge too, under the key's lock
     store.cancel(a.id)
     clock.now += 10
-    store.submit(key.id, REQ, cost=1)  # third in the minute
-    store.cancel(store.list_jobs(key.id)[0].id)
     with pytest.raises(RateLimited) as limited:
-        store.submit(key.id, REQ, cost=1)
+        submit()  # the fourth attempt in the minute, the refused one counted
     assert limited.value.retry_after == 50  # the oldest of the three leaves the window in 50 s
-    assert store.credits(key.id) == 1000 - 3 + 2  # refused submits cost nothing; cancels refunded
+    assert store.credits(key.id) == 1000 - 2 + 1  # refused attempts cost nothing; the cancel refunded
     clock.now += 51
-    store.submit(key.id, REQ, cost=1)
+    submit()
 
 
 def test_zero_data_retention_scrubs_prompt_when_the_job_ends(db, clock):

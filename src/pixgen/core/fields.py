@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pixgen.core.surfaces import ApiSurface
+from pixgen.core.text import parse_digits
 
 
 class Media(StrEnum):
@@ -300,8 +301,11 @@ def form_value(info: FieldInfo, text: Any) -> Any:
     if not isinstance(text, str):
         return text
     kind = scalar_type(info)
-    if kind is int and re.fullmatch(r"-?\d+", text.strip()):
-        return int(text)
+    if kind is int:
+        sign, digits = (-1, text.strip()[1:]) if text.strip().startswith("-") else (1, text.strip())
+        number = parse_digits(digits)  # ASCII digits, bounded: "²" or 5,000 digits stay text, refused as such
+        if number is not None:
+            return sign * number
     if kind is bool and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
     return text
