@@ -25,6 +25,7 @@ from pixgen.jobs.origin import DIRECT, ApiSurface, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 from pixgen.media.fetch import FetchPolicy, check_destination
+from pixgen.media.images import release_freed_memory
 from pixgen.media.kinds import kind
 
 POLL = 0.25  # seconds between database looks while waiting on a job
@@ -109,7 +110,10 @@ async def prepare(
             request = VideoRequest.model_validate(with_values(request.model_dump(), await fetch_media(ctx, media_urls)))
         await run_in_threadpool(peek_media, request)
         async with ctx.decodes:
-            request = await run_in_threadpool(check_media, request)
+            try:
+                request = await run_in_threadpool(check_media, request)
+            finally:
+                await run_in_threadpool(release_freed_memory)
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)

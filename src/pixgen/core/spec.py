@@ -10,13 +10,23 @@ import secrets
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from pixgen.core.fields import Flag, Media, Need, Role, item_model, media_values
 from pixgen.core.keyframes import MAX_KEYFRAMES, Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
 from pixgen.core.surfaces import ApiSurface
-from pixgen.core.text import CheckedStr
+from pixgen.core.text import TEXT_CHECK, CheckedStr
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
@@ -36,6 +46,7 @@ CameraMovement = Literal[
 
 DATA_URI_PATTERN = Media.IMAGE.data_uri_pattern  # image_input's form
 CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: what the model folder carries
+ControlType = Annotated[StrictStr, StringConstraints(pattern=CONTROL_TYPE_PATTERN), TEXT_CHECK]
 
 
 class VideoRequest(BaseModel):
@@ -82,10 +93,10 @@ class VideoRequest(BaseModel):
         media=Media.VIDEO, url=True, needs=Need("control_types", "a control video"),
         cli=Flag(("--control-video",), metavar="FILE", help="an MP4 to follow (IC-LoRA); needs --control-type"))] \
         = Field(None, description="an MP4 data URI whose structure or motion the video follows; needs control_type")
-    control_type: Annotated[CheckedStr | None, Role(
+    control_type: Annotated[ControlType | None, Role(
         offered="control_types", cli=Flag(("--control-type",), metavar="TYPE", help="depth, pose, canny, ...: a "
                                           "type the model folder has an IC-LoRA for"))] = \
-        Field(None, pattern=CONTROL_TYPE_PATTERN, description="the IC-LoRA to follow control_video with")
+        Field(None, description="the IC-LoRA to follow control_video with")
     keyframes: Annotated[tuple[Keyframe, ...] | None, Role(
         needs=Need("keyframes", "keyframes"),
         cli=Flag(("--keyframe",), metavar="SECONDS=FILE", example="2.5=lighthouse.png",
