@@ -25,21 +25,32 @@ DATABASES = ["sqlite", "postgres"]
 
 
 @contextlib.contextmanager
+def database(kind: str, data_dir: Path) -> Iterator[str]:
+    """A database URL: SQLite in ``data_dir``, or a fresh PostgreSQL database (``kind``) dropped after."""
+    if kind == "sqlite":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{data_dir / 'pixgen.db'}"
+        return
+    try:
+        postgres_admin()[0].close()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required when CI=true: {exc}")
+        pytest.skip(f"no PostgreSQL: {exc}")
+    with fresh_postgres_database("pixgen_hostile") as url:
+        yield url
+
+
+@contextlib.contextmanager
 def served(kind: str, data_dir: Path, *, workers: int, env: dict[str, str]) -> Iterator[LocalServer]:
     """``pixgen serve`` on SQLite in ``data_dir`` or on a fresh PostgreSQL database (``kind``), stopped after."""
-    with contextlib.ExitStack() as stack:
-        url = None
-        if kind == "postgres":
-            try:
-                postgres_admin()[0].close()
-            except Exception as exc:  # noqa: BLE001
-                if os.environ.get("CI", "").lower() == "true":
-                    pytest.fail(f"PostgreSQL is required when CI=true: {exc}")
-                pytest.skip(f"no PostgreSQL: {exc}")
-            url = stack.enter_context(fresh_postgres_database("pixgen_hostile"))
-        server = start_server(data_dir, workers=workers, database_url=url, env=env, ready=workers > 0)
-        stack.callback(server.stop)
-        yield server
+    with database(kind, data_dir) as url:
+        server = start_server(data_dir, workers=workers, database_url=url, env=env)  # no readiness probe: it would
+        # hold the shutdown 10 s for a probe to see the 503 (cli/draining_server.py)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def new_key(server: LocalServer, credits: int) -> tuple[str, str]:
