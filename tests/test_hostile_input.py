@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hostile_tools import DATABASES, http_get, key_state, new_key, png_uri, raw_exchange, served, status_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hostile_tools import DATABASES, http_get, key_state, new_key, png_uri, raw_exchange, served, status_of
 
 from pixgen.core.spec import VideoRequest
 from pixgen.testing import FAKE_ENGINE, wait_for

@@ -24,7 +24,7 @@ RATE = 6  # submits a minute per key on these servers: a burst of six
 
 
 def big_png(seed: int) -> str:
-    """A 7200×5000 (36 MP) PNG of a few flat blocks: ~120 KB on the wire, 144 MB once decoded."""
+    """A 7200x5000 (36 MP) PNG of a few flat blocks: ~120 KB on the wire, 144 MB once decoded."""
     width, height = 7200, 5000
     pixels = np.zeros((height, width, 3), np.uint8)
     pixels[:, :, 0] = (np.arange(width) // 600 * 20 + seed)[None, :]
@@ -35,7 +35,7 @@ def big_png(seed: int) -> str:
 
 
 def png_claiming(width: int, height: int) -> str:
-    """A PNG whose header says ``width`` × ``height`` and whose pixel data is one byte: only its header reads."""
+    """A PNG whose header says ``width`` x ``height`` and whose pixel data is one byte: only its header reads."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

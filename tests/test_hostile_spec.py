@@ -182,7 +182,7 @@ def test_image_header_gives_the_size_as_shown_without_decoding():
 
 
 def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header says ``width`` × ``height`` and whose pixel data is one byte."""
+    """A PNG whose header says ``width`` x ``height`` and whose pixel data is one byte."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

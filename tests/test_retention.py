@@ -126,7 +126,7 @@ def test_old_finished_jobs_go_with_their_events_deliveries_and_files_and_counter
 
 
 def test_sweep_runs_at_most_every_period_and_never_with_keep_zero(db, setup, tmp_path):
-    store, media, _ = setup
+    _, media, _ = setup
     sweep = retention.Sweep(db, media, keep=1.0, every=3600)
     assert sweep.maybe_run() is not None  # the first call runs
     assert sweep.maybe_run() is None  # then not before the period

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixgen.core.text import parse_digits
-from pixgen.errors import InvalidRequest, PayloadTooLarge
+from pixgen.errors import InvalidRequest, PayloadTooLarge, PixgenError
 
 # A request body is a few levels deep (``{"input": {"keyframes": [{"image": ...}]}}``) and holds tens of values; these
 # bounds leave room for any real body and stop a 2 KB ``[[[[...]]]]`` or a million-item list before pydantic sees it.
@@ -24,7 +25,7 @@ class BodyLimit:
     too large raises ``PayloadTooLarge`` inside the route's body read, where the normal error handling answers.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, respond) -> None:  # noqa: ANN001
+    def __init__(self, app: ASGIApp, *, max_bytes: int, respond: Callable[[str, PixgenError], Response]) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.respond = respond

@@ -101,7 +101,7 @@ def stored_response(store: MediaStore, job: Job, variant: str, range_header: str
     if wanted is None:
         return StreamingResponse(store.open(name), media_type=media_type,
                                  headers={**headers, "Content-Length": str(size)})
-    if wanted == "unsatisfiable":
+    if isinstance(wanted, str):  # "unsatisfiable"
         raise RangeNotSatisfiable(f"Range {range_header!r} is past the end of the file ({size} bytes)", size=size)
     start, end = wanted
     return StreamingResponse(store.open(name, start, end), status_code=206, media_type=media_type,
