@@ -286,6 +286,30 @@ def test_concurrency_cap_and_rate_limit_answer_with_retry_after(db, clock):
     submit()
 
 
+def test_admission_counts_refused_attempts_lets_replays_through_and_estimates_need_no_credits(db, clock):
+    key, _ = create_key(db, credits=10)
+    store = JobStore(db, rate_limit_per_minute=4, clock=clock)
+    store.admit(key.id, cost=10)  # attempt 1
+    job = store.submit(key.id, REQ, cost=10, idempotency_key="order-1").job
+    with pytest.raises(InsufficientCredits):
+        store.admit(key.id, cost=10)  # attempt 2: refused, counted
+    store.admit(key.id, cost=10, idempotency_key="order-1")  # attempt 3: a replay needs no credits
+    replay = store.submit(key.id, REQ, cost=10, idempotency_key="order-1")
+    assert replay.replayed and replay.job.id == job.id
+    store.admit(key.id, cost=None)  # attempt 4: an estimate checks no credits
+    with pytest.raises(RateLimited) as limited:
+        store.admit(key.id, cost=None)
+    assert limited.value.retry_after == 60
+    clock.now += 61
+    store.admit(key.id, cost=None)
+    with pytest.raises(InvalidRequest) as bad_key:
+        store.admit(key.id, cost=10, idempotency_key="a\x00b")  # checked before it reaches SQL
+    assert bad_key.value.field == "Idempotency-Key"
+    assert store.credits(key.id) == 0 and len(store.list_jobs(key.id)) == 1
+    with pytest.raises(Unauthorized):
+        store.admit("key_missing", cost=10)
+
+
 def test_zero_data_retention_scrubs_prompt_when_the_job_ends(db, clock):
     key, _ = create_key(db, credits=10)
     store = JobStore(db, zero_data_retention=True, clock=clock)

@@ -13,7 +13,7 @@ from pixgen.api.metrics import FleetCollector, webhook_tally
 from pixgen.core.spec import parse_request
 from pixgen.jobs import deliveries, retention
 from pixgen.jobs.keys import create_key
-from pixgen.jobs.schema import job_events, jobs, webhook_deliveries
+from pixgen.jobs.schema import job_events, jobs, submit_attempts, webhook_deliveries
 from pixgen.jobs.store import JobStore, Outcome
 from pixgen.jobs.webhooks import KEY_SIGNER, RetryPolicy, Subscription
 from pixgen.settings import load_settings
@@ -69,6 +69,7 @@ def setup(db, clock, tmp_path):
 
 def test_old_finished_jobs_go_with_their_events_deliveries_and_files_and_counters_stay(db, clock, setup, tmp_path):
     store, media, key = setup
+    store.admit(key, cost=10)  # one submit attempt counted toward the key's rate
     old_done = [finish(store, key, media, tmp_path, webhook=HOOK) for _ in range(3)]
     old_failed = finish(store, key, media, tmp_path, fail=True, webhook=HOOK)
     cancelled = store.submit(key, REQ, cost=10).job.id
@@ -100,6 +101,7 @@ def test_old_finished_jobs_go_with_their_events_deliveries_and_files_and_counter
     for job_id in (old_failed, running, recent):  # a webhook still to send, not finished, finished lately
         assert rows(db, jobs, id=job_id) == 1 and rows(db, job_events, job_id=job_id) >= 1
     assert media.size(f"{recent}-a.mp4") == 5
+    assert rows(db, submit_attempts) == 0  # long past the rate window
 
     # Pruned totals are not counted twice: nothing more to prune changes nothing; new work adds to the totals.
     assert retention.prune(db, media, keep=30 * DAY, now=clock.now).jobs == 0

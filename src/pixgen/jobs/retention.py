@@ -6,7 +6,8 @@ whose end is older than the cut (and none of whose webhooks still waits to be se
 two workers sweeping at once take different jobs), what the metrics counted from them — jobs by outcome, engine
 stage timings, webhook deliveries — is added to the running totals (``jobs.totals``), and then they, their events
 and their deliveries are deleted; their files go once that is committed. So ``/metrics`` counters never go down.
-Workers run it from their housekeeping thread (``Sweep``), at start and then every ``EVERY`` seconds.
+Submit attempts past the rate window (``JobStore.admit``) go too. Workers run it from their housekeeping thread
+(``Sweep``), at start and then every ``EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from sqlalchemy import delete, exists, select
 
 from pixgen.jobs import deliveries, stats, totals
 from pixgen.jobs.db import Database
-from pixgen.jobs.schema import job_events, jobs, webhook_deliveries
+from pixgen.jobs.schema import job_events, jobs, submit_attempts, webhook_deliveries
 from pixgen.jobs.states import TERMINAL
+from pixgen.jobs.store import RATE_WINDOW
 from pixgen.storage import MediaStore
 
 log = logging.getLogger("pixgen.retention")
@@ -69,6 +71,8 @@ def prune(db: Database, media: MediaStore | None, *, keep: float, now: float) ->
                         counted["files"] += 1
         if len(rows) < BATCH:
             break
+    with db.write() as conn:  # submits counted toward a rate long past: a key's next submit would clear its own
+        conn.execute(delete(submit_attempts).where(submit_attempts.c.at < now - RATE_WINDOW))
     return Pruned(**counted)
 
 
