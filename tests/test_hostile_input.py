@@ -211,6 +211,8 @@ def test_field_names_and_values_with_nul_are_refused_naming_them(hostile):
         assert form.status_code == 400 and form.json()["error"]["param"] == "prompt"
         webhook = client.post(RUN, json={"prompt": "a", "webhook_url": "http://example.com/\x00"})
         assert webhook.status_code == 400 and webhook.json()["field"] == "webhook_url"
+        null_model = client.post("/v1/videos", json={"prompt": "a", "model": None})  # the document says a string
+        assert null_model.status_code == 400 and null_model.json()["error"]["param"] == "model"
         wrapped = client.post("/client/v4/accounts/acc/ai/run", json={"model": "pixverse/v6\x00", "input": {}})
         assert wrapped.status_code == 400 and wrapped.json()["errors"][0]["source"] == {"pointer": "/model"}
         for bad in (b'{"prompt": NaN}', b'{"prompt": "a", "seed": ' + b"9" * 5000 + b"}", b'{"prompt": "a\xff"}'):

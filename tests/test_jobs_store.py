@@ -371,9 +371,22 @@ def _content_free(info) -> bool:
     from pixgen.core.fields import choices, scalar_type
 
     kind = scalar_type(info)
-    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    pattern = next((m.pattern for m in _metadata(info) if getattr(m, "pattern", None)), None)
     return kind in (int, float, bool) or bool(choices(info)) or (kind is str and pattern is not None
                                                                   and pattern.startswith("^[a-z]"))
+
+
+def _metadata(info) -> list:
+    """The field's metadata and the metadata inside its type (a constrained string type: ``control_type``)."""
+    from typing import Annotated, get_args, get_origin
+
+    def inside(annotation) -> list:
+        args = get_args(annotation)
+        if get_origin(annotation) is Annotated:
+            return [*args[1:], *inside(args[0])]
+        return [m for arg in args for m in inside(arg)]
+
+    return [*info.metadata, *inside(info.annotation)]
 
 
 def _every_field_set():
