@@ -126,8 +126,8 @@ class Settings(BaseSettings):
     keep_jobs: float = setting(30 * 86400.0, "how long a finished job, its events and webhook deliveries are kept "
                                              "after it ended, then deleted with its files: seconds, or a number "
                                              "with s, m, h or d (default 30d; 0 = forever)", SERVICE, ge=0)
-    decode_concurrency: int = setting(2, "images and control videos the API decodes at once at submit; more wait "
-                                         "their turn (default 2)", API, ge=1)
+    decode_concurrency: int = setting(2, "requests whose images and control video the API decodes at once at "
+                                         "submit; the rest wait their turn (default 2)", API, ge=1)
     header_timeout: float = setting(10.0, "seconds a client gets to send a request's headers once it connected or "
                                           "its last answer ended; then the connection is closed (default 10)", API,
                                     gt=0)
