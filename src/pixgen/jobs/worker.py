@@ -2,8 +2,9 @@
 
 Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress,
 picks up cancel requests and hands the job back when a drain runs out; a housekeeping thread keeps the worker's own
-heartbeat row fresh, puts jobs of dead workers back in the queue and, under zero data retention, deletes outputs
-past their TTL.
+heartbeat row fresh, puts jobs of dead workers back in the queue, under zero data retention deletes outputs past
+their TTL, and deletes jobs past ``--keep-jobs`` (``jobs.retention``). At start and at each claim the main thread
+sweeps ``work/`` of the files of attempts no longer running (``jobs.workdir``: a killed worker's partial MP4).
 
 Stopping (``drain``, on SIGTERM): no new claims; the running job may finish within ``--drain-seconds``; past that
 the lease thread hands it back at once (``JobStore.hand_back``, another worker restarts it) and the engine stops at
