@@ -75,10 +75,10 @@ def key_state(server: LocalServer, key_id: str) -> tuple[int, int]:
     return int(credits), int(rows)
 
 
-def raw_exchange(server: LocalServer, *requests: bytes, timeout: float = 10) -> list[bytes]:
-    """Send ``requests`` one after the other on ONE connection, reading each answer (``Content-Length`` bodies)
-    before the next; an answer is ``b""`` once the server has closed the connection."""
-    host, port = server.url.removeprefix("http://").split(":")
+def raw_exchange(url: str, *requests: bytes, timeout: float = 10) -> list[bytes]:
+    """Send ``requests`` one after the other on ONE connection to the server at ``url``, reading each answer
+    (``Content-Length`` bodies) before the next; an answer is ``b""`` once the server has closed the connection."""
+    host, port = url.removeprefix("http://").split(":")
     answers = []
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         stream = sock.makefile("rb")

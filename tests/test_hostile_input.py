@@ -13,20 +13,26 @@ is charged or queued for it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
+import threading
 import time
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from hostile_tools import DATABASES, http_get, key_state, new_key, png_uri, raw_exchange, served, status_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pixgen.cli.header_timeout import with_header_timeout
 from pixgen.core.spec import VideoRequest
-from pixgen.testing import FAKE_ENGINE, wait_for
+from pixgen.testing import FAKE_ENGINE, free_port, wait_for
 
 RUN = "/api/v1/models/pixverse-v6/run"
 HEADER_TIMEOUT = 2.0
@@ -277,7 +283,7 @@ def test_media_link_exp_that_is_no_number_is_403_naming_exp_and_keeps_the_connec
     bare = path.split("?")[0]
     bad = ["%C2%B2", "9" * 4400, "-1", "%201", "1_0", "%D9%A3", "0x10", ""]
     requests = [http_get(f"{bare}?exp={exp}&sig=x") for exp in bad] + [http_get(path)]
-    answers = raw_exchange(hostile, *requests)  # one connection: each refusal leaves it open for the next request
+    answers = raw_exchange(hostile.url, *requests)  # one connection: each refusal leaves it open for the next request
     for exp, answer in zip(bad, answers, strict=False):
         assert status_of(answer) == 403, (exp, answer[:300])
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["field"] == "exp"
@@ -356,9 +362,53 @@ def test_a_request_whose_headers_came_in_time_is_not_cut_while_its_body_trickles
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head)
         started = time.monotonic()
-        for i in range(0, len(body), 8):  # the body over twice the header timeout
+        for i in range(0, len(body), 8):  # the body over more than the header timeout
             sock.sendall(body[i:i + 8])
-            time.sleep(2 * HEADER_TIMEOUT / (len(body) / 8))
+            time.sleep(1.3 * HEADER_TIMEOUT / (len(body) / 8))
         assert time.monotonic() - started > HEADER_TIMEOUT
         answer = sock.makefile("rb").readline()
     assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_the_header_timeout_holds_with_either_http_parser(parser):
+    """``cli/header_timeout.py`` on uvicorn's two HTTP/1.1 implementations (``pixgen serve`` takes httptools when
+    it is installed, h11 otherwise), around a bare ASGI app: a trickled header is cut, a keep-alive connection
+    serves a second request, a slow answer is not cut."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(1.5)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    base = HttpToolsProtocol if parser == "httptools" else H11Protocol
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                           http=with_header_timeout(base, 1.0), timeout_keep_alive=30))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10, every=0.05)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            started = time.monotonic()
+            while True:  # a header byte every 0.2 s: closed after about a second all the same
+                try:
+                    sock.sendall(b"X-A: b\r\n")
+                except OSError:
+                    break
+                sock.settimeout(0.2)
+                try:
+                    if sock.recv(1024) == b"":
+                        break
+                except TimeoutError:
+                    pass
+                assert time.monotonic() - started < 4, "the trickled headers were never cut"
+        served = raw_exchange(f"http://127.0.0.1:{port}", http_get("/slow"), http_get("/"), timeout=5)
+        assert [status_of(a) for a in served] == [200, 200]  # a 1.5 s answer, then the same connection again
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
