@@ -48,7 +48,8 @@ def db_url(request, tmp_path):
         from sqlalchemy import text
 
         with db.write() as conn:
-            conn.execute(text("TRUNCATE jobs, api_keys, workers, job_events, webhook_deliveries "
+            conn.execute(text("TRUNCATE jobs, api_keys, workers, job_events, webhook_deliveries, submit_attempts, "
+                              "pruned_totals "
                               "RESTART IDENTITY CASCADE"))
     db.dispose()
     return url

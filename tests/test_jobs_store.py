@@ -264,21 +264,50 @@ def test_concurrent_claims_never_hand_one_job_to_two_workers(db_url):
 def test_concurrency_cap_and_rate_limit_answer_with_retry_after(db, clock):
     key, _ = create_key(db, credits=1000)
     store = JobStore(db, max_concurrent_jobs=2, rate_limit_per_minute=3, clock=clock)
-    a = store.submit(key.id, REQ, cost=1).job
-    store.submit(key.id, REQ, cost=1)
+
+    def submit():  # as the service does: the attempt admitted (counted), then the job charged and queued
+        store.admit(key.id, cost=1)
+        return store.submit(key.id, REQ, cost=1).job
+
+    a = submit()
+    submit()
     with pytest.raises(RateLimited) as capped:
-        store.submit(key.id, REQ, cost=1)
+        submit()  # third attempt: over the cap of two running, and counted all the same
     assert capped.value.retry_after >= 1
+    with pytest.raises(RateLimited):
+        store.submit(key.id, REQ, cost=1)  # the cap holds at the charge too, under the key's lock
     store.cancel(a.id)
     clock.now += 10
-    store.submit(key.id, REQ, cost=1)  # third in the minute
-    store.cancel(store.list_jobs(key.id)[0].id)
     with pytest.raises(RateLimited) as limited:
-        store.submit(key.id, REQ, cost=1)
+        submit()  # the fourth attempt in the minute, the refused one counted
     assert limited.value.retry_after == 50  # the oldest of the three leaves the window in 50 s
-    assert store.credits(key.id) == 1000 - 3 + 2  # refused submits cost nothing; cancels refunded
+    assert store.credits(key.id) == 1000 - 2 + 1  # refused attempts cost nothing; the cancel refunded
     clock.now += 51
-    store.submit(key.id, REQ, cost=1)
+    submit()
+
+
+def test_admission_counts_refused_attempts_lets_replays_through_and_estimates_need_no_credits(db, clock):
+    key, _ = create_key(db, credits=10)
+    store = JobStore(db, rate_limit_per_minute=4, clock=clock)
+    store.admit(key.id, cost=10)  # attempt 1
+    job = store.submit(key.id, REQ, cost=10, idempotency_key="order-1").job
+    with pytest.raises(InsufficientCredits):
+        store.admit(key.id, cost=10)  # attempt 2: refused, counted
+    store.admit(key.id, cost=10, idempotency_key="order-1")  # attempt 3: a replay needs no credits
+    replay = store.submit(key.id, REQ, cost=10, idempotency_key="order-1")
+    assert replay.replayed and replay.job.id == job.id
+    store.admit(key.id, cost=None)  # attempt 4: an estimate checks no credits
+    with pytest.raises(RateLimited) as limited:
+        store.admit(key.id, cost=None)
+    assert limited.value.retry_after == 60
+    clock.now += 61
+    store.admit(key.id, cost=None)
+    with pytest.raises(InvalidRequest) as bad_key:
+        store.admit(key.id, cost=10, idempotency_key="a\x00b")  # checked before it reaches SQL
+    assert bad_key.value.field == "Idempotency-Key"
+    assert store.credits(key.id) == 0 and len(store.list_jobs(key.id)) == 1
+    with pytest.raises(Unauthorized):
+        store.admit("key_missing", cost=10)
 
 
 def test_zero_data_retention_scrubs_prompt_when_the_job_ends(db, clock):
@@ -342,9 +371,22 @@ def _content_free(info) -> bool:
     from pixgen.core.fields import choices, scalar_type
 
     kind = scalar_type(info)
-    pattern = next((m.pattern for m in info.metadata if getattr(m, "pattern", None)), None)
+    pattern = next((m.pattern for m in _metadata(info) if getattr(m, "pattern", None)), None)
     return kind in (int, float, bool) or bool(choices(info)) or (kind is str and pattern is not None
                                                                   and pattern.startswith("^[a-z]"))
+
+
+def _metadata(info) -> list:
+    """The field's metadata and the metadata inside its type (a constrained string type: ``control_type``)."""
+    from typing import Annotated, get_args, get_origin
+
+    def inside(annotation) -> list:
+        args = get_args(annotation)
+        if get_origin(annotation) is Annotated:
+            return [*args[1:], *inside(args[0])]
+        return [m for arg in args for m in inside(arg)]
+
+    return [*info.metadata, *inside(info.annotation)]
 
 
 def _every_field_set():

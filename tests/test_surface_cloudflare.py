@@ -133,11 +133,13 @@ def test_sdk_errors_carry_the_job_api_codes_and_statuses(api_server):
         client.ai.run("pixverse/v6", account_id="acc", prompt="a cat", extra_body=SHORT)
     assert caught.value.status_code == 402
     assert caught.value.body["errors"][0]["code"] == "insufficient_credits"
+    paying = api_server.new_key(credits=100)  # a key that cannot pay is refused before its images are decoded
     with pytest.raises(cloudflare.BadRequestError) as caught:  # decoded at submit: refused, not a failed job
-        client.ai.run("pixverse/v6", account_id="acc", prompt="a cat",
-                      extra_body={**SHORT, "image_input": "data:image/png;base64,AAAA"})
+        sdk(api_server, paying, max_retries=0).ai.run("pixverse/v6", account_id="acc", prompt="a cat",
+                                                      extra_body={**SHORT, "image_input": "data:image/png;base64,AAAA"})
     assert caught.value.body["errors"][0]["source"] == {"pointer": "/image_input"}
     assert jobs_of(api_server, key) == {"jobs": [], "hasMore": False, "creditsRemaining": 5}
+    assert jobs_of(api_server, paying) == {"jobs": [], "hasMore": False, "creditsRemaining": 100}
 
 
 def test_busy_key_is_429_with_retry_after(api_server):

@@ -14,6 +14,7 @@ prints ``pixgen: error (field): message`` and exits 2.
     ├── MethodNotAllowed            invalid_request        405
     ├── Conflict                    conflict               409
     ├── PayloadTooLarge             payload_too_large      413
+    ├── RangeNotSatisfiable         range_not_satisfiable  416   a byte range past the end; ``size`` of the file
     ├── RateLimited                 rate_limited           429   ``retry_after`` seconds
     ├── Cancelled                   cancelled              409   inside generation only, never an HTTP answer
     ├── ConfigError                 invalid_config         500   a setting that cannot be used; ``field`` names it
@@ -99,6 +100,17 @@ class Conflict(PixgenError):
 class PayloadTooLarge(PixgenError):
     code = "payload_too_large"
     status = 413
+
+
+class RangeNotSatisfiable(PixgenError):
+    """A ``Range`` header past the end of the file (answered with ``Content-Range: bytes */size``)."""
+
+    code = "range_not_satisfiable"
+    status = 416
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message, field="Range")
+        self.size = size
 
 
 class RateLimited(PixgenError):

@@ -28,6 +28,8 @@ from pixgen.errors import ConfigError
 DEFAULT_PRICE = 10  # credits per video, as the PixelDojo seed
 ENV_PREFIX = "PIXGEN_"
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}  # a duration's unit (``--keep-jobs 30d``)
+
 # Which commands take a setting as a flag: "service" (serve and worker), "api" (serve), "db" (every command that
 # opens the database: serve, worker, keys, status, webhooks).
 SERVICE, API, DB = "service", "api", "db"
@@ -121,6 +123,14 @@ class Settings(BaseSettings):
                                                "--output-ttl", SERVICE)
     output_ttl: float = setting(3600.0, "seconds outputs are kept under --zero-data-retention (default 3600)", SERVICE,
                               ge=0)
+    keep_jobs: float = setting(30 * 86400.0, "how long a finished job, its events and webhook deliveries are kept "
+                                             "after it ended, then deleted with its files: seconds, or a number "
+                                             "with s, m, h or d (default 30d; 0 = forever)", SERVICE, ge=0)
+    decode_concurrency: int = setting(2, "requests whose images and control video the API decodes at once at "
+                                         "submit; the rest wait their turn (default 2)", API, ge=1)
+    header_timeout: float = setting(10.0, "seconds a client gets to send a request's headers once it connected or "
+                                          "its last answer ended; then the connection is closed (default 10)", API,
+                                    gt=0)
     public_base_url: str = setting("", "the server's public address for links (default: from each request)", API)
     poll_interval: float = setting(0.2, "seconds an idle worker waits between looks at the queue (default 0.2)",
                                    SERVICE, gt=0)
@@ -167,6 +177,18 @@ class Settings(BaseSettings):
             if any(len(p) != 2 for p in pairs):
                 raise ValueError("give QUALITY=CREDITS pairs separated by commas, e.g. 1080p=20,720p=10")
             return {k.strip(): v.strip() for k, v in pairs}
+        return value
+
+    @field_validator("keep_jobs", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or a number of seconds → seconds."""
+        if isinstance(value, str) and value.strip()[-1:].lower() in _UNITS:
+            number, unit = value.strip()[:-1], value.strip()[-1].lower()
+            try:
+                return float(number) * _UNITS[unit]
+            except ValueError:
+                raise ValueError("give a duration: seconds, or a number with s, m, h or d (e.g. 30d)") from None
         return value
 
     @field_validator("warmup")

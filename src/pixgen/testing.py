@@ -83,7 +83,9 @@ class FakeEngine:
     such frames to the source's, ``retake`` puts them in place of its range (the rest is the source's frames).
 
     ``scale`` shrinks the contract's size (``0.25``: 1280×720 → 320×180) for speed; ``fail`` makes every job fail
-    with that message after its steps; ``on_step(step)`` is called after each step (tests use it to act mid-job).
+    with that message after its steps; ``on_step(step)`` is called after each step (tests use it to act mid-job);
+    ``encode_seconds``: a pause before each second of frames is written (the MP4 is then half written for a while:
+    tests kill a worker there).
     """
 
     name = "fake"  # the backend as its manifests name it
@@ -91,20 +93,22 @@ class FakeEngine:
     SAMPLE_RATE = 16_000
 
     def __init__(self, *, steps: int = 4, step_seconds: float = 0.0, scale: float = 1.0, fail: str | None = None,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None, encode_seconds: float = 0.0) -> None:
         self.steps, self.step_seconds, self.scale, self.fail, self.on_step = steps, step_seconds, scale, fail, on_step
+        self.encode_seconds = encode_seconds
         self.steps_run = 0
         self.jobs_run = 0
 
     @classmethod
     def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> FakeEngine:
-        """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT``
+        """``source``: ``tiny`` for the defaults, or options ``steps=20,step_seconds=0.2,scale=0.25,fail=TEXT,
+        encode_seconds=0.5``
         (what ``--model`` holds with ``--engine pixgen.testing:FAKE_BACKEND``)."""
         text = str(source)
         if text in ("", "tiny", "."):
             return cls()
         options: dict[str, Any] = {}
-        kinds = {"steps": int, "step_seconds": float, "scale": float, "fail": str}
+        kinds = {"steps": int, "step_seconds": float, "scale": float, "fail": str, "encode_seconds": float}
         for item in text.split(","):
             name, _, value = item.partition("=")
             if name.strip() not in kinds:
@@ -250,6 +254,7 @@ class FakeEngine:
                 for block in blocks:
                     if should_cancel():
                         raise Cancelled("cancelled while encoding")
+                    time.sleep(self.encode_seconds)
                     writer.write_frames(block)
                     self._report(on_progress, "encode", writer.frames_written, total)
 

@@ -20,6 +20,7 @@ from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_err
 from pixgen.api.surface import Surface
 from pixgen.jobs.db import connect, migrate
 from pixgen.jobs.store import JobStore
+from pixgen.media.images import return_large_blocks_at_free
 from pixgen.settings import Settings
 
 # Every surface, each built in its own module: its router and the error shape under its URL prefix.
@@ -29,6 +30,7 @@ SURFACES = (jobs_api.SURFACE, cloudflare.SURFACE, openai_videos.SURFACE, Surface
 
 def create_app(settings: Settings, *, surfaces: Sequence[Surface] = ()) -> FastAPI:
     settings = settings.with_secret()
+    return_large_blocks_at_free()  # memory decoded at submit goes back to the system after a burst
     db = connect(settings.database_url)
     migrate(db)
     ctx = AppContext(settings=settings, db=db, store=JobStore.from_settings(db, settings))

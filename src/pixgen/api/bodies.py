@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args, get_origin
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 from pydantic.fields import FieldInfo
 
 from pixgen.api.body import read_json
@@ -30,13 +30,14 @@ from pixgen.api.mapping import renamed
 from pixgen.core.fields import HTTP_URL, item_model, role_of, roles, surface_aliases
 from pixgen.core.spec import MAX_PROMPT, VideoRequest, invalid_from_error
 from pixgen.core.surfaces import ApiSurface
+from pixgen.core.text import CheckedStr
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.webhooks import JOB_EVENTS
 from pixgen.media.fetch import MAX_URL
 
 NOT_BLANK = r"\S"  # a prompt must hold more than white space
 URL_SCHEMA = {"type": "string", "format": "uri", "pattern": HTTP_URL, "maxLength": MAX_URL}
-HttpUrl = Annotated[StrictStr, WithJsonSchema(URL_SCHEMA)]  # checked for form by media.fetch.check_url
+HttpUrl = Annotated[CheckedStr, WithJsonSchema(URL_SCHEMA)]  # checked for form by media.fetch.check_url
 
 M = TypeVar("M", bound=BaseModel)
 BODIES: list[type[BaseModel]] = []  # every route's body model, for the document
@@ -141,13 +142,13 @@ def prompt_field(*, required: bool, description: str = "1 to 2048 characters (tr
     """``prompt`` as a surface that always needs one takes it (not blank; at most 2048 characters once trimmed); not
     ``required``: left out it is None, but null itself is refused."""
     schema = {"type": "string", "pattern": NOT_BLANK, "maxLength": MAX_PROMPT, "description": description}
-    annotation = Annotated[StrictStr, WithJsonSchema(schema)]
+    annotation = Annotated[CheckedStr, WithJsonSchema(schema)]
     return annotation, (Field(...) if required else Field(None))
 
 
 def webhook_fields() -> dict[str, Any]:
     """The job API's ``webhook_url`` and ``webhook_events`` (``jobs.webhooks.parse_subscription`` checks them)."""
-    events = Annotated[list[StrictStr], WithJsonSchema({"type": "array", "minItems": 1,
+    events = Annotated[list[CheckedStr], WithJsonSchema({"type": "array", "minItems": 1,
                                                         "items": {"type": "string", "enum": list(JOB_EVENTS)}})]
     return {
         "webhook_url": (HttpUrl | None, Field(None, description="where this job's events are POSTed, signed per "

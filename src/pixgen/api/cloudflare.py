@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, StrictStr, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from pixgen.api import mapping, service
@@ -32,6 +32,7 @@ from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
 from pixgen.core.models import CLOUDFLARE_MODEL_ID as MODEL_ID
 from pixgen.core.spec import VideoRequest, parse_request
+from pixgen.core.text import CheckedStr
 from pixgen.errors import Conflict, GenerationError, InvalidRequest, PixgenError, error_for_code
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.origin import ApiSurface, Origin
@@ -50,7 +51,7 @@ WorkersAIInput = body_model("WorkersAIInput", {**canonical_fields(), "prompt": p
 # ``POST .../ai/run``: the model id and its input in one body (``options`` is accepted and ignored). ``input`` is
 # checked as an object here, then as ``WorkersAIInput`` (its errors named ``input.*``).
 WorkersAIRunRequest = body_model("WorkersAIRunRequest", {
-    "model": (Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})], ...),
+    "model": (Annotated[CheckedStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})], ...),
     "input": (Annotated[dict[str, Any], WithJsonSchema({"allOf": [{"$ref": "#/components/schemas/WorkersAIInput"}]})],
               ...),
     "options": (dict[str, Any] | None, Field(None, description="accepted and ignored")),

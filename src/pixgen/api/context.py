@@ -5,6 +5,7 @@ Routes take ``ctx: Ctx`` (the ``AppContext``) and ``key: AuthKey`` (the caller's
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,9 +74,12 @@ class AppContext:
     keys: KeyCache = field(init=False)
     capabilities: Capabilities = field(init=False)  # of the configured backend and model folder: no torch
     media: MediaStore = field(init=False)  # where finished videos are kept (shared with the workers)
+    # Requests whose media this process decodes at once (``service.prepare``); the rest wait without a thread.
+    decodes: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", KeyCache(self.db))
+        object.__setattr__(self, "decodes", asyncio.Semaphore(self.settings.decode_concurrency))
         object.__setattr__(self, "media", media_store_for(self.settings))
         object.__setattr__(self, "capabilities", backend(self.settings.engine).capabilities_for(
             self.settings.model, self.settings.cache_dir))

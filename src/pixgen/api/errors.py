@@ -17,7 +17,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from pixgen.errors import InvalidRequest, MethodNotAllowed, NotFound, PixgenError, RateLimited
+from pixgen.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PixgenError,
+    RangeNotSatisfiable,
+    RateLimited,
+    Unauthorized,
+)
 from pixgen.jobs.ids import NOT_A_JOB_ID
 
 log = logging.getLogger("pixgen.api")
@@ -32,12 +40,20 @@ def job_api_error_body(exc: PixgenError) -> dict[str, Any]:
     return body
 
 
+AUTH_REALM = "pixgen"
+
+
 def error_headers(exc: PixgenError) -> dict[str, str]:
-    """Headers every surface sends with an error (``Retry-After`` on 429)."""
+    """Headers every surface sends with an error: ``WWW-Authenticate`` on 401 (RFC 9110: a 401 names its scheme),
+    ``Retry-After`` on 429, ``Allow`` on 405, ``Content-Range`` on 416."""
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": f'Bearer realm="{AUTH_REALM}"'}
     if isinstance(exc, RateLimited):
         return {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, MethodNotAllowed) and exc.allow:
         return {"Allow": exc.allow}
+    if isinstance(exc, RangeNotSatisfiable):
+        return {"Content-Range": f"bytes */{exc.size}", "Accept-Ranges": "bytes"}
     return {}
 
 

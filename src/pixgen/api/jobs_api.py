@@ -298,6 +298,7 @@ async def estimate_run(ctx: Ctx, key: AuthKey, model_id: ModelId,
     fields, webhook = webhook_subscription(body)
     urls = media_urls(fields)
     video_request = to_video_request(fields)
+    await service.admit(ctx, key, cost=None)  # counted toward the key's rate: an estimate decodes as a submit does
     prepared = await service.prepare(ctx, video_request, media_urls=urls, field_names=sent_names(fields))
     await service.check_webhook(ctx, webhook, ApiSurface.JOBS)
     return estimate_json(await run_in_threadpool(estimate, ctx, key, prepared))

@@ -14,13 +14,15 @@ import base64
 import hashlib
 import hmac
 import re
+import sys
 import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from pixgen.api.context import AppContext, Ctx
-from pixgen.errors import Forbidden, NotFound
+from pixgen.core.text import parse_digits
+from pixgen.errors import Forbidden, NotFound, RangeNotSatisfiable
 from pixgen.jobs.ids import JobId
 from pixgen.jobs.store import Job
 from pixgen.storage import MediaStore
@@ -47,13 +49,17 @@ def sign_path(secret: str, path: str, ttl: int, now: float | None = None) -> tup
 
 
 def verify(secret: str, path: str, expires: str | None, sig: str | None, now: float | None = None) -> None:
-    """Raise ``Forbidden`` unless ``sig`` signs ``path`` until ``expires`` and that time is still ahead."""
-    if not expires or not sig or not expires.isdigit():
-        raise Forbidden("this media link is not signed")
-    if not hmac.compare_digest(_signature(secret, path, int(expires)).encode(), sig.encode()):
-        raise Forbidden("this media link's signature is not valid")
-    if int(expires) < (now if now is not None else time.time()):
-        raise Forbidden("this media link has expired; fetch the job again for a fresh one")
+    """Raise ``Forbidden`` (naming the parameter) unless ``sig`` signs ``path`` until ``expires`` and that time is
+    still ahead. ``exp`` is read by the one bounded number reader: ``"²"`` or 5,000 digits are no time."""
+    if not expires or not sig:
+        raise Forbidden("this media link is not signed", field="sig" if expires else "exp")
+    when = parse_digits(expires, max_digits=MAX_EXP_DIGITS)
+    if when is None:
+        raise Forbidden(f"exp must be a UNIX time of 1 to {MAX_EXP_DIGITS} digits (0-9)", field="exp")
+    if not hmac.compare_digest(_signature(secret, path, when).encode(), sig.encode("utf-8", "replace")):
+        raise Forbidden("this media link's signature is not valid", field="sig")
+    if when < (now if now is not None else time.time()):
+        raise Forbidden("this media link has expired; fetch the job again for a fresh one", field="exp")
 
 
 def base_url(ctx: AppContext, request: Request) -> str:
@@ -95,32 +101,44 @@ def stored_response(store: MediaStore, job: Job, variant: str, range_header: str
     if wanted is None:
         return StreamingResponse(store.open(name), media_type=media_type,
                                  headers={**headers, "Content-Length": str(size)})
-    if wanted == "unsatisfiable":
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    if isinstance(wanted, str):  # "unsatisfiable"
+        raise RangeNotSatisfiable(f"Range {range_header!r} is past the end of the file ({size} bytes)", size=size)
     start, end = wanted
     return StreamingResponse(store.open(name, start, end), status_code=206, media_type=media_type,
                              headers={**headers, "Content-Length": str(end - start + 1),
                                       "Content-Range": f"bytes {start}-{end}/{size}"})
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")  # ASCII digits: ``\d`` also takes other scripts' digits
+MAX_EXP_DIGITS = 12  # a UNIX time in seconds: 12 digits reach the year 33658
+MAX_RANGE_DIGITS = 18  # a byte position past any file: more digits are read as "past the end"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """One ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range as (first, last) inclusive; None to send the whole
-    file (no range, several ranges or a malformed one, as RFC 9110 allows); ``"unsatisfiable"`` past the end."""
+    file (no range, several ranges or a malformed one, as RFC 9110 allows); ``"unsatisfiable"`` past the end.
+
+    Positions are read by the bounded number reader; one of more than ``MAX_RANGE_DIGITS`` digits is larger than any
+    file: a first byte there is past the end, a last byte or a suffix there is the end."""
     match = _RANGE.match((header or "").strip())
     if not match or match.groups() == ("", ""):
         return None
-    first, last = match.groups()
-    if first == "":  # the last n bytes
-        n = int(last)
-        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    first, last = (_position(g) for g in match.groups())
+    if first is None:  # the last n bytes
+        assert last is not None
+        return (max(0, size - last), size - 1) if last and size else "unsatisfiable"
+    end = min(last, size - 1) if last is not None else size - 1
+    if first >= size or (last is not None and last < first):
         return "unsatisfiable"
-    return start, end
+    return first, end
+
+
+def _position(digits: str) -> int | None:
+    """A range's byte position (None where the group is empty); too many digits for a file: ``sys.maxsize``."""
+    if not digits:
+        return None
+    value = parse_digits(digits, max_digits=MAX_RANGE_DIGITS)
+    return sys.maxsize if value is None else value
 
 
 @router.get("/media/{job_id}/{variant}", include_in_schema=False)

@@ -41,7 +41,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
-    StrictStr,
     ValidationError,
     WithJsonSchema,
 )
@@ -71,6 +70,7 @@ from pixgen.core.fields import Media, form_value, roles, surface_names
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
 from pixgen.core.spec import VideoRequest, invalid_from_validation, parse_request
+from pixgen.core.text import CheckedStr, parse_digits
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, NotFound, PixgenError
 from pixgen.jobs.ids import JobId
@@ -168,13 +168,14 @@ class ListParams(BaseModel):
 
 # -- request bodies: the types the routes take, and the document shows ----------------------------------------
 # OpenAI's own fields, checked by the same functions that map them (their refusals name the field).
-_SECONDS = Annotated[StrictInt | StrictStr, AfterValidator(lambda v: parse_seconds(v) and v), WithJsonSchema({
+_SECONDS = Annotated[StrictInt | CheckedStr, AfterValidator(lambda v: parse_seconds(v) and v),
+                     WithJsonSchema({
     "anyOf": [{"type": "integer", "minimum": 1, "maximum": 15},
               {"type": "string", "enum": [str(n) for n in range(1, 16)]}], "description": "length in seconds"})]
-_SIZE = Annotated[StrictStr, AfterValidator(lambda v: parse_size(v) and v),
+_SIZE = Annotated[CheckedStr, AfterValidator(lambda v: parse_size(v) and v),
                   WithJsonSchema({"type": "string", "enum": list(SIZES)})]
-_MODEL = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})]
-_REFERENCE_IMAGE = Annotated[StrictStr, WithJsonSchema(
+_MODEL = Annotated[CheckedStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})]
+_REFERENCE_IMAGE = Annotated[CheckedStr, WithJsonSchema(
     {"anyOf": [{"type": "string", "pattern": Media.IMAGE.data_uri_pattern}, URL_SCHEMA]})]
 
 
@@ -187,10 +188,11 @@ _REFERENCE = Annotated[_REFERENCE_IMAGE | InputReference, Field(
 
 
 class VideoId(Body):
-    id: Annotated[StrictStr, WithJsonSchema({"type": "string", "pattern": NOT_BLANK})]
+    id: Annotated[CheckedStr, WithJsonSchema({"type": "string", "pattern": NOT_BLANK})]
 
 
-_VIDEO = Annotated[Annotated[StrictStr, WithJsonSchema({"type": "string", "minLength": 1, "pattern": NOT_BLANK})]
+_VIDEO = Annotated[Annotated[CheckedStr, WithJsonSchema({"type": "string", "minLength": 1,
+                                                          "pattern": NOT_BLANK})]
                    | VideoId, Field(description="the completed video to continue: {id} or its id")]
 _OWN = {"model": (_MODEL, MODEL_ID), "prompt": prompt_field(required=True)}
 VideoCreateRequest = body_model(
@@ -285,8 +287,8 @@ def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple
 
 def parse_seconds(value: Any) -> int:
     """``"4"`` or ``4`` → 4; 1..15 only."""
-    if isinstance(value, str) and re.fullmatch(r"\d{1,2}", value.strip()):
-        value = int(value)
+    if isinstance(value, str) and (number := parse_digits(value.strip(), max_digits=2)) is not None:
+        value = number
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 15:
         raise InvalidRequest(f"seconds must be a whole number of seconds from 1 to 15, not {value!r}",
                              field="seconds")

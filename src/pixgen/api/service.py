@@ -25,6 +25,7 @@ from pixgen.jobs.origin import DIRECT, ApiSurface, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 from pixgen.media.fetch import FetchPolicy, check_destination
+from pixgen.media.images import release_freed_memory
 from pixgen.media.kinds import kind
 
 POLL = 0.25  # seconds between database looks while waiting on a job
@@ -55,12 +56,19 @@ async def submit(
     extensions and remixes, ``api.retake``, ``api.replay``); ``cost``: the charge when it is not the price of the
     quality.
     """
+    if cost is None:
+        cost = ctx.settings.price_for(request.quality)  # the price is the quality's: known before any decode
+    await admit(ctx, key, cost=cost, idempotency_key=idempotency_key)
     request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
     webhook = await check_webhook(ctx, webhook, origin.surface)
-    if cost is None:
-        cost = ctx.settings.price_for(request.quality)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost, origin=origin,
                                    idempotency_key=idempotency_key, model=model, webhook=webhook)
+
+
+async def admit(ctx: AppContext, key: ApiKey, *, cost: int | None, idempotency_key: str | None = None) -> None:
+    """The attempt counted toward the key's rate, then its cap and credits (``JobStore.admit``; ``cost`` None for an
+    estimate): a key that cannot pay is refused here, before a URL is fetched or an image decoded."""
+    await run_in_threadpool(ctx.store.admit, key.id, cost=cost, idempotency_key=idempotency_key)
 
 
 async def check_webhook(ctx: AppContext, webhook: Subscription | None,
@@ -82,25 +90,44 @@ async def prepare(
     media_urls: Mapping[str, str] | None = None,
     field_names: Mapping[str, str] | None = None,
 ) -> VideoRequest:
-    """Everything a submit checks before it charges, in order; the request as it will be queued.
+    """Everything a submit checks before it charges, in order; the request as it will be queued. The caller has
+    admitted the attempt first (``admit``: rate, cap, credits), so none of this work is done for a key that cannot
+    pay.
 
     1. what the backend and its model folder can do (``Capabilities``), before any work;
     2. ``media_urls`` (field path → http(s) URL; the request holds its kind's placeholder there) fetched through the
        SSRF guard and put in place;
-    3. every media value decoded once, by its kind (``media.kinds``), and with no ``aspect_ratio`` the start frame's
-       nearest ratio fixed (``first_frame_ratio``), so every answer reports the real size;
-    4. the capabilities again, on the request as it will run (the ratio now known).
+    3. every media value's header looked at (``peek``: type, bytes, pixels), all of them before any is decoded;
+    4. every media value decoded once, by its kind (``media.kinds``), at most ``--decode-concurrency`` requests'
+       media at a time in this process, and with no ``aspect_ratio`` the start frame's nearest ratio fixed
+       (``first_frame_ratio``), so every answer reports the real size;
+    5. the capabilities again, on the request as it will run (the ratio now known).
     """
     names = field_names or {}
     check_capabilities(request, ctx.capabilities, names)
     try:
         if media_urls:
             request = VideoRequest.model_validate(with_values(request.model_dump(), await fetch_media(ctx, media_urls)))
-        request = await run_in_threadpool(check_media, request)
+        await run_in_threadpool(peek_media, request)
+        async with ctx.decodes:
+            try:
+                request = await run_in_threadpool(check_media, request)
+            finally:
+                await run_in_threadpool(release_freed_memory)
     except InvalidRequest as exc:
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
     return request
+
+
+def peek_media(request: VideoRequest) -> None:
+    """The cheap look at every media value of ``request`` (its header: type, bytes, pixels; 400 naming its field),
+    so a request whose second image is too large is refused before its first is decoded."""
+    for path, role, value in media_values(VideoRequest, request.model_dump()):
+        assert role.media is not None
+        peek = kind(role.media, path).peek
+        if peek is not None:
+            peek(value, path)
 
 
 def check_media(request: VideoRequest) -> VideoRequest:

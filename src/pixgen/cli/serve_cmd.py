@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from pixgen.api import create_app
     from pixgen.api.health import shutdown_state
     from pixgen.cli.draining_server import DrainingServer
+    from pixgen.cli.header_timeout import http_protocol
     from pixgen.jobs.supervisor import Supervisor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -35,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings, settings.workers)
     # Open SSE streams and Cloudflare-style waits get 5 s to finish on shutdown.
     # No access log: uvicorn formats each line's arguments even when the level filters it out.
+    # A client gets --header-timeout seconds to send its request's headers (slow-loris: cli/header_timeout.py).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                            proxy_headers=True, timeout_graceful_shutdown=5)
+                            proxy_headers=True, timeout_graceful_shutdown=5,
+                            http=http_protocol(settings.header_timeout))
     server = DrainingServer(config, supervisor, shutdown_state(app))
     # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that into an exit that runs `finally`.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pixgen.core.surfaces import ApiSurface
+from pixgen.core.text import parse_digits, text_problem
 
 
 class Media(StrEnum):
@@ -297,11 +298,14 @@ def form_value(info: FieldInfo, text: Any) -> Any:
     """A form field's text as the field's own type (forms send every value as a string): ``"7"`` → 7 for an integer
     field, ``"true"`` → True for a boolean one; anything else (or text that does not parse) as given, for the spec
     to refuse naming the field."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or text_problem(text) is not None:  # no text (a NUL, ...): left for the type to refuse
         return text
     kind = scalar_type(info)
-    if kind is int and re.fullmatch(r"-?\d+", text.strip()):
-        return int(text)
+    if kind is int:
+        sign, digits = (-1, text.strip()[1:]) if text.strip().startswith("-") else (1, text.strip())
+        number = parse_digits(digits)  # ASCII digits, bounded: "²" or 5,000 digits stay text, refused as such
+        if number is not None:
+            return sign * number
     if kind is bool and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
     return text

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from pixgen.core.fields import Media, Role
 from pixgen.core.sizes import FPS
+from pixgen.core.text import CheckedStr
 from pixgen.errors import InvalidRequest
 
 MAX_KEYFRAMES = 8
@@ -29,7 +30,7 @@ class Keyframe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # a data:image/...;base64 URI (the job API also takes an http(s) URL, fetched at submit)
-    image: Annotated[StrictStr, Role(media=Media.IMAGE, url=True)]
+    image: Annotated[CheckedStr, Role(media=Media.IMAGE, url=True)]
     time: float = Field(ge=0, strict=True)  # seconds; strict: a number, not "1.5" (ints are taken)
     strength: float = Field(1.0, gt=0, le=1, strict=True)
 

@@ -10,12 +10,23 @@ import secrets
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from pixgen.core.fields import Flag, Media, Need, Role, item_model, media_values
 from pixgen.core.keyframes import MAX_KEYFRAMES, Keyframe, check_keyframes
 from pixgen.core.sizes import num_frames, output_size
 from pixgen.core.surfaces import ApiSurface
+from pixgen.core.text import TEXT_CHECK, CheckedStr
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
@@ -35,6 +46,7 @@ CameraMovement = Literal[
 
 DATA_URI_PATTERN = Media.IMAGE.data_uri_pattern  # image_input's form
 CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: what the model folder carries
+ControlType = Annotated[StrictStr, StringConstraints(pattern=CONTROL_TYPE_PATTERN), TEXT_CHECK]
 
 
 class VideoRequest(BaseModel):
@@ -47,9 +59,9 @@ class VideoRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # at most MAX_PROMPT characters once trimmed (``_check``: the limit is on the trimmed text, so not a constraint)
-    prompt: Annotated[StrictStr, Role(private=True)] = Field("", description="1 to 2048 characters (trimmed)",
+    prompt: Annotated[CheckedStr, Role(private=True)] = Field("", description="1 to 2048 characters (trimmed)",
                                                              json_schema_extra={"maxLength": MAX_PROMPT})
-    negative_prompt: Annotated[StrictStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
+    negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
     duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
                                         names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
@@ -64,10 +76,10 @@ class VideoRequest(BaseModel):
         = Field(None, ge=0, le=MAX_SEED)
     generate_audio: Annotated[StrictBool, Role(cli=Flag(("--no-audio",), negate=True, help="write no audio track"))] \
         = True
-    image_input: Annotated[StrictStr | None, Role(
+    image_input: Annotated[CheckedStr | None, Role(
         media=Media.IMAGE, url="image_url", names={ApiSurface.OPENAI: "input_reference"},
         cli=Flag(("--image",), metavar="FILE", help="start frame (PNG, JPEG or WebP)"))] = None
-    end_image_input: Annotated[StrictStr | None, Role(
+    end_image_input: Annotated[CheckedStr | None, Role(
         media=Media.IMAGE, url="end_image_url", needs=Need("end_frame", "an end frame"),
         cli=Flag(("--end-image",), metavar="FILE", help="end frame; needs --image"))] = None
     multi_clip: Annotated[StrictBool, Role(cli=Flag(("--multi-clip",), help="several shots with cuts, in one video"),
@@ -77,14 +89,14 @@ class VideoRequest(BaseModel):
     thinking_type: Annotated[ThinkingType, Role(cli=Flag(("--thinking",), metavar="MODE"))] = "auto"
     camera_movement: Annotated[CameraMovement | None, Role(cli=Flag(("--camera", "--camera-movement"),
                                                                     metavar="MOVEMENT"))] = None
-    control_video: Annotated[StrictStr | None, Role(
+    control_video: Annotated[CheckedStr | None, Role(
         media=Media.VIDEO, url=True, needs=Need("control_types", "a control video"),
         cli=Flag(("--control-video",), metavar="FILE", help="an MP4 to follow (IC-LoRA); needs --control-type"))] \
         = Field(None, description="an MP4 data URI whose structure or motion the video follows; needs control_type")
-    control_type: Annotated[StrictStr | None, Role(
+    control_type: Annotated[ControlType | None, Role(
         offered="control_types", cli=Flag(("--control-type",), metavar="TYPE", help="depth, pose, canny, ...: a "
                                           "type the model folder has an IC-LoRA for"))] = \
-        Field(None, pattern=CONTROL_TYPE_PATTERN, description="the IC-LoRA to follow control_video with")
+        Field(None, description="the IC-LoRA to follow control_video with")
     keyframes: Annotated[tuple[Keyframe, ...] | None, Role(
         needs=Need("keyframes", "keyframes"),
         cli=Flag(("--keyframe",), metavar="SECONDS=FILE", example="2.5=lighthouse.png",

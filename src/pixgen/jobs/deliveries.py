@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from pixgen.errors import NotFound
+from pixgen.jobs import totals
 from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.schema import webhook_deliveries as table
@@ -142,19 +143,33 @@ def recent(db: Database, *, state: str | None = None, limit: int = 50) -> list[D
 
 
 def counts(db: Database) -> dict[str, int]:
-    """How many deliveries are in each state."""
+    """How many deliveries are in each state: those kept, plus the delivered and given-up ones retention deleted."""
     with db.read() as conn:
         rows = conn.execute(select(table.c.state, func.count()).group_by(table.c.state)).all()
-    return {PENDING: 0, DELIVERED: 0, FAILED: 0, **{state: int(n) for state, n in rows}}
+        pruned = totals.read(conn, totals.WEBHOOKS)
+    found = {PENDING: 0, DELIVERED: 0, FAILED: 0, **{state: int(n) for state, n in rows}}
+    found[DELIVERED] += int(pruned.get(("delivered",), 0))
+    found[FAILED] += int(pruned.get(("given_up",), 0))
+    return found
 
 
 def failed_attempts(db: Database) -> int:
-    """Attempts that got no 2xx answer, retries included: every attempt but a delivered row's last."""
+    """Attempts that got no 2xx answer, retries included: every attempt but a delivered row's last (of the rows
+    kept, plus those retention deleted)."""
     with db.read() as conn:
-        attempts, delivered = conn.execute(select(
-            func.coalesce(func.sum(table.c.attempts), 0),
-            func.count().filter(table.c.state == DELIVERED))).one()
-    return int(attempts) - int(delivered)
+        kept = tally(conn)
+        pruned = totals.read(conn, totals.WEBHOOKS)
+    return int(kept[("failed_attempts",)] + pruned.get(("failed_attempts",), 0))
+
+
+def tally(conn: Connection, *where: Any) -> dict[totals.Labels, float]:
+    """``{("delivered",): n, ("given_up",): n, ("failed_attempts",): n}`` over the deliveries kept (those that match
+    ``where``): what retention adds to ``jobs.totals`` before it deletes them."""
+    attempts, delivered, given_up = conn.execute(select(
+        func.coalesce(func.sum(table.c.attempts), 0), func.count().filter(table.c.state == DELIVERED),
+        func.count().filter(table.c.state == FAILED)).where(*where)).one()
+    return {("delivered",): int(delivered), ("given_up",): int(given_up),
+            ("failed_attempts",): int(attempts) - int(delivered)}
 
 
 def retry(db: Database, delivery_id: str, now: float) -> None:

@@ -103,6 +103,7 @@ jobs = Table(
     Index("ix_jobs_key_created", "key_id", "created_at"),
     Index("ix_jobs_status_round_seq", "status", "queue_round", "seq"),
     Index("ix_jobs_key_status_round", "key_id", "status", "queue_round"),
+    Index("ix_jobs_finished_at", "finished_at"),  # retention finds finished jobs by age (jobs.retention)
 )
 
 # The outbox: one row per thing that happened to a job, written in the transaction that made it happen (a state
@@ -159,4 +160,27 @@ workers = Table(
     Column("job_id", String(40), nullable=True),
     Column("stopped", Boolean, nullable=False, default=False),
     Column("warmup", Text, nullable=True),  # its warm-up's state, JSON (pixgen.engine.warmup.WarmupState)
+)
+
+# One row per admitted submit or estimate of a key (``JobStore.admit``), refused ones included: the per-key rate
+# limit counts these over the last minute, so a key refused for credits or bad media still uses up its rate.
+# Rows older than the window are deleted as the key's next attempt is admitted.
+submit_attempts = Table(
+    "submit_attempts",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("key_id", String(40), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_submit_attempts_key_at", "key_id", "at"),
+)
+
+# What the metrics had counted from rows that retention has since deleted (``jobs.retention``), added in the
+# transaction that deletes them, so the fleet's counters never go down: ``name`` the tally (``jobs``, ``stage``,
+# ``webhooks``), ``labels`` its label values joined by ``|``.
+pruned_totals = Table(
+    "pruned_totals",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("labels", String(200), primary_key=True),
+    Column("value", Float, nullable=False, default=0.0),
 )

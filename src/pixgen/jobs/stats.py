@@ -2,19 +2,22 @@
 
 Every API node reads the same rows, so each reports the same values, and workers (which serve no HTTP) reach the
 metrics through the rows they write: a job's status, its engine ``timings``, their heartbeat. The totals are
-counts over the jobs table, which only grows (a deleted job keeps its row, hidden), so they never go down.
+counts over the jobs table plus what retention has deleted from it (``jobs.totals``, added in the transaction that
+deletes the rows), so they never go down.
 A scrape costs two scans of the jobs table (counts, stage timings) and an index range for the queue.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, case, cast, distinct, func, select
+from sqlalchemy import Connection, Float, case, cast, distinct, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pixgen.engine.base import Timings
+from pixgen.jobs import totals
 from pixgen.jobs.db import Database
 from pixgen.jobs.schema import jobs
 from pixgen.jobs.states import JobStatus
@@ -53,34 +56,62 @@ class QueueNow:
 
 
 def job_counts(db: Database) -> list[JobCount]:
-    """Jobs ever submitted, by status, surface and quality."""
+    """Jobs ever submitted, by status, surface and quality: those kept, plus those retention has deleted."""
     with db.read() as conn:
-        rows = conn.execute(select(jobs.c.status, jobs.c.surface, jobs.c.quality, func.count())
-                            .group_by(jobs.c.status, jobs.c.surface, jobs.c.quality)).all()
-    return [JobCount(status, surface, quality, int(n)) for status, surface, quality, n in rows]
+        counts = Counter(job_tally(conn))
+        counts.update(totals.read(conn, totals.JOBS))
+    return [JobCount(status, surface, quality, int(n)) for (status, surface, quality), n in counts.items()]
+
+
+def job_tally(conn: Connection, *where: Any) -> dict[totals.Labels, float]:
+    """``{(status, surface, quality): jobs}`` of the jobs kept (those that match ``where``)."""
+    rows = conn.execute(select(jobs.c.status, jobs.c.surface, jobs.c.quality, func.count()).where(*where)
+                        .group_by(jobs.c.status, jobs.c.surface, jobs.c.quality)).all()
+    return {(status, surface, quality): int(n) for status, surface, quality, n in rows}
 
 
 def stage_histograms(db: Database) -> list[StageHistogram]:
-    """The engine's seconds per stage (``jobs.timings``) of every completed job, bucketed per stage and quality."""
-    timed = (select(jobs.c.quality, cast(jobs.c.timings, JSONB).label("t") if db.is_postgres else jobs.c.timings
+    """The engine's seconds per stage (``jobs.timings``) of every completed job, bucketed per stage and quality:
+    the jobs kept, plus those retention has deleted."""
+    with db.read() as conn:
+        tally = Counter(stage_tally(conn, db.is_postgres))
+        tally.update(totals.read(conn, totals.STAGES))
+    found = []
+    for stage, quality in sorted({(stage, quality) for stage, quality, _ in tally}):
+        count = int(tally[stage, quality, "count"])
+        if count:
+            found.append(StageHistogram(stage, quality, tuple(int(tally[stage, quality, _bound(le)])
+                                                              for le in STAGE_BUCKETS),
+                                        count, float(tally[stage, quality, "sum"])))
+    return found
+
+
+def stage_tally(conn: Connection, postgres: bool, *where: Any) -> dict[totals.Labels, float]:
+    """``{(stage, quality, bucket): jobs}`` (a bucket's upper bound, cumulative), ``(stage, quality, "count")`` and
+    ``(stage, quality, "sum")`` (seconds) over the completed jobs kept (those that match ``where``)."""
+    timed = (select(jobs.c.quality, cast(jobs.c.timings, JSONB).label("t") if postgres else jobs.c.timings
                     .label("t"))
-             .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.timings.is_not(None)).subquery())
+             .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.timings.is_not(None), *where).subquery())
     columns: list[Any] = []
     for stage in STAGES:
-        seconds = _stage_seconds(timed.c.t, stage, db.is_postgres)
+        seconds = _stage_seconds(timed.c.t, stage, postgres)
         columns += [func.count(seconds), func.coalesce(func.sum(seconds), 0.0)]
         columns += [func.coalesce(func.sum(case((seconds <= le, 1), else_=0)), 0) for le in STAGE_BUCKETS]
-    with db.read() as conn:
-        rows = conn.execute(select(timed.c.quality, *columns).group_by(timed.c.quality)).all()
+    rows = conn.execute(select(timed.c.quality, *columns).group_by(timed.c.quality)).all()
     width = 2 + len(STAGE_BUCKETS)
-    found = []
+    tally: dict[totals.Labels, float] = {}
     for quality, *values in rows:
         for i, stage in enumerate(STAGES):
             count, total, *cumulative = values[i * width:(i + 1) * width]
             if count:
-                found.append(StageHistogram(stage, quality, tuple(int(c) for c in cumulative), int(count),
-                                            float(total)))
-    return found
+                tally[stage, quality, "count"], tally[stage, quality, "sum"] = int(count), float(total)
+                tally.update({(stage, quality, _bound(le)): int(c)
+                              for le, c in zip(STAGE_BUCKETS, cumulative, strict=True)})
+    return tally
+
+
+def _bound(le: float) -> str:
+    return f"{le:g}"
 
 
 def queue_now(db: Database, now: float) -> QueueNow:

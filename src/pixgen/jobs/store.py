@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pixgen.core.fields import scrubbed as scrubbed_request
 from pixgen.core.models import MODEL_ID
 from pixgen.core.spec import VideoRequest
+from pixgen.core.text import text_problem
 from pixgen.engine.base import GenerationResult
 from pixgen.errors import (
     Conflict,
@@ -34,6 +35,7 @@ from pixgen.errors import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    PixgenError,
     RateLimited,
     Unauthorized,
 )
@@ -42,12 +44,12 @@ from pixgen.jobs.db import Database
 from pixgen.jobs.events import EventKind
 from pixgen.jobs.ids import JobId
 from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
-from pixgen.jobs.schema import api_keys, jobs
+from pixgen.jobs.schema import api_keys, jobs, submit_attempts
 from pixgen.jobs.states import REFUNDING, JobStatus
 from pixgen.jobs.webhooks import Subscription
 
 MAX_IDEMPOTENCY_KEY = 255
-RATE_WINDOW = 60.0  # seconds of the per-key rate limit
+RATE_WINDOW = 60.0  # seconds of the per-key rate limit (``JobStore.admit``)
 
 
 @dataclass(frozen=True)
@@ -275,12 +277,11 @@ class JobStore:
         regenerates ``origin.retake`` of it) and the jobs it was made from (``Origin``); ``webhook``: where the
         job's events go (``jobs.webhooks``).
         The job takes its turn in the fair order across keys (``queue_order``); it is not refused for waiting.
-        Raises ``InsufficientCredits``, ``RateLimited`` (rate, or the concurrency cap when one is set), or
-        ``InvalidRequest`` when ``idempotency_key`` was used before with another body.
+        Raises ``InsufficientCredits``, ``RateLimited`` (the concurrency cap, when one is set), or
+        ``InvalidRequest`` when ``idempotency_key`` was used before with another body. The rate limit is counted
+        by ``admit``, which the service runs first, before any work is done for the request.
         """
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
-                                 field="Idempotency-Key")
+        check_idempotency_key(idempotency_key)
         digest = request_hash(request, origin, webhook)
         columns = {"surface": origin.surface.value, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
                    "remix_of": origin.remix_of, "replay_of": origin.replay_of,
@@ -298,6 +299,44 @@ class JobStore:
             with self.db.read() as conn:
                 return self._replay(conn, key_id, idempotency_key, digest)  # type: ignore[return-value]
 
+    def admit(self, key_id: str, *, cost: int | None, idempotency_key: str | None = None) -> None:
+        """The cheap checks before any work is done for a submit (``cost``: its price) or an estimate (None): the
+        attempt is counted toward the key's rate (``rate_limit_per_minute`` attempts a minute, refused ones
+        included: a key refused for credits or bad media uses up its rate like any other), then the concurrency
+        cap and the credits. ``RateLimited`` / ``InsufficientCredits`` / ``Unauthorized``; a submit that replays an
+        earlier job by its ``idempotency_key`` is let through to ``submit`` (which answers with that job).
+
+        ``submit`` checks the cap and the credits again, under the key's lock, when it charges."""
+        check_idempotency_key(idempotency_key)
+        now = self.clock()
+        problem: PixgenError | None = None
+        with self.db.write() as conn:  # the attempt is recorded even when a check below refuses it
+            key = conn.execute(select(api_keys.c.credits, api_keys.c.disabled).where(api_keys.c.id == key_id)
+                               .with_for_update()).first()
+            if key is None or key.disabled:
+                raise Unauthorized("invalid API key")
+            since = now - RATE_WINDOW
+            conn.execute(delete(submit_attempts).where(submit_attempts.c.key_id == key_id,
+                                                       submit_attempts.c.at <= since))
+            recent, oldest = conn.execute(select(func.count(), func.min(submit_attempts.c.at)).where(
+                submit_attempts.c.key_id == key_id)).one()
+            if self.rate_limit_per_minute and recent >= self.rate_limit_per_minute:
+                wait = max(1, math.ceil(oldest + RATE_WINDOW - now))
+                raise RateLimited(f"at most {self.rate_limit_per_minute} submits per minute per key, refused ones "
+                                  "included", retry_after=wait)
+            conn.execute(submit_attempts.insert().values(key_id=key_id, at=now))
+            replay = idempotency_key is not None and conn.execute(select(jobs.c.id).where(
+                jobs.c.key_id == key_id, jobs.c.idempotency_key == idempotency_key)).first() is not None
+            if cost is not None and not replay:
+                try:
+                    self._check_cap(conn, key_id)
+                except RateLimited as exc:
+                    problem = exc
+                if problem is None and key.credits < cost:
+                    problem = InsufficientCredits(f"this video costs {cost} credits; {key.credits} remaining")
+        if problem is not None:
+            raise problem
+
     def _submit_once(self, key_id: str, request: VideoRequest, digest: str, cost: int,
                      idempotency_key: str | None, model: str, columns: dict[str, Any]) -> Submitted:
         now = self.clock()
@@ -311,7 +350,7 @@ class JobStore:
                 replay = self._replay(conn, key_id, idempotency_key, digest)
                 if replay is not None:
                     return replay
-            self._check_limits(conn, key_id, now)
+            self._check_cap(conn, key_id)
             if key.credits < cost:
                 raise InsufficientCredits(f"this video costs {cost} credits; {key.credits} remaining")
             seeded = request.with_seed()
@@ -340,19 +379,16 @@ class JobStore:
         credits = conn.execute(select(api_keys.c.credits).where(api_keys.c.id == key_id)).scalar_one()
         return Submitted(job=Job.from_row(row), credits_remaining=int(credits), replayed=True)
 
-    def _check_limits(self, conn: Connection, key_id: str, now: float) -> None:
+    def _check_cap(self, conn: Connection, key_id: str) -> None:
+        """``RateLimited`` when the key has ``max_concurrent_jobs`` jobs queued or running (no cap when 0)."""
+        if not self.max_concurrent_jobs:
+            return
         active = conn.execute(select(func.count()).select_from(jobs).where(
             jobs.c.key_id == key_id,
             jobs.c.status.in_([JobStatus.PENDING.value, JobStatus.PROCESSING.value]))).scalar_one()
-        if self.max_concurrent_jobs and active >= self.max_concurrent_jobs:
+        if active >= self.max_concurrent_jobs:
             raise RateLimited(f"{active} jobs of this key are queued or running (at most "
                               f"{self.max_concurrent_jobs}); wait for one to finish", retry_after=5)
-        since = now - RATE_WINDOW
-        recent, oldest = conn.execute(select(func.count(), func.min(jobs.c.created_at)).where(
-            jobs.c.key_id == key_id, jobs.c.created_at > since)).one()
-        if self.rate_limit_per_minute and recent >= self.rate_limit_per_minute:
-            wait = max(1, math.ceil(oldest + RATE_WINDOW - now))
-            raise RateLimited(f"at most {self.rate_limit_per_minute} jobs per minute per key", retry_after=wait)
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another key: ids are not an oracle)."""
@@ -451,6 +487,17 @@ class JobStore:
                        attempts=jobs.c.attempts + 1, progress=0, stage="queued", started_at=now)
             job = self._get(conn, job.id)
         return Claim(job=job, token=token)
+
+    def live_attempts(self, job_ids: Iterable[str], token_chars: int) -> set[tuple[str, str]]:
+        """``(job id, first token_chars of its lease token)`` of those jobs that run now: processing, under a
+        lease (``jobs.workdir`` keeps their files)."""
+        ids = [job_id for job_id in job_ids if JobId.is_valid(job_id)]
+        if not ids:
+            return set()
+        with self.db.read() as conn:
+            rows = conn.execute(select(jobs.c.id, jobs.c.lease_token).where(
+                jobs.c.id.in_(ids), jobs.c.status == JobStatus.PROCESSING.value)).all()
+        return {(job_id, token[:token_chars]) for job_id, token in rows if token}
 
     def heartbeat(self, job_id: str, token: str, *, progress: int | None = None, stage: str | None = None,
                   preview_file: str | None = None) -> Beat:
@@ -651,6 +698,17 @@ class JobStore:
         job = self._find(conn, job_id)
         assert job is not None
         return job
+
+
+def check_idempotency_key(value: str | None) -> None:
+    """An ``Idempotency-Key`` reaches SQL: 1..255 characters of text (no NUL, no control character), else 400."""
+    if value is None:
+        return
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters", field="Idempotency-Key")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidRequest(f"Idempotency-Key {problem}", field="Idempotency-Key")
 
 
 def _holds_lease(job: Job | None, token: str) -> bool:

@@ -2,8 +2,9 @@
 
 Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress,
 picks up cancel requests and hands the job back when a drain runs out; a housekeeping thread keeps the worker's own
-heartbeat row fresh, puts jobs of dead workers back in the queue and, under zero data retention, deletes outputs
-past their TTL.
+heartbeat row fresh, puts jobs of dead workers back in the queue, under zero data retention deletes outputs past
+their TTL, and deletes jobs past ``--keep-jobs`` (``jobs.retention``). At start and at each claim the main thread
+sweeps ``work/`` of the files of attempts no longer running (``jobs.workdir``: a killed worker's partial MP4).
 
 Stopping (``drain``, on SIGTERM): no new claims; the running job may finish within ``--drain-seconds``; past that
 the lease thread hands it back at once (``JobStore.hand_back``, another worker restarts it) and the engine stops at
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import threading
@@ -26,7 +28,7 @@ from typing import Callable
 from pixgen.core.progress import Progress
 from pixgen.engine.base import Engine, GenerationResult, Preview
 from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError, RankGroupBroken
-from pixgen.jobs import fleet
+from pixgen.jobs import fleet, retention, workdir
 from pixgen.jobs.db import Database, connect, migrate
 from pixgen.jobs.gpus import worker_environment
 from pixgen.jobs.manifest import ModelIdentity, build_manifest, model_identity
@@ -85,6 +87,7 @@ class Worker:
         migrate(self.db)
         self.store = JobStore.from_settings(self.db, self.settings)
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        workdir.sweep(self.settings.work_dir, self.store)  # what a killed worker left behind
         engine = self._engine_factory()
         self.model = model_identity(self.settings.engine, self.settings.model, self.settings.cache_dir)
         fleet.register_worker(self.db, self.id, self.settings.model)
@@ -102,6 +105,7 @@ class Worker:
                 if claim is None:
                     self.stop.wait(self.settings.poll_interval)
                     continue
+                workdir.sweep(self.settings.work_dir, self.store)  # a job taken over leaves its last attempt's files
                 self._run_job(engine, claim)
                 done += 1
         finally:
@@ -115,8 +119,9 @@ class Worker:
         store, job, token = self.store, claim.job, claim.token
         assert store is not None
         self._current = job.id
-        # One file name per attempt: a worker that lost its lease and still runs never writes over the new one.
-        stem = f"{job.id}-{token[:8]}"
+        # One file name per attempt: a worker that lost its lease and still runs never writes over the new one, and
+        # a sweep knows whose it is (``jobs.workdir``).
+        stem = workdir.attempt_stem(job.id, token)
         video = self.settings.work_dir / f"{stem}.mp4"
         source: Path | None = None
         lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.hand_back_due)
@@ -174,8 +179,8 @@ class Worker:
             return
         finally:
             self._current = None
-            if source is not None and source.parent == self.settings.work_dir:
-                _remove(source)  # a download of the source (the local store hands its own file)
+            if source is not None and source.parent == self.settings.work_dir / stem:
+                shutil.rmtree(source.parent, ignore_errors=True)  # a download (the local store hands its own file)
         lease.close()
         self._finish(job, token, result, video, stem, preview)
 
@@ -224,13 +229,14 @@ class Worker:
         if source.status is not JobStatus.COMPLETED or source.media_deleted or not source.video_file:
             raise gone
         try:
-            return self.media.local_copy(source.video_file, self.settings.work_dir)
+            return self.media.local_copy(source.video_file, self.settings.work_dir / stem)  # a folder of the attempt
         except FileNotFoundError:
             raise gone from None
 
     def _housekeeping(self) -> None:
         assert self.db is not None and self.store is not None
         period = fleet.beat_period(self.settings.lease_seconds)
+        pruning = retention.Sweep(self.db, self.media, self.settings.keep_jobs)
         # The first sweep runs at once: a worker started to replace a dead one takes its expired job without
         # waiting a period more.
         first = True
@@ -242,6 +248,7 @@ class Worker:
                     log.warning("job %s: lease expired, put back or ended", job_id)
                 if self.settings.zero_data_retention:
                     self._purge_outputs()
+                pruning.maybe_run()
             except Exception:  # noqa: BLE001 - a database hiccup must not end housekeeping
                 log.exception("housekeeping failed; retrying")
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ctypes
+import ctypes.util
 import io
 import re
 import warnings
+from collections.abc import Iterator
 
 from PIL import Image, ImageOps
 
@@ -17,6 +21,7 @@ from pixgen.errors import InvalidRequest
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # stops decompression bombs before the pixels are decoded
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 _DATA_URI = re.compile(r"^data:image/(png|jpeg|jpg|webp);base64,", re.IGNORECASE)
 
 
@@ -40,24 +45,106 @@ def decode_base64_uri(uri: str, prefix: re.Pattern[str], form: str, max_bytes: i
 
 def open_image(data: bytes, *, field: str = "image_input") -> Image.Image:
     """Decode PNG/JPEG/WebP bytes into an RGB image with EXIF orientation applied; refuse anything else."""
+    with _decoding(field):
+        image = _opened(data, field)
+        image.load()
+    image = ImageOps.exif_transpose(image)
+    return image.convert("RGB")
+
+
+def image_header(data: bytes, *, field: str = "image_input") -> tuple[int, int]:
+    """The image's width and height as shown (EXIF orientation applied) from its header alone: PIL opens lazily, so
+    a 36-megapixel PNG is refused or measured here without its pixels being decoded. Type, byte and pixel limits
+    are checked; whether the pixel data decodes is ``check_image``'s."""
+    with _decoding(field):
+        image = _opened(data, field)
+        return _shown_size(image, loaded=False)
+
+
+def check_image(data: bytes, *, field: str = "image_input") -> tuple[int, int]:
+    """Decode the image once to prove it readable and return its size as shown, keeping nothing: no RGB copy, no
+    rotated copy (``open_image`` makes both for the engine), the pixels freed before this returns."""
+    with _decoding(field):
+        image = _opened(data, field)
+        try:
+            image.load()
+            return _shown_size(image, loaded=True)
+        finally:
+            image.close()
+
+
+# Memory after a burst of decodes (glibc; elsewhere these do nothing). PIL holds a decoded image in 16 MB blocks.
+# glibc serves an allocation above its mmap threshold with its own mapping, unmapped when freed, but it raises that
+# threshold to the size of each such block freed: from the first large image on, PIL's blocks come from per-thread
+# arenas that keep the pages after the free, and an API process that decoded a burst of 36-megapixel images stays
+# at its peak (2.3 GB for six requests). A fixed threshold keeps every large block a mapping of its own.
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+LARGE_BLOCK = 1024 * 1024  # bytes: allocations from here up are mappings of their own, returned at free
+
+
+def return_large_blocks_at_free() -> None:
+    """Fix glibc's mmap threshold at ``LARGE_BLOCK`` for this process (the API's: decodes at submit); its workers
+    keep glibc's own tuning."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+
+
+def release_freed_memory() -> None:
+    """Return the free pages of every arena to the system (``malloc_trim(0)``): what a decode freed below
+    ``LARGE_BLOCK``."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+def _opened(data: bytes, field: str) -> Image.Image:
+    """The image opened lazily (header read, no pixels), its type and size within the limits."""
     if len(data) > MAX_IMAGE_BYTES:
         raise InvalidRequest(f"{field} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB", field=field)
+    image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+    if image.width * image.height > MAX_PIXELS:
+        raise InvalidRequest(f"{field} has {image.width}x{image.height} pixels; at most "
+                             f"{MAX_PIXELS:,} pixels", field=field)
+    return image
+
+
+def _shown_size(image: Image.Image, *, loaded: bool) -> tuple[int, int]:
+    """Width and height once EXIF orientation is applied (orientations 5 to 8 turn the picture a quarter). Not
+    ``loaded``: only EXIF read with the header counts (a PNG's ``getexif`` would decode the pixels to look after
+    them)."""
+    if loaded:
+        exif = image.getexif()
+    else:
+        exif = Image.Exif()
+        if isinstance(raw := image.info.get("exif"), bytes):
+            exif.load(raw)
+    turned = exif.get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+    return (image.height, image.width) if turned else (image.width, image.height)
+
+
+@contextlib.contextmanager
+def _decoding(field: str) -> Iterator[None]:
+    """PIL's refusals as ``InvalidRequest`` naming ``field``: a decompression bomb, or a broken file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
-            if image.width * image.height > MAX_PIXELS:
-                raise InvalidRequest(f"{field} has {image.width}x{image.height} pixels; at most "
-                                     f"{MAX_PIXELS:,} pixels", field=field)
-            image.load()
+            yield
     except InvalidRequest:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidRequest(f"{field} has too many pixels", field=field) from None
     except Exception:  # noqa: BLE001 - PIL raises many types for broken files
         raise InvalidRequest(f"{field} is not a readable PNG, JPEG or WebP image", field=field) from None
-    image = ImageOps.exif_transpose(image)
-    return image.convert("RGB")
 
 
 def image_type(data: bytes) -> str | None:

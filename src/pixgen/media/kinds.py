@@ -19,18 +19,26 @@ Size = tuple[int, int]
 
 @dataclass(frozen=True)
 class MediaKind:
+    """``from_bytes`` and ``peek`` are cheap (no decode: they run before the credit check and under no bound);
+    ``check`` decodes, after ``peek`` has passed every value of the request, under the API's decode bound."""
+
     from_bytes: Callable[[bytes, str, str | None], str]  # (file bytes, field, file name) → data URI
     check: Callable[[str, str], Size | None]  # (data URI, field) → its picture's size (None: no picture)
     fetch: Callable[[str, fetch.FetchPolicy, str], str]  # (URL, policy, field) → data URI
+    # (data URI, field): the limits its header shows (type, bytes, pixels); None: the kind has no cheap look
+    peek: Callable[[str, str], None] | None = None
 
 
 def _image_bytes(data: bytes, field: str, name: str | None) -> str:
     return images.data_uri_from_bytes(data, field=field, name=name)
 
 
+def _image_peek(uri: str, field: str) -> None:
+    images.image_header(images.decode_data_uri(uri, field=field), field=field)
+
+
 def _image_check(uri: str, field: str) -> Size:
-    image = images.image_from_data_uri(uri, field=field)
-    return image.width, image.height
+    return images.check_image(images.decode_data_uri(uri, field=field), field=field)
 
 
 def _image_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
@@ -38,9 +46,11 @@ def _image_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
 
 
 def _video_bytes(data: bytes, field: str, name: str | None) -> str:
-    uri = control_video.video_data_uri(data, field=field)
-    control_video.check_control_video(uri, field=field)
-    return uri
+    return control_video.video_data_uri(data, field=field)  # decoded by ``check`` at submit, not while uploading
+
+
+def _video_peek(uri: str, field: str) -> None:
+    control_video.decode_video_uri(uri, field=field)  # base64, the byte limit, an MP4's first box
 
 
 def _video_check(uri: str, field: str) -> Size:
@@ -53,8 +63,8 @@ def _video_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
 
 
 KINDS: dict[Media, MediaKind] = {
-    Media.IMAGE: MediaKind(_image_bytes, _image_check, _image_fetch),
-    Media.VIDEO: MediaKind(_video_bytes, _video_check, _video_fetch),
+    Media.IMAGE: MediaKind(_image_bytes, _image_check, _image_fetch, peek=_image_peek),
+    Media.VIDEO: MediaKind(_video_bytes, _video_check, _video_fetch, peek=_video_peek),
 }
 
 
