@@ -57,6 +57,7 @@ from pixgen.engine.base import (
     Retake,
     ShotInfo,
     ShotRun,
+    SoundtrackFit,
     Timings,
     never_cancelled,
 )
@@ -224,6 +225,7 @@ class LTX2Engine:
         self.parallel: ParallelRuntime | None = None  # this rank's group, when one job runs over several
         self.options = EngineOptions()  # as loaded (``load``)
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
+        self.audio_vae_rate = int(pipes.text.audio_vae.config.sample_rate)  # what the audio VAE encodes
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
         # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
         # its own way (which refuses a group-offloaded text encoder).
@@ -356,7 +358,8 @@ class LTX2Engine:
     def _result(self, run: Run, out_path: Path, request: VideoRequest, req: VideoRequest, geometry: Geometry,
                 num_frames: int, *, audio: bool, prompt: str, used: PromptPlan, shot_runs: tuple[ShotRun, ...],
                 loras: tuple[str, ...], aspect_ratio: str | None = None, shots: tuple[ShotInfo, ...] = (),
-                extension: Extension | None = None, retake: Retake | None = None) -> GenerationResult:
+                extension: Extension | None = None, retake: Retake | None = None,
+                soundtrack: SoundtrackFit | None = None) -> GenerationResult:
         """THE result of every route: ``request`` as asked, ``req`` as run (seeded), the prompt as used (``used``:
         the first shot's plan), one ``ShotRun`` per shot for the provenance, and what only one route knows."""
         return GenerationResult(
@@ -366,6 +369,7 @@ class LTX2Engine:
             aspect_ratio=aspect_ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
             recipe=self.recipe.name, loras=loras, shots=shots, extension=extension, retake=retake,
+            soundtrack=soundtrack,
             timings=Timings.from_mapping(run.timings), provenance=self._provenance(shot_runs))
 
     def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
