@@ -205,8 +205,17 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         replayOf=job.replay_of,
         shots=[schemas.Shot(**shot) for shot in shots] if (shots := job.shot_list()) is not None else None,
         timings=job.timing_dict(),
+        soundtrack=soundtrack_view(job.soundtrack_dict()),
         **some,
     )
+
+
+def soundtrack_view(fit: Mapping[str, float] | None) -> schemas.SoundtrackFit | None:
+    """The stored fit of a given soundtrack (``SoundtrackFit.as_dict``) in the job API's names."""
+    if not fit:
+        return None
+    return schemas.SoundtrackFit(givenSeconds=fit["given_seconds"], videoSeconds=fit["video_seconds"],
+                                 cutSeconds=fit["cut_seconds"], paddedSeconds=fit["padded_seconds"])
 
 
 def job_json(job: Job, **links: Any) -> dict[str, Any]:
