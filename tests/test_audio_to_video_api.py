@@ -105,6 +105,27 @@ def test_the_estimate_follows_the_sounds_length_and_the_job_records_its_duration
     assert job["duration"] == 2 and job["status"] == "pending"
 
 
+def test_the_openai_form_takes_the_soundtrack_as_a_file_upload_typed_by_its_bytes(api_server):
+    from pixgen.jobs.db import connect
+    from pixgen.jobs.store import JobStore
+
+    key = api_server.new_key(credits=30)
+    with client(api_server, key) as c:
+        r = c.post("/v1/videos", data={"model": "pixverse-v6", "prompt": "a drummer", "size": "640x360"},
+                   files={"audio": ("beat.wav", wav(0.5), "application/octet-stream")})
+        assert r.status_code == 200, r.text
+        bad = c.post("/v1/videos", data={"model": "pixverse-v6", "prompt": "a drummer"},
+                     files={"audio": ("beat.wav", b"not a sound at all", "audio/wav")})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "audio", bad.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 20
+    db = connect(api_server.database_url, pool_size=1)
+    try:
+        stored = json.loads(JobStore(db).get(r.json()["id"]).request)
+    finally:
+        db.dispose()
+    assert stored["audio"] == uri(wav(0.5)) and stored["duration"] is None  # typed by its bytes, length its own
+
+
 @pytest.fixture(scope="module")
 def audio_host(tmp_path_factory):
     """A loopback HTTP server with ``/voice.wav`` and ``/picture.png``."""
