@@ -63,9 +63,12 @@ class VideoRequest(BaseModel):
                                                              json_schema_extra={"maxLength": MAX_PROMPT})
     negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
-    duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
-                                        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
-        Field(5, ge=1, le=15)
+    # None only with ``audio``: the video is then as long as the soundtrack (``_follow_audio``).
+    duration: Annotated[StrictInt | None, Role(
+        cli=Flag(("--duration",), help="seconds, 1..15 (default 5; with --audio, the audio's length)"),
+        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
+        Field(5, ge=1, le=15, description="seconds, 1 to 15 (default 5); with audio and no duration, the audio's "
+              "length rounded up to whole frames")
     aspect_ratio: Annotated[AspectRatio | None, Role(
         cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
         offered="aspect_ratios")] = None
@@ -104,11 +107,26 @@ class VideoRequest(BaseModel):
         Field(None, min_length=1, max_length=MAX_KEYFRAMES, description="pictures the video passes through, each "
               "at its time (seconds within the duration; two may not share a latent frame)")
 
+    audio: Annotated[CheckedStr | None, Role(
+        media=Media.AUDIO, url=True, needs=Need("audio_to_video", "a soundtrack to make the video to"),
+        cli=Flag(("--audio",), metavar="FILE", help="a soundtrack (WAV, MP3, AAC/M4A, FLAC or Ogg; at most 15 s) "
+                 "the video is made to and carries; without --duration the video is as long as it"))] = \
+        Field(None, description="a soundtrack (at most 15 s) the video is made to: the MP4 carries it as given; "
+              "without duration, the video is as long as it")
+
     @model_validator(mode="before")
     @classmethod
     def _trim_prompt(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and isinstance(data.get("prompt"), str):
             data = {**data, "prompt": data["prompt"].strip()}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_audio(cls, data: Any) -> Any:
+        """A soundtrack without a duration sets the length: ``duration`` None (the engine measures the audio)."""
+        if isinstance(data, Mapping) and data.get("audio") is not None and "duration" not in data:
+            data = {**data, "duration": None}
         return data
 
     @model_validator(mode="after")
@@ -122,11 +140,24 @@ class VideoRequest(BaseModel):
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
+        self._check_audio()
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
+            if self.duration is None:
+                raise InvalidRequest("keyframes with audio need a duration (their times are checked against it)",
+                                     field="duration")
             check_keyframes(self.keyframes, self.duration)
         return self
+
+    def _check_audio(self) -> None:
+        if self.duration is None and self.audio is None:
+            raise InvalidRequest("duration is required (1 to 15 seconds) unless audio gives the length",
+                                 field="duration")
+        if self.audio is None:
+            return
+        if self.multi_clip:
+            raise InvalidRequest("multi_clip cannot be combined with audio", field="multi_clip")
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
@@ -147,8 +178,23 @@ class VideoRequest(BaseModel):
         return output_size(self.ratio, self.quality)
 
     @property
+    def follows_audio(self) -> bool:
+        """The video is as long as ``audio`` (no duration was given with it)."""
+        return self.duration is None
+
+    @property
+    def seconds(self) -> int:
+        """``duration``, for code that needs one: a request that follows its audio has none before the audio is
+        measured (``engine/ltx2/soundtrack.py``, ``api/service.audio_frames``), and is never extended, split into
+        shots or given keyframes without a duration."""
+        if self.duration is None:
+            raise ValueError("this request's length is its audio's: measure the audio for its length")
+        return self.duration
+
+    @property
     def num_frames(self) -> int:
-        return num_frames(self.duration)
+        """``duration × 24 + 1`` (``seconds``' rule for a request that follows its audio)."""
+        return num_frames(self.seconds)
 
     def with_seed(self) -> VideoRequest:
         """The same request with a seed: the given one, or one drawn at random (reported with the result)."""
