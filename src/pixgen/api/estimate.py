@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgen.api.context import AppContext
+from pixgen.api.service import price
 from pixgen.core.spec import VideoRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.throughput import QueueNow, RunTime, measured, queue_now
@@ -39,7 +40,7 @@ class Estimate:
 
 def estimate(ctx: AppContext, key: ApiKey, request: VideoRequest) -> Estimate:
     throughput = measured(ctx.db)
-    return Estimate(request=request, credit_cost=ctx.settings.price_for(request.quality),
+    return Estimate(request=request, credit_cost=price(ctx, request),
                     credits_remaining=ctx.store.credits(key.id), queue=queue_now(ctx.db, throughput, key.id),
                     run=throughput.run_time(request.quality, request.duration), now=time.time())
 
@@ -57,6 +58,7 @@ def estimate_json(est: Estimate) -> dict[str, Any]:
         "frames": req.num_frames,
         "hasAudio": req.generate_audio,
         "controlType": req.control_type,
+        "soundOnly": req.sound_only,
         "creditCost": est.credit_cost,
         "creditsRemaining": est.credits_remaining,
         "affordable": est.credits_remaining >= est.credit_cost,

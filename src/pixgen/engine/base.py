@@ -67,6 +67,7 @@ class Capabilities:
     audio: bool  # a generated sound track
     keyframes: bool = False  # pictures pinned at any time (``VideoRequest.keyframes``)
     retake: RetakeRule | None = None  # regenerate a time range of a finished video (``Engine.retake``), by this rule
+    sound_for_video: bool = False  # new sound under a video's own frames (``Engine.sound``)
     # The latent clock: the first latent holds the first frame alone, each later one this many frames
     # (``core.keyframes``: two pictures may not pin one latent).
     frames_per_latent: int = 1
@@ -211,6 +212,7 @@ class GenerationResult:
     shots: tuple[ShotInfo, ...] = ()  # multi-clip only
     extension: Extension | None = None  # extend only
     retake: Retake | None = None  # retake only
+    sound_only: bool = False  # sound only: the frames are the source's, copied
     timings: Timings = field(default_factory=Timings)
     provenance: Provenance | None = None  # what made it, for the job's manifest
 
@@ -275,4 +277,18 @@ class Engine(Protocol):
         """Regenerate ``[start, end)`` seconds of the finished video ``source`` (picture and sound) with
         ``request``'s prompt and seed, keeping every other frame; write the WHOLE video to ``out_path``. The range
         follows ``pixgen.core.retake``. Only called when ``capabilities.retake``."""
+        ...
+
+    def sound(
+        self,
+        source: Path | None,
+        request: VideoRequest,
+        out_path: Path,
+        on_progress: ProgressCallback = no_progress,
+        should_cancel: Callable[[], bool] = never_cancelled,
+    ) -> GenerationResult:
+        """New sound for the video ``source`` (None: the request's ``video``) with ``request``'s prompt and seed:
+        write ``out_path`` with the source's video stream copied as it is (the frames bit for bit) and the new
+        sound as its one audio track. ``InvalidRequest(field="video")`` for a video it cannot take. Only called
+        when ``capabilities.sound_for_video``."""
         ...
