@@ -18,8 +18,8 @@ A job is composed of stage blocks that each take the job's ``Run`` (progress, ca
 ``generate`` runs 1–4 per shot (one, or several with ``multi_clip``; their latents are small) then 5 for each;
 ``extend`` runs the same blocks with the source's last frames as the condition, ``retake`` with the frames either
 side of the range it regenerates, ``sound`` (2–4 only) with every frame of the source held fixed. Frames are
-generated on the grid size that covers the output and cropped to it (``geometry.py``); the sampling recipe is the folder's
-(``recipes.py``), reported at load and with every job.
+generated on the grid size that covers the output and cropped to it (``geometry.py``); the sampling recipe is the
+folder's (``recipes.py``), reported at load and with every job.
 """
 
 from __future__ import annotations
