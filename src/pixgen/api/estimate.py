@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgen.api.context import AppContext
-from pixgen.api.service import price
+from pixgen.api.service import audio_frames, price
+from pixgen.core.sizes import whole_seconds
 from pixgen.core.spec import VideoRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.throughput import QueueNow, RunTime, measured, queue_now
@@ -27,6 +28,7 @@ class Estimate:
     queue: QueueNow
     run: RunTime
     now: float
+    frames: int  # the video's (a soundtrack's length when the request follows it)
 
     @property
     def wait_seconds(self) -> float | None:
@@ -40,9 +42,10 @@ class Estimate:
 
 def estimate(ctx: AppContext, key: ApiKey, request: VideoRequest) -> Estimate:
     throughput = measured(ctx.db)
+    frames = audio_frames(request)  # a request that follows its soundtrack is as long as it
     return Estimate(request=request, credit_cost=price(ctx, request),
                     credits_remaining=ctx.store.credits(key.id), queue=queue_now(ctx.db, throughput, key.id),
-                    run=throughput.run_time(request.quality, request.duration), now=time.time())
+                    run=throughput.run_time(request.quality, whole_seconds(frames)), now=time.time(), frames=frames)
 
 
 def estimate_json(est: Estimate) -> dict[str, Any]:
@@ -54,8 +57,8 @@ def estimate_json(est: Estimate) -> dict[str, Any]:
         "height": height,
         "aspectRatio": req.ratio,
         "quality": req.quality,
-        "duration": req.duration,
-        "frames": req.num_frames,
+        "duration": whole_seconds(est.frames),
+        "frames": est.frames,
         "hasAudio": req.generate_audio,
         "controlType": req.control_type,
         "soundOnly": req.sound_only,

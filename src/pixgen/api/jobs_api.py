@@ -44,6 +44,7 @@ from pixgen.jobs.origin import ApiSurface, JobKind
 from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription, parse_subscription
+from pixgen.media.audio import AUDIO_FORMATS, MAX_AUDIO_SECONDS
 from pixgen.media.fetch import check_url
 
 PREFIX = "/api/v1"
@@ -212,8 +213,17 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         replayOf=job.replay_of,
         shots=[schemas.Shot(**shot) for shot in shots] if (shots := job.shot_list()) is not None else None,
         timings=job.timing_dict(),
+        soundtrack=soundtrack_view(job.soundtrack_dict()),
         **some,
     )
+
+
+def soundtrack_view(fit: Mapping[str, float] | None) -> schemas.SoundtrackFit | None:
+    """The stored fit of a given soundtrack (``SoundtrackFit.as_dict``) in the job API's names."""
+    if not fit:
+        return None
+    return schemas.SoundtrackFit(givenSeconds=fit["given_seconds"], videoSeconds=fit["video_seconds"],
+                                 cutSeconds=fit["cut_seconds"], paddedSeconds=fit["padded_seconds"])
 
 
 def job_json(job: Job, **links: Any) -> dict[str, Any]:
@@ -226,18 +236,27 @@ def progress_json(job: Job, position: int | None) -> dict[str, Any]:
             "queuePosition": position}
 
 
+def sound_first(capabilities: Capabilities) -> list[str]:
+    """Issue 22's features the model offers, by their ``Capabilities`` flag. One line each: ``sound-for-video``
+    (``sound_for_video``) and ``auto-duration`` (``auto_duration``) join here with their features."""
+    offered = (("audio-to-video", capabilities.audio_to_video), ("sound-for-video", capabilities.sound_for_video))
+    return [name for name, on in offered if on]
+
+
 def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int],
                 sound_price: int = 0) -> dict[str, Any]:
     """``GET /api/v1/models``: the one model, what its backend can do, its sizes and its prices."""
     features = ["text-to-video", "image-to-video", "video-remix"]
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
                                        ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio),
-                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake),
-                                       ("sound-for-video", capabilities.sound_for_video))
+                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake))
                  if on]
+    features += sound_first(capabilities)
     low, high = capabilities.durations
     if capabilities.control_types:
         features.append("control-video")
+    audio_input = {"formats": list(AUDIO_FORMATS), "max_seconds": MAX_AUDIO_SECONDS} \
+        if capabilities.audio_to_video else None
     return {"models": [{
         "id": MODEL_ID,
         "name": "Pixverse V6 (self-hosted, LTX-2)",
@@ -248,7 +267,8 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
         "capabilities": features,
         "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
                        "duration": {"min": low, "max": high, "default": 5},
-                       "control_type": list(capabilities.control_types)},
+                       "control_type": list(capabilities.control_types),
+                       **({"audio": audio_input} if audio_input else {})},
         "sizes": capabilities.sizes(),
     }]}
 

@@ -56,6 +56,15 @@ class RetakeRange(BaseModel):
     end: float
 
 
+class SoundtrackFit(BaseModel):
+    """How a given soundtrack (``audio``) was fitted to the video: seconds of each, and cut off or padded."""
+
+    givenSeconds: float = Field(description="the soundtrack's own length")
+    videoSeconds: float = Field(description="the video's length (its first frame to its last), the track's too")
+    cutSeconds: float = Field(description="cut off the soundtrack's end (a shorter duration was asked)")
+    paddedSeconds: float = Field(description="silence after it (a longer duration, or up to a whole frame)")
+
+
 class Job(BaseModel):
     jobId: str
     status: Status
@@ -89,6 +98,8 @@ class Job(BaseModel):
     statusUrl: str | None = None
     webhook: JobWebhook | None = Field(None, description="only when the job was submitted with a webhook_url")
     retake: RetakeRange | None = Field(None, description="a retake's range of its source, as regenerated")
+    soundtrack: SoundtrackFit | None = Field(None, description="a video made to a given soundtrack (audio): how "
+                                             "the sound was fitted to it")
     replayOf: str | None = Field(None, description="a replay: the job whose manifest it makes again")
 
 

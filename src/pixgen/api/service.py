@@ -18,13 +18,14 @@ from pixgen.api.context import AppContext
 from pixgen.api.mapping import check_capabilities, renamed
 from pixgen.core.fields import media_values, role_at, with_values
 from pixgen.core.models import MODEL_ID
-from pixgen.core.sizes import nearest_aspect_ratio
+from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, whole_seconds
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
+from pixgen.media.audio import check_audio
 from pixgen.media.fetch import FetchPolicy, check_destination
 from pixgen.media.images import release_freed_memory
 from pixgen.media.kinds import kind
@@ -65,6 +66,8 @@ async def submit(
     admitted = cost if cost is not None else price(ctx, request)
     await admit(ctx, key, cost=admitted, idempotency_key=idempotency_key)
     request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
+    if request.follows_audio and origin.duration is None:  # the job's length is its soundtrack's
+        origin = replace(origin, duration=whole_seconds(await run_in_threadpool(audio_frames, request)))
     if cost is None:
         cost = price(ctx, request)
     webhook = await check_webhook(ctx, webhook, origin.surface)
@@ -138,6 +141,15 @@ async def prepare(
         raise renamed(exc, names) from None
     check_capabilities(request, ctx.capabilities, names)
     return request
+
+
+def audio_frames(request: VideoRequest) -> int:
+    """The frames of a request that follows its soundtrack (``VideoRequest.follows_audio``), measured as the engine
+    measures them (``core.sizes.frames_for_audio``); else the request's own."""
+    if not request.follows_audio:
+        return request.num_frames
+    assert request.audio is not None
+    return frames_for_audio(check_audio(request.audio))
 
 
 def peek_media(request: VideoRequest) -> None:

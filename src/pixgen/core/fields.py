@@ -63,13 +63,14 @@ class Media(StrEnum):
 _DATA_URI_PATTERNS = {
     Media.IMAGE: r"^data:image/(png|jpeg|jpg|webp);base64,[A-Za-z0-9+/=\s]+$",
     Media.VIDEO: r"^data:video/mp4;base64,[A-Za-z0-9+/=\s]+$",
-    Media.AUDIO: r"^data:audio/(wav|x-wav|mpeg|mp3|aac|flac|ogg);base64,[A-Za-z0-9+/=\s]+$",
+    Media.AUDIO: r"^data:audio/(wav|x-wav|wave|mpeg|mp3|aac|mp4|m4a|x-m4a|flac|x-flac|ogg);base64,[A-Za-z0-9+/=\s]+$",
 }
 _PLACEHOLDERS = {Media.IMAGE: "data:image/png;base64,AAAA", Media.VIDEO: "data:video/mp4;base64,AAAA",
                  Media.AUDIO: "data:audio/wav;base64,AAAA"}
 _DESCRIPTIONS = {Media.IMAGE: "a data:image/(png|jpeg|webp);base64,... URI",
                  Media.VIDEO: "a data:video/mp4;base64,... URI",
-                 Media.AUDIO: "a data:audio/(wav|mpeg|aac|flac|ogg);base64,... URI"}
+                 Media.AUDIO: "a data:audio/(wav|mpeg|aac|mp4|flac|ogg);base64,... URI (WAV, MP3, AAC/M4A, "
+                              "FLAC or Ogg)"}
 
 HTTP_URL = r"^https?://[^\s/@]"  # http(s), a host, no credentials (media.fetch.check_url)
 

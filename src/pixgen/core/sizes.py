@@ -42,6 +42,21 @@ def num_frames(duration: int) -> int:
     return duration * FPS + 1
 
 
+def frames_for_audio(seconds: float, longest: int = 15) -> int:
+    """Frames of a video as long as a soundtrack of ``seconds``: its length rounded up to whole frames, plus the
+    first frame (``(frames − 1) / 24`` s is the video's clock, as for ``num_frames``), at least 1 s and at most
+    ``longest`` s."""
+    import math
+
+    spans = math.ceil(round(seconds * FPS, 3))  # round first: 2.0 s measured as 2.0000001 is still 48 frames
+    return min(max(spans, FPS), longest * FPS) + 1
+
+
+def whole_seconds(frames: int) -> int:
+    """The whole seconds a video of ``frames`` spans (what a job's duration records)."""
+    return -(-(frames - 1) // FPS)
+
+
 def nearest_aspect_ratio(width: int, height: int) -> str:
     """The listed ratio nearest an image's own, compared on a log scale so 2:1 and 1:2 are equally far from 1:1."""
     import math

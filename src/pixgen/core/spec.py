@@ -51,7 +51,7 @@ ControlType = Annotated[StrictStr, StringConstraints(pattern=CONTROL_TYPE_PATTER
 
 # Fields that make or shape a picture, which a sound-only request (the frames are its ``video``'s) cannot take.
 SOUND_ONLY_EXCLUDES = ("image_input", "end_image_input", "keyframes", "control_video", "multi_clip",
-                       "camera_movement")
+                       "camera_movement", "audio")
 
 
 class VideoRequest(BaseModel):
@@ -68,9 +68,12 @@ class VideoRequest(BaseModel):
                                                              json_schema_extra={"maxLength": MAX_PROMPT})
     negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
-    duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
-                                        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
-        Field(5, ge=1, le=15)
+    # None only with ``audio``: the video is then as long as the soundtrack (``_follow_audio``).
+    duration: Annotated[StrictInt | None, Role(
+        cli=Flag(("--duration",), help="seconds, 1..15 (default 5; with --audio, the audio's length)"),
+        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
+        Field(5, ge=1, le=15, description="seconds, 1 to 15 (default 5); with audio and no duration, the audio's "
+              "length rounded up to whole frames")
     aspect_ratio: Annotated[AspectRatio | None, Role(
         cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
         offered="aspect_ratios")] = None
@@ -109,6 +112,13 @@ class VideoRequest(BaseModel):
         Field(None, min_length=1, max_length=MAX_KEYFRAMES, description="pictures the video passes through, each "
               "at its time (seconds within the duration; two may not share a latent frame)")
 
+    audio: Annotated[CheckedStr | None, Role(
+        media=Media.AUDIO, url=True, needs=Need("audio_to_video", "a soundtrack to make the video to"),
+        cli=Flag(("--audio",), metavar="FILE", help="a soundtrack (WAV, MP3, AAC/M4A, FLAC or Ogg; at most 15 s) "
+                 "the video is made to and carries; without --duration the video is as long as it"))] = \
+        Field(None, description="a soundtrack (at most 15 s) the video is made to: the MP4 carries it as given; "
+              "without duration, the video is as long as it")
+
     video: Annotated[CheckedStr | None, Role(
         media=Media.VIDEO, url=True, needs=Need("sound_for_video", "new sound for a video"),
         cli=Flag(("--video",), metavar="FILE", help="an H.264 MP4 (at most 15 s) to give new sound; needs "
@@ -128,6 +138,14 @@ class VideoRequest(BaseModel):
             data = {**data, "prompt": data["prompt"].strip()}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_audio(cls, data: Any) -> Any:
+        """A soundtrack without a duration sets the length: ``duration`` None (the engine measures the audio)."""
+        if isinstance(data, Mapping) and data.get("audio") is not None and "duration" not in data:
+            data = {**data, "duration": None}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> VideoRequest:
         if len(self.prompt) > MAX_PROMPT:
@@ -140,11 +158,24 @@ class VideoRequest(BaseModel):
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
         self._check_sound_only()
+        self._check_audio()
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
             check_keyframes(self.keyframes, self.duration)
         return self
+
+    def _check_audio(self) -> None:
+        if self.duration is None and self.audio is None:
+            raise InvalidRequest("duration is required (1 to 15 seconds) unless audio gives the length",
+                                 field="duration")
+        if self.audio is None:
+            return
+        if self.multi_clip:
+            raise InvalidRequest("multi_clip cannot be combined with audio", field="multi_clip")
+        if self.keyframes is not None and self.duration is None:
+            raise InvalidRequest("keyframes with audio need a duration (their times are checked against it)",
+                                 field="duration")
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
@@ -180,7 +211,16 @@ class VideoRequest(BaseModel):
         return output_size(self.ratio, self.quality)
 
     @property
+    def follows_audio(self) -> bool:
+        """The video is as long as ``audio`` (no duration was given with it)."""
+        return self.duration is None
+
+    @property
     def num_frames(self) -> int:
+        """``duration × 24 + 1``; a request that follows its audio has no frame count before the audio is measured
+        (``engine/ltx2/soundtrack.py``)."""
+        if self.duration is None:
+            raise ValueError("this request's length is its audio's: measure the audio for its frame count")
         return num_frames(self.duration)
 
     def with_seed(self) -> VideoRequest:

@@ -67,7 +67,6 @@ class Capabilities:
     audio: bool  # a generated sound track
     keyframes: bool = False  # pictures pinned at any time (``VideoRequest.keyframes``)
     retake: RetakeRule | None = None  # regenerate a time range of a finished video (``Engine.retake``), by this rule
-    sound_for_video: bool = False  # new sound under a video's own frames (``Engine.sound``)
     # The latent clock: the first latent holds the first frame alone, each later one this many frames
     # (``core.keyframes``: two pictures may not pin one latent).
     frames_per_latent: int = 1
@@ -76,6 +75,10 @@ class Capabilities:
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
     control_types: tuple[str, ...] = ()  # ``control_type``s the loaded model carries an IC-LoRA for
+    # Sound first (issue 22), each listed by ``GET /api/v1/models`` (``api/jobs_api.sound_first``):
+    audio_to_video: bool = False  # a video made to a given soundtrack (``VideoRequest.audio``), the sound kept
+    sound_for_video: bool = False  # new sound under a finished or given video's own frames (``Engine.sound``)
+    # auto_duration: ``duration: "auto"`` from the model folder's duration head: added with that feature
 
     def sizes(self) -> dict[str, dict[str, str]]:
         """``{ratio: {quality: "WxH"}}``: the contract's size table for what this backend offers."""
@@ -189,6 +192,21 @@ class Retake:
     source_frames: int
 
 
+@dataclass(frozen=True)
+class SoundtrackFit:
+    """How a given soundtrack (``VideoRequest.audio``) was fitted to the video: its own length, the video's, and
+    what was cut off its end or padded with silence after it (seconds)."""
+
+    given_seconds: float
+    video_seconds: float
+    cut_seconds: float
+    padded_seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"given_seconds": self.given_seconds, "video_seconds": self.video_seconds,
+                "cut_seconds": self.cut_seconds, "padded_seconds": self.padded_seconds}
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     path: Path
@@ -213,6 +231,7 @@ class GenerationResult:
     extension: Extension | None = None  # extend only
     retake: Retake | None = None  # retake only
     sound_only: bool = False  # sound only: the frames are the source's, copied
+    soundtrack: SoundtrackFit | None = None  # a video made to a given soundtrack: how the sound was fitted
     timings: Timings = field(default_factory=Timings)
     provenance: Provenance | None = None  # what made it, for the job's manifest
 

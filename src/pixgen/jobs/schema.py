@@ -98,6 +98,7 @@ jobs = Table(
     Column("manifest", Text, nullable=True),  # what made the finished video: JSON (jobs.manifest.build_manifest)
     Column("preview_file", String(255), nullable=True),  # the early draft inside the media store, once made
     Column("replay_of", String(40), nullable=True),  # replay: the job whose manifest it makes again
+    Column("soundtrack", Text, nullable=True),  # a given soundtrack's fit to the video: JSON (engine SoundtrackFit)
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),

@@ -109,6 +109,7 @@ class Job:
     manifest: str | None = None  # JSON: what made the finished video (jobs.manifest)
     preview_file: str | None = None  # the early draft in the media store, once the engine made one
     replay_of: str | None = None  # replay: the job whose manifest this one makes again
+    soundtrack: str | None = None  # JSON: how a given soundtrack was fitted (its length, the video's, cut, padded)
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -146,6 +147,14 @@ class Job:
         """What made the finished video (``jobs.manifest``), else None."""
         try:
             data = json.loads(self.manifest) if self.manifest else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def soundtrack_dict(self) -> dict[str, float] | None:
+        """How a given soundtrack was fitted to the video (``SoundtrackFit.as_dict``), else None."""
+        try:
+            data = json.loads(self.soundtrack) if self.soundtrack else None
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
@@ -200,6 +209,7 @@ class Outcome:
     timings: dict[str, float] | None = None  # seconds per engine stage
     manifest: dict[str, Any] | None = None  # jobs.manifest.build_manifest
     preview_file: str | None = None  # the early draft, when one was stored
+    soundtrack: dict[str, float] | None = None  # a given soundtrack's fit (``SoundtrackFit.as_dict``)
 
     @classmethod
     def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
@@ -209,7 +219,8 @@ class Outcome:
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
                    original_prompt=result.original_prompt,
                    shots=[shot.as_dict() for shot in result.shots] or None,
-                   timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest)
+                   timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest,
+                   soundtrack=result.soundtrack.as_dict() if result.soundtrack else None)
 
 
 def request_hash(request: VideoRequest, origin: Origin = DIRECT, webhook: Subscription | None = None) -> str:
@@ -548,6 +559,7 @@ class JobStore:
                          shots=json.dumps(shots) if shots is not None else None,
                          timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None,
                          manifest=json.dumps(outcome.manifest) if outcome.manifest else None,
+                         soundtrack=json.dumps(outcome.soundtrack, sort_keys=True) if outcome.soundtrack else None,
                          **({"preview_file": outcome.preview_file} if outcome.preview_file else {}))
 
     def fail(self, job_id: str, token: str, code: str, message: str) -> bool:

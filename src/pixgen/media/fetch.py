@@ -38,6 +38,7 @@ from typing import Callable, Iterable
 import httpx
 
 from pixgen.errors import InvalidRequest
+from pixgen.media.audio import MAX_AUDIO_BYTES, audio_data_uri
 from pixgen.media.control_video import MAX_CONTROL_VIDEO_BYTES, video_data_uri
 from pixgen.media.images import MAX_IMAGE_BYTES, image_type
 
@@ -118,6 +119,13 @@ def fetch_video(url: object, policy: FetchPolicy, *, field: str = "control_video
     bytes; opened with every other control video when the job is submitted."""
     data = fetch_bytes(url, replace(policy, max_bytes=MAX_CONTROL_VIDEO_BYTES), field=field, resolve=resolve)
     return video_data_uri(data, field=field)
+
+
+def fetch_audio(url: object, policy: FetchPolicy, *, field: str = "audio", resolve: Resolver | None = None) -> str:
+    """The audio file at ``url`` (at most ``MAX_AUDIO_BYTES``) as a ``data:audio/...;base64,`` URI, typed by its
+    bytes; decoded with the rest of the request's media when the job is submitted."""
+    data = fetch_bytes(url, replace(policy, max_bytes=MAX_AUDIO_BYTES), field=field, resolve=resolve)
+    return audio_data_uri(data, field=field)
 
 
 def fetch_bytes(url: object, policy: FetchPolicy, *, field: str = "image_url",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pixgen.core.fields import Media
 from pixgen.errors import InvalidRequest
-from pixgen.media import control_video, fetch, images
+from pixgen.media import audio, control_video, fetch, images
 
 Size = tuple[int, int]
 
@@ -62,9 +62,26 @@ def _video_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
     return fetch.fetch_video(url, policy, field=field)
 
 
+def _audio_bytes(data: bytes, field: str, name: str | None) -> str:
+    return audio.audio_data_uri(data, field=field)
+
+
+def _audio_peek(uri: str, field: str) -> None:
+    audio.decode_audio_uri(uri, field=field)  # base64, the byte limit, a kind of audio file by its first bytes
+
+
+def _audio_check(uri: str, field: str) -> None:
+    audio.check_audio(uri, field=field)  # decodes it: no track, unreadable, empty, longer than 15 s
+
+
+def _audio_fetch(url: str, policy: fetch.FetchPolicy, field: str) -> str:
+    return fetch.fetch_audio(url, policy, field=field)
+
+
 KINDS: dict[Media, MediaKind] = {
     Media.IMAGE: MediaKind(_image_bytes, _image_check, _image_fetch, peek=_image_peek),
     Media.VIDEO: MediaKind(_video_bytes, _video_check, _video_fetch, peek=_video_peek),
+    Media.AUDIO: MediaKind(_audio_bytes, _audio_check, _audio_fetch, peek=_audio_peek),
 }
 
 

@@ -57,6 +57,7 @@ from pixgen.engine.base import (
     Retake,
     ShotInfo,
     ShotRun,
+    SoundtrackFit,
     Timings,
     never_cancelled,
 )
@@ -64,6 +65,7 @@ from pixgen.engine.ltx2.control import ControlReference, ControlVideos
 from pixgen.engine.ltx2.decode import Crop, stream_frames
 from pixgen.engine.ltx2.extend import iter_source_frames
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
+from pixgen.engine.ltx2.hold import Hold, holding
 from pixgen.engine.ltx2.loading import Pipelines, load_pipelines, resolve_device, resolve_dtype
 from pixgen.engine.ltx2.lora import PresetLoras
 from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
@@ -223,6 +225,7 @@ class LTX2Engine:
         self.parallel: ParallelRuntime | None = None  # this rank's group, when one job runs over several
         self.options = EngineOptions()  # as loaded (``load``)
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
+        self.audio_vae_rate = int(pipes.text.audio_vae.config.sample_rate)  # what the audio VAE encodes
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
         # the parameters a block had when it was set up, and diffusers' LoRA loader re-applies model offloading
         # its own way (which refuses a group-offloaded text encoder).
@@ -368,7 +371,7 @@ class LTX2Engine:
                 num_frames: int, *, audio: bool, prompt: str, used: PromptPlan, shot_runs: tuple[ShotRun, ...],
                 loras: tuple[str, ...], aspect_ratio: str | None = None, shots: tuple[ShotInfo, ...] = (),
                 extension: Extension | None = None, retake: Retake | None = None,
-                sound_only: bool = False) -> GenerationResult:
+                soundtrack: SoundtrackFit | None = None, sound_only: bool = False) -> GenerationResult:
         """THE result of every route: ``request`` as asked, ``req`` as run (seeded), the prompt as used (``used``:
         the first shot's plan), one ``ShotRun`` per shot for the provenance, and what only one route knows."""
         return GenerationResult(
@@ -379,6 +382,7 @@ class LTX2Engine:
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
             recipe=self.recipe.name, loras=loras, shots=shots, extension=extension, retake=retake,
             sound_only=sound_only,
+            soundtrack=soundtrack,
             timings=Timings.from_mapping(run.timings), provenance=self._provenance(shot_runs))
 
     def _copy_source(self, run: Run, writer: Mp4Writer, path: Path, start: int, stop: int, num_frames: int) -> None:
@@ -451,14 +455,16 @@ class LTX2Engine:
                                             terminal=config.get("shift_terminal") or 0.1)
 
     def _stage_one(self, run: Run, geometry: Geometry, embeds: Embeds, seed: int, num_frames: int,
-                   conditions: list[FrameCondition]) -> Latents:
-        """Denoise from noise at stage 1's size, pinned to ``conditions``."""
+                   conditions: list[FrameCondition], *, hold: Hold | None = None) -> Latents:
+        """Denoise from noise at stage 1's size, pinned to ``conditions``; with ``hold``, that stream's clean
+        latents stay fixed (at stage 1's size) while the other is denoised (``hold.py``)."""
         size = geometry.stage_one_size
         sigmas = self.stage_one_sigmas(size, num_frames)
         run.sigmas = {"stage1": tuple(sigmas)}  # a new shot's first stage: the record starts again
         args = self._sampling(run, embeds, self.recipe.guidance, sigmas, seed, size, num_frames)
+        args.update(_held_inputs(hold))
         crf = self.recipe.image_condition_crf
-        with run.timed("denoise"):
+        with run.timed("denoise"), holding(self.pipes.text.transformer, hold):
             if run.control is not None:
                 video, audio = self.control.denoise(run.control, conditions=self._diffusers_conditions(
                     conditions, size), **args)
@@ -469,12 +475,16 @@ class LTX2Engine:
                                                 **args)
             else:
                 video, audio = self.pipes.condition(conditions=self._diffusers_conditions(conditions, size), **args)
+        if hold is not None:
+            video, audio = hold.take(video, audio)
         return Latents(video, audio)
 
     def _stage_two(self, run: Run, geometry: Geometry, embeds: Embeds, latents: Latents, seed: int,
-                   num_frames: int, conditions: list[FrameCondition], *, report: bool) -> Latents:
+                   num_frames: int, conditions: list[FrameCondition], *, report: bool,
+                   hold: Hold | None = None) -> Latents:
         """×2 latent upsample, then the refine: re-noised to the first stage-2 sigma, unguided, with the distilled
-        LoRA when the folder has it, the conditions re-applied at full size."""
+        LoRA when the folder has it, the conditions re-applied at full size; with ``hold``, that stream's clean
+        latents (at full size) stay fixed, as in stage 1, and are the stage's result for that stream."""
         if report:
             run.report("upsample")
         with run.timed("upsample"):
@@ -484,11 +494,14 @@ class LTX2Engine:
         size = geometry.full_size
         args = self._sampling(run, embeds, self.recipe.refine_guidance, sigmas, seed, size, num_frames)
         args.update(latents=video, audio_latents=latents.audio, noise_scale=sigmas[0])
-        with run.timed("refine"), self.loras.refine():
+        args.update(_held_inputs(hold))
+        with run.timed("refine"), self.loras.refine(), holding(self.pipes.text.transformer, hold):
             if conditions:
                 video, audio = self.pipes.condition(conditions=self._diffusers_conditions(conditions, size), **args)
             else:
                 video, audio = self.pipes.text(**args)
+        if hold is not None:
+            return Latents(*hold.take(video, audio))
         return Latents(video, audio if self.recipe.refine_audio == "stage2" else latents.audio)
 
     def _diffusers_conditions(self, conditions: list[FrameCondition], size: tuple[int, int]) -> list:
@@ -594,6 +607,14 @@ class LTX2Engine:
             latents = pipe._denormalize_latents((1 - scale) * normalized + scale * noise, mean, std, factor)
         latents = latents.to(vae.dtype)
         return latents, torch.full((latents.shape[0],), timestep, device=latents.device, dtype=latents.dtype)
+
+
+def _held_inputs(hold: Hold | None) -> dict[str, torch.Tensor]:
+    """The pipeline argument that starts the held stream from its clean latents: it also fixes the stream's shape
+    (the audio's length in latents), which the transformer's hook then keeps clean at every call."""
+    if hold is None:
+        return {}
+    return {"audio_latents": hold.latents} if hold.modality == "audio" else {"latents": hold.latents}
 
 
 def _quiet_progress_bars() -> None:

@@ -2,10 +2,12 @@
 
 ``LTX2Engine.generate`` runs this over the engine's shared stage blocks (``engine.py``):
 
-1. Plan: the request with a seed, its images decoded, the geometry, the shots, a control video's reference.
+1. Plan: the request with a seed, its images decoded, the geometry, a given soundtrack fitted to the video's length
+   (``soundtrack.py``: the duration, or the sound's own), the shots, a control video's reference.
 2. Per shot: text, stage 1 (pinned to the shot's picture conditions), the early draft of the first shot, stage 2
-   for the recipe's two-stage qualities, audio.
-3. The shots' sound joined with crossfades at the cuts.
+   for the recipe's two-stage qualities, audio. With a soundtrack, its audio latents are held fixed through both
+   stages (``hold.py``) and the sound is the given one, not the vocoder's.
+3. The shots' sound joined with crossfades at the cuts (a soundtrack: one shot, its sound as given).
 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
 """
 
@@ -20,8 +22,10 @@ from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult, PreviewCallback, ShotInfo, ShotRun
 from pixgen.engine.ltx2.engine import FrameCondition, LTX2Engine, RenderedShot, Run
 from pixgen.engine.ltx2.geometry import Geometry
+from pixgen.engine.ltx2.hold import Hold, hold_audio
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
 from pixgen.engine.ltx2.preview import preview_path
+from pixgen.engine.ltx2.soundtrack import Soundtrack, audio_latent_frames, encode_soundtrack, plan_soundtrack
 from pixgen.engine.prompting import PromptPlan, plan_prompt
 
 
@@ -34,13 +38,15 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
     run.report("prepare")
     with run.timed("prepare"):
         plan = engine.plan(request)
-        shots = plan_shots(plan.request)
+        soundtrack = plan_soundtrack(plan.request, engine.audio_sample_rate, engine.audio_vae_rate) \
+            if plan.request.audio is not None else None
+        shots = plan_shots(plan.request, soundtrack.num_frames if soundtrack else None)
         run.control = engine.control.reference(plan.request, plan.geometry)
     req, geometry = plan.request, plan.geometry
     assert req.seed is not None  # the plan drew one
     run.seed = req.seed
     run.total_steps = engine.steps_per_shot(geometry.two_stage) * len(shots)
-    num_frames = req.num_frames
+    num_frames = soundtrack.num_frames if soundtrack else req.num_frames
     seconds = (num_frames - 1) / FPS  # the audio's length: the video's clock from the first frame to the last
     audio_lengths = shot_sample_lengths(shots, engine.audio_sample_rate, seconds)
     fade = crossfade_samples(engine.audio_sample_rate) if len(shots) > 1 else 0
@@ -53,12 +59,17 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
             last = shot.index == len(shots) - 1
             conditions = engine._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
                                                   plan.end_image if last else None, plan.keyframes)
+            hold = _held_soundtrack(engine, run, soundtrack, shot) if soundtrack is not None else None
+            vocoded = req.generate_audio and soundtrack is None  # a soundtrack's sound is the given one
             rendered.append(_render_shot(engine, run, geometry, shot, prompts[shot.index], conditions,
-                                         audio_lengths[shot.index] + fade if req.generate_audio else None))
+                                         audio_lengths[shot.index] + fade if vocoded else None, hold=hold))
 
-    # 3. Sound: the shots' joined, crossfaded at the cuts.
-    sounds = [sound for r in rendered if (sound := r.audio) is not None]  # every shot's, with audio on
-    audio = join_audio(sounds, audio_lengths, fade) if req.generate_audio else None
+    # 3. Sound: the given soundtrack, or the shots' joined, crossfaded at the cuts.
+    if soundtrack is not None:
+        audio = soundtrack.out if req.generate_audio else None
+    else:
+        sounds = [sound for r in rendered if (sound := r.audio) is not None]  # every shot's, with audio on
+        audio = join_audio(sounds, audio_lengths, fade) if req.generate_audio else None
 
     # 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
     with engine._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
@@ -73,23 +84,33 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         loras=(*adapters, *([run.control.adapter] if run.control else [])),
         shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]
                     for shot, p in zip(shots, used, strict=True))
-        if req.multi_clip else ())
+        if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
+
+
+def _held_soundtrack(engine: LTX2Engine, run: Run, soundtrack: Soundtrack, shot: Shot) -> Hold:
+    """The soundtrack encoded with the audio VAE for the shot's generated frames, to hold fixed in both stages."""
+    pipe = engine.pipes.text
+    with run.timed("audio"):
+        latents = encode_soundtrack(pipe, soundtrack.vae, audio_latent_frames(pipe, shot.gen_frames))
+    return hold_audio(pipe, latents)
 
 
 def _render_shot(engine: LTX2Engine, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
-                 conditions: list[FrameCondition], audio_samples: int | None) -> RenderedShot:
-    """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio)."""
+                 conditions: list[FrameCondition], audio_samples: int | None, *,
+                 hold: Hold | None = None) -> RenderedShot:
+    """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio); ``hold``: a
+    stream held fixed through both stages."""
     first = shot.index == 0
     if first:  # later shots' text time counts as denoising, so progress never goes back
         run.report("text")
     start = next((c.image for c in conditions if c.index == 0), None)
     prompt, embeds = engine._text(run, prompt, shot.seed, start)
-    latents = engine._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions)
+    latents = engine._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions, hold=hold)
     if geometry.two_stage:
         if first and run.on_preview is not None:
             engine._preview(run, geometry, latents.video, shot.num_frames)
         latents = engine._stage_two(run, geometry, embeds, latents, shot.seed + 1, shot.gen_frames, conditions,
-                                    report=first)
+                                    report=first, hold=hold)
     audio = None
     if audio_samples is not None:
         audio = engine._audio(run, latents.audio, audio_samples / engine.audio_sample_rate)
