@@ -148,11 +148,11 @@ def test_new_sound_keeps_the_frames_bit_for_bit_and_follows_the_seed(engine, sou
 
 
 def test_the_video_latents_are_held_clean_at_every_step(engine, source, tmp_path):
-    seen: list[tuple[object, object, object]] = []
+    seen: list[tuple[object, object, object, object]] = []
 
-    def look(module, args, kwargs):
+    def look(module, args, kwargs):  # after the hold's own pre-hook: what the transformer gets
         seen.append((kwargs["hidden_states"].detach().clone(), kwargs["timestep"].detach().clone(),
-                     kwargs["audio_timestep"].detach().clone()))
+                     kwargs["audio_timestep"].detach().clone(), kwargs.get("sigma")))
 
     transformer = engine.pipes.text.transformer
     handle = transformer.register_forward_pre_hook(look, with_kwargs=True)
@@ -163,9 +163,10 @@ def test_the_video_latents_are_held_clean_at_every_step(engine, source, tmp_path
         handle.remove()
     assert len(seen) == engine.recipe.num_inference_steps
     first = seen[0][0]
-    for hidden, timestep, audio_timestep in seen:
+    for hidden, timestep, audio_timestep, sigma in seen:
         assert torch_equal(hidden, first)  # the video tokens never move
         assert float(timestep.abs().max()) == 0.0  # and are clean (timestep 0) at every step
+        assert sigma is None or float(sigma.abs().max()) == 0.0  # sigma 0 too, as the reference's frozen stream
         assert float(audio_timestep.min()) > 0.0  # while the audio is denoised
 
 

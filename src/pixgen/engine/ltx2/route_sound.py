@@ -2,15 +2,15 @@
 bit.
 
 ``LTX2Engine.sound`` runs this over the engine's shared stage blocks (``engine.py``). The video latents are the
-source's frames encoded by the video VAE and held clean through the whole schedule — one condition over every
-latent at index 0 with strength 1 (``LTX2ConditionPipeline``: their conditioning mask is 1, so their timestep is 0
-at every step and each step's output is blended back to them) — while the audio is denoised from noise with the
-recipe's stage-1 sigmas and guidance, as the reference holds a modality fixed (``ModalitySpec(frozen=True,
-noise_scale=0, initial_latent=...)``). No stage 2: it would only refine the held video.
+source's frames encoded by the video VAE, held clean through the whole schedule by ``hold.py`` (at every
+transformer call the video tokens are the clean ones at timestep 0 and sigma 0), while the audio is denoised from
+noise with the recipe's stage-1 sigmas and guidance — the reference's way of holding a modality
+(``ModalitySpec(frozen=True, noise_scale=0, initial_latent=...)``), here for the video. No stage 2: it would only
+refine the held video, and the reference's Dub-It keeps its stage-1 audio through stage 2 anyway.
 
 1. Plan: the source read (size, frames, rate; H.264 at most the longest duration), its frames sampled on the 24 fps
    clock up to 8k+1 (the last held), fitted to stage 1's size for the job's quality.
-2. Text, then stage 1 with every frame held.
+2. Text; the frames encoded by the video VAE; stage 1 with the video held.
 3. Audio: the new sound, cut to the source's length.
 4. Video: the source's video packets copied beside the new AAC track (``media.remux``: no decode, no re-encode).
 """
@@ -21,12 +21,17 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
+from diffusers.pipelines.ltx2.pipeline_ltx2_condition import retrieve_latents
+
 from pixgen.core.progress import ProgressCallback
 from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult, ShotRun
-from pixgen.engine.ltx2.engine import FrameCondition, LTX2Engine
+from pixgen.engine.ltx2.engine import LTX2Engine
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
+from pixgen.engine.ltx2.hold import hold_video
 from pixgen.engine.prompting import plan_prompt
 from pixgen.errors import InvalidRequest
 from pixgen.media.control_video import read_frames_from
@@ -39,6 +44,16 @@ def held_frames(num_frames: int, fps: float) -> int:
     cover it, rounded up to 8k+1 (LTX-2's video VAE; the padding repeats the last frame)."""
     on_clock = max(1, round((num_frames - 1) / fps * FPS) + 1)
     return math.ceil((on_clock - 1) / 8) * 8 + 1
+
+
+def encode_frames(engine: LTX2Engine, frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames (F, H, W, 3) as the video VAE's latents (1, C, F', H', W'): its distribution's mode, unscaled,
+    as the pipelines encode a condition and return ``output_type="latent"``."""
+    vae = engine.pipes.text.vae
+    with torch.no_grad():
+        pixels = torch.from_numpy(frames).to(engine.device).permute(3, 0, 1, 2).unsqueeze(0)
+        pixels = (pixels.to(torch.float32) / 127.5 - 1.0).to(vae.dtype)
+        return retrieve_latents(vae.encode(pixels), sample_mode="argmax")
 
 
 def sound(engine: LTX2Engine, source: Path | None, request: VideoRequest, out_path: Path,
@@ -65,13 +80,14 @@ def sound(engine: LTX2Engine, source: Path | None, request: VideoRequest, out_pa
             prompt = plan_prompt(req, has_enhancer=engine.has_prompt_enhancer)
         run.seed, run.total_steps = req.seed, engine.steps_per_shot(False)
 
-        # 2. Text, then stage 1 with every frame held (latent 0 onwards, strength 1).
+        # 2. Text; the frames encoded by the video VAE; stage 1 with the video held.
         run.report("text")
         prompt, embeds = engine._text(run, prompt, req.seed, None)
-        held = [FrameCondition(frames, index=0)]
+        with run.timed("prepare"):
+            held = hold_video(engine.pipes.text, encode_frames(engine, frames))
         del frames
         with engine.loras.job(prompt.loras) as adapters:
-            latents = engine._stage_one(run, geometry, embeds, req.seed, gen_frames, held)
+            latents = engine._stage_one(run, geometry, embeds, req.seed, gen_frames, [], hold=held)
         del held
 
         # 3. Audio: the new sound, cut to the source's length.
