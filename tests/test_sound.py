@@ -337,3 +337,19 @@ def test_sound_jobs_run_end_to_end_and_leave_the_source_as_it_was(server, tmp_pa
 def test_the_raw_uri_decodes_in_memory(tmp_path):
     video = small_mp4(tmp_path / "m.mp4", 9)
     assert read_sound_source(io.BytesIO(video.read_bytes())).num_frames == 9
+
+
+def test_pixgen_generate_gives_a_file_new_sound(tmp_path):
+    import subprocess
+    import sys
+
+    video = small_mp4(tmp_path / "clip.mp4", 25, size=(96, 64), audio=False)
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "pixgen", "generate", "birdsong", "--video", str(video), "--sound-only",
+           "--quality", "360p", "--seed", "3", "--quiet", "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert video_packets(out) == video_packets(video) and probe(out).audio_codec == "aac"
+    refused = subprocess.run(cmd[:7] + ["--quiet", "-o", str(tmp_path / "no.mp4")], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "(--sound-only)" in refused.stderr and not (tmp_path / "no.mp4").exists()
