@@ -192,7 +192,7 @@ def client(server, key: str) -> httpx.Client:
 
 
 def finished_job(server, key: str, *, status: str = "completed", duration: int = 2, deleted: bool = False,
-                 extended_to: int | None = None) -> str:
+                 extended_to: int | None = None, sound_for: str | None = None) -> str:
     """A job of ``key`` as a worker would have left it (written straight into the server's database)."""
     from sqlalchemy import update
 
@@ -209,6 +209,8 @@ def finished_job(server, key: str, *, status: str = "completed", duration: int =
         if status == "completed":
             values.update(video_file=f"{job.id}-test.mp4", width=640, height=360, seconds=duration + 1 / 24,
                           has_audio=True, progress=100, finished_at=time.time(), media_deleted=deleted)
+        if sound_for is not None:  # new sound for that job's video
+            values.update(kind="sound", source_job_id=sound_for)
         if extended_to is not None:  # an extension's whole video
             values.update(duration=extended_to, seconds=extended_to + 1 / 24)
         with db.write() as conn:
@@ -256,6 +258,12 @@ def test_sound_is_its_own_kind_charged_per_second(api_server):
         assert (job["kind"], job["sourceJobId"], job["duration"], job["prompt"]) == ("sound", source, 4,
                                                                                       "a fox in snow")
         c.post(f"/api/v1/jobs/{job['jobId']}/cancel")
+        made = finished_job(api_server, key, sound_for=source)
+        r = c.post(f"/api/v1/jobs/{made}/remix", json={"prompt": "hail"})
+        assert (r.status_code, r.json()["field"]) == (400, "jobId") and "new sound" in r.json()["message"]
+        r = c.post(f"/api/v1/jobs/{made}/sound", json={"prompt": "hail"})  # new sound for new sound: fine
+        assert r.status_code == 200 and r.json()["creditCost"] == 2, r.text
+        c.post(f"/api/v1/jobs/{r.json()['jobId']}/cancel")
         models = c.get("/api/v1/models").json()["models"][0]
         assert "sound-for-video" in models["capabilities"] and models["soundCreditCostPerSecond"] == 1
 
