@@ -83,9 +83,10 @@ def price(ctx: AppContext, request: VideoRequest) -> int:
     return ctx.settings.price_for(request.quality)
 
 
-def sound_cost(per_second: int, seconds: int) -> int:
-    """New sound for a video of ``seconds`` (whole, rounded up) at ``per_second`` credits a second."""
-    return per_second * max(1, seconds)
+def sound_cost(per_second: int, seconds: int | None) -> int:
+    """New sound for a video of ``seconds`` (whole, rounded up; None: not read yet, 1) at ``per_second`` credits a
+    second."""
+    return per_second * max(1, seconds or 1)
 
 
 async def admit(ctx: AppContext, key: ApiKey, *, cost: int | None, idempotency_key: str | None = None) -> None:

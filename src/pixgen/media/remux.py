@@ -59,7 +59,7 @@ def check_sound_video(uri: str, *, field: str = FIELD) -> SoundSource:
     if facts.width * facts.height > MAX_PIXELS:
         raise InvalidRequest(f"{field} is {facts.width}x{facts.height}; at most {MAX_PIXELS:,} pixels", field=field)
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             next(container.decode(container.streams.video[0]))
     except (StopIteration, av.error.FFmpegError, ValueError):
         raise InvalidRequest(f"{field} is not a readable MP4 video", field=field) from None
@@ -70,7 +70,7 @@ def read_sound_source(path: Path | BinaryIO, *, field: str = FIELD) -> SoundSour
     """The facts of ``path``'s first video stream; ``InvalidRequest`` naming ``field`` for what cannot be remuxed
     (not a readable MP4, no video, another codec than H.264, no frames)."""
     try:
-        with av.open(path if not isinstance(path, Path | str) else str(path)) as container:
+        with av.open(path if not isinstance(path, Path | str) else str(path), mode="r") as container:
             if not container.streams.video:
                 raise InvalidRequest(f"{field} has no video track", field=field)
             stream = container.streams.video[0]
@@ -115,7 +115,7 @@ def replace_sound(source: Path, out_path: Path, audio: np.ndarray, sample_rate: 
     out_path = Path(out_path)
     samples = np.ascontiguousarray(np.clip(np.nan_to_num(np.asarray(audio, np.float32)), -1.0, 1.0))
     try:
-        with av.open(str(source)) as src, \
+        with av.open(str(source), mode="r") as src, \
                 av.open(str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
             video_in = src.streams.video[0]
             video_out = out.add_stream_from_template(video_in)
@@ -139,6 +139,6 @@ def replace_sound(source: Path, out_path: Path, audio: np.ndarray, sample_rate: 
 
 def video_packets(path: Path) -> list[tuple[bytes, int | None, int | None]]:
     """``(bytes, pts, dts)`` of every packet of ``path``'s first video stream, in file order (what a remux keeps)."""
-    with av.open(str(path)) as container:
+    with av.open(str(path), mode="r") as container:
         stream = container.streams.video[0]
         return [(bytes(p), p.pts, p.dts) for p in container.demux(stream) if p.size]
