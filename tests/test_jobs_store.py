@@ -389,14 +389,15 @@ def _metadata(info) -> list:
     return [*info.metadata, *inside(info.annotation)]
 
 
-def _every_field_set():
+def _every_field_set(sound_only: bool = False):
     """A request with every field of ``VideoRequest`` that can carry content (and the items it holds) set, with the
     settings away from their defaults; each value that carries content holds a marker of its own, returned with it.
-    A field added later gets a marker of its own when its role says it carries content."""
+    A field added later gets a marker of its own when its role says it carries content. ``sound_only``: the request
+    for new sound instead (its ``video``, without what makes a picture), since the two cannot be one request."""
     import base64
 
     from pixgen.core.fields import Media, media_values, roles, with_values
-    from pixgen.core.spec import VideoRequest
+    from pixgen.core.spec import SOUND_ONLY_EXCLUDES, VideoRequest
 
     png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
     values = {
@@ -406,7 +407,12 @@ def _every_field_set():
         "camera_movement": "zoom_in", "control_video": "data:video/mp4;base64,AAAA", "control_type": "depth",
         "keyframes": [{"image": png, "time": 1.0, "strength": 0.5}],
     }
+    if sound_only:
+        values = {name: value for name, value in values.items() if name not in SOUND_ONLY_EXCLUDES
+                  and name not in ("control_type", "generate_audio")} | {"sound_only": True}
     for name, role in roles(VideoRequest).items():  # a field added since: content of its own when it takes any
+        if (name == "video" and not sound_only) or (sound_only and name in SOUND_ONLY_EXCLUDES):
+            continue  # new sound's video: the other request; what makes a picture: not in new sound's
         if name not in values and role.media is not None:
             values[name] = role.media.placeholder
         elif name not in values and role.private:
@@ -421,8 +427,9 @@ def _every_field_set():
     return parse_request(values), markers
 
 
+@pytest.mark.parametrize("sound_only", [False, True])
 @pytest.mark.parametrize("end", ["completed", "failed", "cancelled"])
-def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, end):
+def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, end, sound_only):
     """Walks every field of the request type: each one that can carry content (text, an image, a video, sound, in
     the request or in the items it holds) is marked private, and none of it is left in the job's row once the job
     ends; the request's shape (its settings, the keyframes' times) stays."""
@@ -440,7 +447,7 @@ def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, en
             carries_items = item_model(info) is not None  # its items' fields are walked in turn
             assert role_of(info).is_private or carries_items or _content_free(info), \
                 f"{model.__name__}.{name} can carry content: mark it private (Role) so zero data retention removes it"
-    request, markers = _every_field_set()
+    request, markers = _every_field_set(sound_only)
     key, _ = create_key(db, credits=10)
     store = JobStore(db, zero_data_retention=True, clock=clock)
     job = store.submit(key.id, request, cost=10).job
@@ -465,5 +472,8 @@ def test_zero_data_retention_keeps_no_content_of_any_request_field(db, clock, en
     for path, marker in markers.items():
         assert marker not in everything and base64.b64encode(marker.encode()).decode() not in everything, path
     kept = json.loads(row["request"])
+    if sound_only:
+        assert kept["sound_only"] is True and kept["video"] is None and kept["style"] == "anime"
+        return
     assert kept["duration"] == 3 and kept["style"] == "anime" and kept["keyframes"][0]["time"] == 1.0
     assert kept["image_input"] is None and kept["keyframes"][0]["image"] == "" and kept["prompt"] == ""

@@ -105,7 +105,7 @@ def test_schemathesis_on_pixgen_serve_finds_nothing_in_any_phase(tmp_path):
     finally:
         server.stop()
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
-    assert "23 selected / 23 total" in run.stdout and "Stateful" in run.stdout  # every operation
+    assert "24 selected / 24 total" in run.stdout and "Stateful" in run.stdout  # every operation
 
 
 # -- the document itself ---------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_no_route_documents_fastapi_422(document):
 def test_every_route_that_reads_a_body_documents_it(document):
     posts = {name: op for name, op in operations(document)
              if name.startswith("POST ") and not name.endswith("/cancel")}  # a cancel takes no body
-    assert len(posts) == 11 and all("requestBody" in op for op in posts.values())
+    assert len(posts) == 12 and all("requestBody" in op for op in posts.values())
     replay = posts["POST /api/v1/jobs/{job_id}/replay"]["requestBody"]
     assert replay["required"] is False  # a replay's body is optional: webhook_url / webhook_events only
     run = document["components"]["schemas"]["JobRunRequest"]

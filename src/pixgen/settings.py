@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = setting(25 * 1024 * 1024, "largest request body accepted (default 25 MB)", API, ge=1)
     price: int = setting(DEFAULT_PRICE, "credits per video (default 10)", API, ge=0)
     prices: Annotated[dict[str, int], NoDecode] = setting({}, "per-quality prices, e.g. 1080p=20,720p=10", API)
+    sound_price: int = setting(1, "credits per second (started) of new sound for a video: POST /jobs/{id}/sound, "
+                                  "sound_only (default 1)", API, ge=0)
     rate_limit_per_minute: int = setting(60, "submits per key per minute (default 60; 0 = no limit)", API, ge=0)
     max_concurrent_jobs: int = setting(0, "cap on queued + running jobs per key, refused with 429 over it (default 0: "
                                           "no cap, jobs wait their fair turn)", API, ge=0)

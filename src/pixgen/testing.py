@@ -72,7 +72,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, every: float = 0.2) -
 
 # -- the model stand-in ----------------------------------------------------------------------------------------
 FAKE_CAPABILITIES = Capabilities(
-    extend=True, end_frame=True, multi_clip=True, audio=True,
+    extend=True, end_frame=True, multi_clip=True, audio=True, sound_for_video=True,
     retake=RetakeRule(frames_per_latent=1, before_frames=0, after_frames=0, max_seconds=15),
     stages=(("text", 0.05), ("denoise", 0.75), ("encode", 0.2)))
 
@@ -205,6 +205,29 @@ class FakeEngine:
             original_prompt=request.prompt, negative_prompt=req.negative_prompt, quality=req.quality,
             generation_size=(width, height),
             retake=Retake(start_frame=window.start, end_frame=window.end, source_frames=source_frames),
+            timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
+
+    def sound(self, source: Path | None, request: VideoRequest, out_path: Path,
+              on_progress: ProgressCallback = no_progress,
+              should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        """The source's video stream copied as it is, and a tone whose pitch follows the seed as its sound."""
+        from pixgen.media.remux import read_sound_source, replace_sound, video_from_request
+
+        started = time.perf_counter()
+        req = request.with_seed()
+        with video_from_request(source, req, Path(out_path).parent) as path:
+            src = read_sound_source(path)
+            self._denoise(on_progress, should_cancel)
+            encode_started = time.perf_counter()
+            t = np.arange(round(src.seconds * self.SAMPLE_RATE)) / self.SAMPLE_RATE
+            tone = (0.05 * np.sin(2 * np.pi * (110 + req.seed % 880) * t)).astype(np.float32)
+            replace_sound(path, Path(out_path), np.stack([tone, tone]), self.SAMPLE_RATE)
+        self.jobs_run += 1
+        return GenerationResult(
+            path=Path(out_path), width=src.width, height=src.height, num_frames=src.num_frames,
+            seconds=src.num_frames / FPS, seed=req.seed, has_audio=True, prompt=f"{req.prompt} (fake)",
+            original_prompt=request.prompt, negative_prompt=req.negative_prompt, quality=req.quality,
+            generation_size=(src.width, src.height), sound_only=True,
             timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
 
     # -- parts ------------------------------------------------------------------------------------------------

@@ -101,6 +101,9 @@ def remix(source: Job, fields: Mapping[str, Any], *, source_field: str = "jobId"
     if source.kind is JobKind.RETAKE:
         raise InvalidRequest(f"job {source.id} is a retake; retake its source again with the new prompt instead",
                              field=source_field)
+    if source.kind is JobKind.SOUND and source.source_job_id is not None:
+        raise InvalidRequest(f"job {source.id} is new sound for job {source.source_job_id}; ask that job for new "
+                             f"sound again with the new prompt instead", field=source_field)
     for name in fields:
         if name != "prompt":
             raise InvalidRequest(REMIX_REFUSAL.format(name=name), field=name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgen.api.context import AppContext
-from pixgen.api.service import audio_frames
+from pixgen.api.service import audio_frames, price
 from pixgen.core.sizes import whole_seconds
 from pixgen.core.spec import VideoRequest
 from pixgen.jobs.keys import ApiKey
@@ -43,7 +43,7 @@ class Estimate:
 def estimate(ctx: AppContext, key: ApiKey, request: VideoRequest) -> Estimate:
     throughput = measured(ctx.db)
     frames = audio_frames(request)  # a request that follows its soundtrack is as long as it
-    return Estimate(request=request, credit_cost=ctx.settings.price_for(request.quality),
+    return Estimate(request=request, credit_cost=price(ctx, request),
                     credits_remaining=ctx.store.credits(key.id), queue=queue_now(ctx.db, throughput, key.id),
                     run=throughput.run_time(request.quality, whole_seconds(frames)), now=time.time(), frames=frames)
 
@@ -61,6 +61,7 @@ def estimate_json(est: Estimate) -> dict[str, Any]:
         "frames": est.frames,
         "hasAudio": req.generate_audio,
         "controlType": req.control_type,
+        "soundOnly": req.sound_only,
         "creditCost": est.credit_cost,
         "creditsRemaining": est.credits_remaining,
         "affordable": est.credits_remaining >= est.credit_cost,

@@ -15,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictFloat
 from starlette.concurrency import run_in_threadpool
 
-from pixgen.api import derived, mapping, replay, retake, service
+from pixgen.api import derived, mapping, replay, retake, service, sound
 from pixgen.api import jobs_schemas as schemas
 from pixgen.api.bodies import (
     NOT_BLANK,
@@ -87,6 +87,13 @@ RetakeRequest = body_model(
         **canonical_fields(only=("seed",)), **_WEBHOOK},
     unknown=f"unknown field {{name!r}}; a retake takes {', '.join(retake.RETAKE_FIELDS)}",
     schema={"dependentRequired": _NEEDS_URL})
+JobSoundRequest = body_model(
+    "JobSoundRequest", {"prompt": prompt_field(required=False, description="the sound to make; default: the prompt "
+                                                                          "of the source job"),
+                        **canonical_fields(only=("negative_prompt", "seed"), optional=True), **_WEBHOOK},
+    doc="All optional; the body may be absent. The result keeps the source's frames bit for bit.",
+    unknown=f"unknown field {{name!r}}; new sound takes {', '.join(sound.SOUND_FIELDS)}",
+    schema={"dependentRequired": _NEEDS_URL})
 JobReplayRequest = body_model(
     "JobReplayRequest", dict(_WEBHOOK), doc="All optional; the body may be absent.",
     unknown="unknown field {name!r}; a replay takes only webhook_url and webhook_events",
@@ -94,6 +101,7 @@ JobReplayRequest = body_model(
 RUN_BODY, EXTEND_BODY, REMIX_BODY = JsonBody(JobRunRequest), JsonBody(JobExtendRequest, required=False), \
     JsonBody(JobRemixRequest)
 RETAKE_BODY, REPLAY_BODY = JsonBody(RetakeRequest), JsonBody(JobReplayRequest, required=False)
+SOUND_BODY = JsonBody(JobSoundRequest, required=False)
 
 
 # -- pure mapping ----------------------------------------------------------------------------------------------
@@ -231,11 +239,12 @@ def progress_json(job: Job, position: int | None) -> dict[str, Any]:
 def sound_first(capabilities: Capabilities) -> list[str]:
     """Issue 22's features the model offers, by their ``Capabilities`` flag. One line each: ``sound-for-video``
     (``sound_for_video``) and ``auto-duration`` (``auto_duration``) join here with their features."""
-    offered = (("audio-to-video", capabilities.audio_to_video),)
+    offered = (("audio-to-video", capabilities.audio_to_video), ("sound-for-video", capabilities.sound_for_video))
     return [name for name, on in offered if on]
 
 
-def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int]) -> dict[str, Any]:
+def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int],
+                sound_price: int = 0) -> dict[str, Any]:
     """``GET /api/v1/models``: the one model, what its backend can do, its sizes and its prices."""
     features = ["text-to-video", "image-to-video", "video-remix"]
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
@@ -254,6 +263,7 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
         "type": "video",
         "creditCost": price,
         "creditCostByResolution": dict(prices),
+        **({"soundCreditCostPerSecond": sound_price} if capabilities.sound_for_video else {}),
         "capabilities": features,
         "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
                        "duration": {"min": low, "max": high, "default": 5},
@@ -348,6 +358,17 @@ async def retake_job(ctx: Ctx, key: AuthKey, job_id: JobIdPath, body: Annotated[
     return submitted_view(ctx, request, submitted)
 
 
+@router.post("/jobs/{job_id}/sound", openapi_extra=SOUND_BODY.openapi, **_SUBMITS)
+async def sound_job(ctx: Ctx, key: AuthKey, job_id: JobIdPath, body: Annotated[BaseModel | None, Depends(SOUND_BODY)],
+                    request: Request, idempotency_key: IdempotencyKey = None) -> schemas.Submitted:
+    """A new job giving this completed job's video new sound (``{prompt?, negative_prompt?, seed?}``): the frames
+    kept bit for bit, the sound made anew; charged per second of the video at the sound rate."""
+    fields, webhook = webhook_subscription(body)
+    submitted = await sound.submit_sound(ctx, key, job_id, fields, source_field="jobId",
+                                         idempotency_key=idempotency_key, webhook=webhook)
+    return submitted_view(ctx, request, submitted)
+
+
 @router.post("/jobs/{job_id}/remix", openapi_extra=REMIX_BODY.openapi, **_SUBMITS)
 async def remix_job(ctx: Ctx, key: AuthKey, job_id: JobIdPath, body: Annotated[BaseModel, Depends(REMIX_BODY)],
                      request: Request, idempotency_key: IdempotencyKey = None) -> schemas.Submitted:
@@ -386,7 +407,8 @@ async def replay_job(ctx: Ctx, key: AuthKey, job_id: JobIdPath,
 @router.get("/models", response_model=schemas.ModelList, responses=_responses(401))
 def list_models(ctx: Ctx, key: AuthKey) -> dict[str, Any]:
     caps = ctx.capabilities
-    return models_json(caps, ctx.settings.price, {q: ctx.settings.price_for(q) for q in caps.qualities})
+    return models_json(caps, ctx.settings.price, {q: ctx.settings.price_for(q) for q in caps.qualities},
+                       ctx.settings.sound_price)
 
 
 @router.get("/jobs", response_model=schemas.JobList, response_model_exclude_unset=True,

@@ -125,6 +125,7 @@ class Estimate(BaseModel):
     frames: int
     hasAudio: bool
     controlType: str | None
+    soundOnly: bool = False  # new sound for ``video``: charged per second at the sound rate
     creditCost: int
     creditsRemaining: int
     affordable: bool
@@ -156,6 +157,7 @@ class ModelInfo(BaseModel):
     type: str
     creditCost: int
     creditCostByResolution: dict[str, int]
+    soundCreditCostPerSecond: int | None = None  # new sound for a video (sound-for-video): credits a second
     capabilities: list[str]
     parameters: dict[str, Any]
     sizes: dict[str, dict[str, str]]

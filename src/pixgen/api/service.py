@@ -22,13 +22,14 @@ from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, whole_seco
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
-from pixgen.jobs.origin import DIRECT, ApiSurface, Origin
+from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 from pixgen.media.audio import check_audio
 from pixgen.media.fetch import FetchPolicy, check_destination
 from pixgen.media.images import release_freed_memory
 from pixgen.media.kinds import kind
+from pixgen.media.remux import check_sound_video
 
 POLL = 0.25  # seconds between database looks while waiting on a job
 KEEPALIVE = 15.0  # a watcher hears from us at least this often, so proxies keep an idle stream open
@@ -58,15 +59,34 @@ async def submit(
     extensions and remixes, ``api.retake``, ``api.replay``); ``cost``: the charge when it is not the price of the
     quality.
     """
-    if cost is None:
-        cost = ctx.settings.price_for(request.quality)  # the price is the quality's: known before any decode
-    await admit(ctx, key, cost=cost, idempotency_key=idempotency_key)
+    if request.sound_only:  # new sound for the request's video: a job of its own kind, charged by its length
+        origin = replace(origin, kind=JobKind.SOUND) if origin.kind is JobKind.GENERATE else origin
+    # The price is the quality's, known before any decode; new sound's is per second of the video, known once it
+    # is read: the key is admitted for one second, and charged for them all (or refused: 402) when it is queued.
+    admitted = cost if cost is not None else price(ctx, request)
+    await admit(ctx, key, cost=admitted, idempotency_key=idempotency_key)
     request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
     if request.follows_audio and origin.duration is None:  # the job's length is its soundtrack's
         origin = replace(origin, duration=whole_seconds(await run_in_threadpool(audio_frames, request)))
+    if cost is None:
+        cost = price(ctx, request)
     webhook = await check_webhook(ctx, webhook, origin.surface)
     return await run_in_threadpool(ctx.store.submit, key.id, request, cost=cost, origin=origin,
                                    idempotency_key=idempotency_key, model=model, webhook=webhook)
+
+
+def price(ctx: AppContext, request: VideoRequest) -> int:
+    """What ``request`` costs: its quality's price, or for new sound (``sound_only``) ``--sound-price`` per second of
+    the video (``duration``: the video's length rounded up, once ``prepare`` has read it; 1 before)."""
+    if request.sound_only:
+        return sound_cost(ctx.settings.sound_price, request.duration)
+    return ctx.settings.price_for(request.quality)
+
+
+def sound_cost(per_second: int, seconds: int | None) -> int:
+    """New sound for a video of ``seconds`` (whole, rounded up; None: not read yet, 1) at ``per_second`` credits a
+    second."""
+    return per_second * max(1, seconds or 1)
 
 
 async def admit(ctx: AppContext, key: ApiKey, *, cost: int | None, idempotency_key: str | None = None) -> None:
@@ -115,7 +135,7 @@ async def prepare(
         await run_in_threadpool(peek_media, request)
         async with ctx.decodes:
             try:
-                request = await run_in_threadpool(check_media, request)
+                request = await run_in_threadpool(check_media, request, ctx.capabilities.durations[1])
             finally:
                 await run_in_threadpool(release_freed_memory)
     except InvalidRequest as exc:
@@ -143,13 +163,28 @@ def peek_media(request: VideoRequest) -> None:
             peek(value, path)
 
 
-def check_media(request: VideoRequest) -> VideoRequest:
+def check_media(request: VideoRequest, max_seconds: int = 15) -> VideoRequest:
     """Decode every media value of ``request`` by its kind (400 naming its field), and fix the ratio from the start
     frame when none was asked."""
     sizes = {path: kind(role.media, path).check(value, path)
              for path, role, value in media_values(VideoRequest, request.model_dump()) if role.media is not None}
+    if request.sound_only and request.video is not None:
+        return sound_video(request, max_seconds)
     ratio = first_frame_ratio(request, sizes)
     return request.model_copy(update={"aspect_ratio": ratio}) if ratio is not None else request
+
+
+def sound_video(request: VideoRequest, max_seconds: int) -> VideoRequest:
+    """A sound-only request with its video read (400 naming ``video``: not H.264, longer than ``max_seconds``):
+    its ``duration`` the video's length rounded up, its ratio the video's nearest (the result is the video's size
+    whatever they say; they are what the job reports and is charged for)."""
+    assert request.video is not None
+    facts = check_sound_video(request.video, field="video")
+    if facts.seconds > max_seconds + 1e-6:
+        raise InvalidRequest(f"video is {facts.seconds:.2f} s long; new sound is made for at most {max_seconds} s",
+                             field="video")
+    return request.model_copy(update={"duration": facts.whole_seconds,
+                                      "aspect_ratio": nearest_aspect_ratio(facts.width, facts.height)})
 
 
 def first_frame_ratio(request: VideoRequest, sizes: Mapping[str, tuple[int, int] | None]) -> str | None:

@@ -49,6 +49,11 @@ CONTROL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"  # depth, pose, canny, ...: wha
 ControlType = Annotated[StrictStr, StringConstraints(pattern=CONTROL_TYPE_PATTERN), TEXT_CHECK]
 
 
+# Fields that make or shape a picture, which a sound-only request (the frames are its ``video``'s) cannot take.
+SOUND_ONLY_EXCLUDES = ("image_input", "end_image_input", "keyframes", "control_video", "multi_clip",
+                       "camera_movement", "audio")
+
+
 class VideoRequest(BaseModel):
     """A video request, validated. ``aspect_ratio`` None means "16:9, or the start image's own ratio".
 
@@ -114,6 +119,18 @@ class VideoRequest(BaseModel):
         Field(None, description="a soundtrack (at most 15 s) the video is made to: the MP4 carries it as given; "
               "without duration, the video is as long as it")
 
+    video: Annotated[CheckedStr | None, Role(
+        media=Media.VIDEO, url=True, needs=Need("sound_for_video", "new sound for a video"),
+        cli=Flag(("--video",), metavar="FILE", help="an H.264 MP4 (at most 15 s) to give new sound; needs "
+                 "--sound-only"))] = \
+        Field(None, description="an H.264 MP4 data URI (at most 15 s) whose frames are kept bit for bit and whose "
+                                "sound is made anew from the prompt; needs sound_only")
+    sound_only: Annotated[StrictBool, Role(
+        needs=Need("sound_for_video", "new sound for a video"),
+        cli=Flag(("--sound-only",), help="make only new sound for --video, keeping its frames"))] = \
+        Field(False, description="true: make new sound for video (its frames kept; duration, size and quality "
+                                 "are the video's)")
+
     @model_validator(mode="before")
     @classmethod
     def _trim_prompt(cls, data: Any) -> Any:
@@ -140,6 +157,7 @@ class VideoRequest(BaseModel):
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
+        self._check_sound_only()
         self._check_audio()
         if self.keyframes is not None:
             if self.multi_clip:
@@ -167,6 +185,21 @@ class VideoRequest(BaseModel):
             raise InvalidRequest("control_type needs control_video", field="control_video")
         if video is not None and self.multi_clip:
             raise InvalidRequest("multi_clip cannot be combined with control_video", field="multi_clip")
+
+    def _check_sound_only(self) -> None:
+        """``video`` and ``sound_only`` go together, and with nothing that makes or shapes a picture."""
+        if self.sound_only and self.video is None:
+            raise InvalidRequest("sound_only needs video (the MP4 to give new sound)", field="video")
+        if self.video is not None and not self.sound_only:
+            raise InvalidRequest("video is only given new sound: set sound_only to true", field="sound_only")
+        if not self.sound_only:
+            return
+        if not self.generate_audio:
+            raise InvalidRequest("sound_only makes sound: generate_audio cannot be false", field="generate_audio")
+        for name in SOUND_ONLY_EXCLUDES:
+            if getattr(self, name) not in (None, False):
+                raise InvalidRequest(f"{name} cannot be combined with sound_only: the frames are the video's",
+                                     field=name)
 
     # -- derived values -------------------------------------------------------------------------------------
     @property

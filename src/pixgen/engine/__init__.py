@@ -76,6 +76,7 @@ class Backend:
 LTX2_FRAMES_PER_LATENT = 8  # LTX-2's video VAE: 8 frames a latent, the first latent the first frame alone
 LTX2_CAPABILITIES = Capabilities(
     extend=True, end_frame=True, multi_clip=True, audio=True, keyframes=True, audio_to_video=True,
+    sound_for_video=True,
     # a retake's window: up to 17 source frames (8k+1) before the range, 3 single frames after it, 15 s at most
     retake=RetakeRule(frames_per_latent=LTX2_FRAMES_PER_LATENT, before_frames=17, after_frames=3, max_seconds=15),
     frames_per_latent=LTX2_FRAMES_PER_LATENT,

@@ -76,9 +76,9 @@ class Capabilities:
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
     control_types: tuple[str, ...] = ()  # ``control_type``s the loaded model carries an IC-LoRA for
-    # Sound first (issue 22), each listed by ``GET /api/v1/models`` (``api/jobs_api.capability_list``):
+    # Sound first (issue 22), each listed by ``GET /api/v1/models`` (``api/jobs_api.sound_first``):
     audio_to_video: bool = False  # a video made to a given soundtrack (``VideoRequest.audio``), the sound kept
-    # sound_for_video: new sound for a finished or given video (its frames kept): added with that feature
+    sound_for_video: bool = False  # new sound under a finished or given video's own frames (``Engine.sound``)
     # auto_duration: ``duration: "auto"`` from the model folder's duration head: added with that feature
 
     def sizes(self) -> dict[str, dict[str, str]]:
@@ -231,6 +231,7 @@ class GenerationResult:
     shots: tuple[ShotInfo, ...] = ()  # multi-clip only
     extension: Extension | None = None  # extend only
     retake: Retake | None = None  # retake only
+    sound_only: bool = False  # sound only: the frames are the source's, copied
     soundtrack: SoundtrackFit | None = None  # a video made to a given soundtrack: how the sound was fitted
     timings: Timings = field(default_factory=Timings)
     provenance: Provenance | None = None  # what made it, for the job's manifest
@@ -296,4 +297,18 @@ class Engine(Protocol):
         """Regenerate ``[start, end)`` seconds of the finished video ``source`` (picture and sound) with
         ``request``'s prompt and seed, keeping every other frame; write the WHOLE video to ``out_path``. The range
         follows ``pixgen.core.retake``. Only called when ``capabilities.retake``."""
+        ...
+
+    def sound(
+        self,
+        source: Path | None,
+        request: VideoRequest,
+        out_path: Path,
+        on_progress: ProgressCallback = no_progress,
+        should_cancel: Callable[[], bool] = never_cancelled,
+    ) -> GenerationResult:
+        """New sound for the video ``source`` (None: the request's ``video``) with ``request``'s prompt and seed:
+        write ``out_path`` with the source's video stream copied as it is (the frames bit for bit) and the new
+        sound as its one audio track. ``InvalidRequest(field="video")`` for a video it cannot take. Only called
+        when ``capabilities.sound_for_video``."""
         ...

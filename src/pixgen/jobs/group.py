@@ -85,6 +85,14 @@ class LeaderEngine:
                          lambda cancel: self.engine.retake(source, request, start, end, out_path, on_progress,
                                                            cancel))
 
+    def sound(self, source: Path | None, request: VideoRequest, out_path: Path,
+              on_progress: ProgressCallback = no_progress,
+              should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        request = request.with_seed()
+        return self._run({"op": "sound", "request": request.model_dump_json(),
+                          "source": None if source is None else str(source)}, should_cancel,
+                         lambda cancel: self.engine.sound(source, request, out_path, on_progress, cancel))
+
     def _run(self, message: dict[str, Any], should_cancel: Callable[[], bool],
              call: Callable[[Callable[[], bool]], GenerationResult]) -> GenerationResult:
         if self.broken:
@@ -146,6 +154,8 @@ def follow(engine: Engine, channel: Channel, stop: Callable[[], bool] = lambda: 
                     engine.generate(request, out)
                 elif message["op"] == "extend":
                     engine.extend(Path(message["source"]), request, out)
+                elif message["op"] == "sound":
+                    engine.sound(Path(message["source"]) if message["source"] else None, request, out)
                 else:
                     engine.retake(Path(message["source"]), request, message["start"], message["end"], out)
             except Cancelled:

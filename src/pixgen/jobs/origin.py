@@ -19,6 +19,8 @@ class JobKind(StrEnum):
     GENERATE = "generate"  # a new video (a remix or a replay of a generated one too)
     EXTEND = "extend"  # continue the video of ``source_job_id``; the result is the whole video
     RETAKE = "retake"  # regenerate a range of the video of ``source_job_id``; the result is the whole video
+    # new sound under the frames of ``source_job_id``'s video (or of the request's ``video``), the frames kept
+    SOUND = "sound"
 
     @property
     def works_on_a_video(self) -> bool:

@@ -67,7 +67,8 @@ class QueueNow:
 
 def measured(db: Database, *, history: int = HISTORY) -> Throughput:
     query = (select(jobs.c.quality, jobs.c.duration, jobs.c.started_at, jobs.c.finished_at)
-             .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.kind != JobKind.EXTEND.value,
+             .where(jobs.c.status == JobStatus.COMPLETED.value,
+                    jobs.c.kind.notin_((JobKind.EXTEND.value, JobKind.SOUND.value)),  # not the shape's own time
                     jobs.c.started_at.is_not(None), jobs.c.finished_at.is_not(None))
              .order_by(jobs.c.finished_at.desc()).limit(history))
     with db.read() as conn:

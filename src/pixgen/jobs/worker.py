@@ -142,6 +142,11 @@ class Worker:
                     source = self._source_video(job, stem)
                     result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
                                            lease.on_progress, lease.should_cancel)
+                case JobKind.SOUND:  # new sound under the frames of the source job's video, or the request's
+                    if not engine.capabilities.sound_for_video:
+                        raise GenerationError("this model backend cannot make new sound for a video")
+                    source = self._source_video(job, stem) if job.source_job_id else None
+                    result = engine.sound(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
                 case JobKind.GENERATE:
                     result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
                                              on_preview=None if self.settings.no_preview else preview)

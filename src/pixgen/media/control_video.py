@@ -12,6 +12,7 @@ import base64
 import io
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -75,12 +76,17 @@ def check_control_video(uri: str, *, field: str = FIELD) -> ControlVideoFacts:
 def read_frames(uri: str, num_frames: int, size: tuple[int, int], *, field: str = FIELD) -> np.ndarray:
     """``num_frames`` uint8 RGB frames (F, H, W, 3) at ``size`` (width, height): output frame ``i`` is the control
     video's frame showing at ``i / 24`` s (its last one once it has ended)."""
-    data = decode_video_uri(uri, field=field)
+    return read_frames_from(io.BytesIO(decode_video_uri(uri, field=field)), num_frames, size, field=field)
+
+
+def read_frames_from(file: BinaryIO | str, num_frames: int, size: tuple[int, int], *,
+                     field: str = FIELD) -> np.ndarray:
+    """``read_frames`` of an MP4 file (a path, or one in memory)."""
     out = np.empty((num_frames, size[1], size[0], 3), np.uint8)
     filled, shown, fitted = 0, None, None  # shown: the source frame on screen; fitted: it at ``size``, once needed
     eps = 0.25 / FPS
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(file) as container:
             stream = container.streams.video[0]
             for index, frame in enumerate(container.decode(stream)):
                 when = float(frame.pts * stream.time_base) if frame.pts is not None else index / FPS

@@ -8,6 +8,7 @@
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
 //   POST /api/v1/jobs/{id}/cancel         cancel it
 //   POST /api/v1/jobs/{id}/retake         regenerate a part of a finished video (a new job)
+//   POST /api/v1/jobs/{id}/sound          new sound for a finished video, its frames kept (a new job)
 //   GET  /api/v1/jobs                     the key's recent jobs and credits left
 "use strict";
 
@@ -327,6 +328,7 @@
     el.download.setAttribute("download", `pixgen-${job.jobId}.mp4`);
     el.useSeed.disabled = job.seed === undefined || job.seed === null;
     $("retake-error").hidden = true;
+    $("sound-error").hidden = true;
     markRetake();
   }
 
@@ -378,6 +380,37 @@
       }
     } finally {
       $("retake-submit").disabled = false;
+    }
+  }
+
+  // New sound: the finished video's frames kept bit for bit, its sound made anew (a new job of kind "sound")
+  async function onNewSound() {
+    if (!currentJob || currentJob.status !== "completed") return;
+    const body = {};
+    const prompt = $("sound-prompt").value.trim();
+    if (prompt) body.prompt = prompt;
+    const seed = $("sound-seed").value.trim();
+    if (seed !== "") body.seed = Number(seed);
+    const error = $("sound-error");
+    error.hidden = true;
+    $("sound-submit").disabled = true;
+    try {
+      const started = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/sound`, { method: "POST", body });
+      if (typeof started.creditsRemaining === "number") showCredits(started.creditsRemaining);
+      startJobView(started.jobId);
+      renderProgress({ jobId: started.jobId, status: started.status || "pending", progress: 0 });
+      follow(started.jobId);
+      loadRecent();
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      const control = { prompt: $("sound-prompt"), seed: $("sound-seed") }[err.field];
+      if (control) {
+        control.setAttribute("aria-invalid", "true");
+        control.focus();
+      }
+    } finally {
+      $("sound-submit").disabled = false;
     }
   }
 
@@ -745,6 +778,10 @@
     el.useSeed.addEventListener("click", onUseSeed);
     el.refresh.addEventListener("click", loadRecent);
     $("retake-submit").addEventListener("click", onRetake);
+    $("sound-submit").addEventListener("click", onNewSound);
+    for (const id of ["sound-prompt", "sound-seed"]) {
+      $(id).addEventListener("input", () => $(id).removeAttribute("aria-invalid"));
+    }
     $("retake-from-player").addEventListener("click", retakeFromPlayer);
     for (const id of ["retake-start", "retake-end"]) {
       $(id).addEventListener("input", () => { $(id).removeAttribute("aria-invalid"); markRetake(); });

@@ -17,9 +17,9 @@ A job is composed of stage blocks that each take the job's ``Run`` (progress, ca
 
 ``generate`` runs 1–4 per shot (one, or several with ``multi_clip``; their latents are small) then 5 for each;
 ``extend`` runs the same blocks with the source's last frames as the condition, ``retake`` with the frames either
-side of the range it regenerates. Frames are generated on the grid
-size that covers the output and cropped to it (``geometry.py``); the sampling recipe is the folder's
-(``recipes.py``), reported at load and with every job.
+side of the range it regenerates, ``sound`` (2–4 only) with every frame of the source held fixed. Frames are
+generated on the grid size that covers the output and cropped to it (``geometry.py``); the sampling recipe is the
+folder's (``recipes.py``), reported at load and with every job.
 """
 
 from __future__ import annotations
@@ -332,6 +332,8 @@ class LTX2Engine:
                  should_cancel: Callable[[], bool] = never_cancelled,
                  on_preview: PreviewCallback | None = None) -> GenerationResult:
         """``request`` into ``out_path`` (``route_generate.py``): one shot, or several with ``multi_clip``."""
+        if request.sound_only:  # new sound for the request's video (the command line's --video --sound-only)
+            return self.sound(None, request, out_path, on_progress, should_cancel)
         from pixgen.engine.ltx2.route_generate import generate
 
         return generate(self, request, Path(out_path), on_progress, should_cancel, on_preview)
@@ -355,11 +357,21 @@ class LTX2Engine:
 
         return retake(self, Path(source), request, start, end, Path(out_path), on_progress, should_cancel)
 
+    def sound(self, source: Path | None, request: VideoRequest, out_path: Path,
+              on_progress: ProgressCallback = no_progress,
+              should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
+        """New sound for ``source`` (None: the request's ``video``): its frames held fixed while the audio is
+        denoised; ``out_path`` gets the source's video stream as it is and the new sound (``route_sound.py``)."""
+        from pixgen.engine.ltx2.route_sound import sound
+
+        return sound(self, None if source is None else Path(source), request, Path(out_path), on_progress,
+                     should_cancel)
+
     def _result(self, run: Run, out_path: Path, request: VideoRequest, req: VideoRequest, geometry: Geometry,
                 num_frames: int, *, audio: bool, prompt: str, used: PromptPlan, shot_runs: tuple[ShotRun, ...],
                 loras: tuple[str, ...], aspect_ratio: str | None = None, shots: tuple[ShotInfo, ...] = (),
                 extension: Extension | None = None, retake: Retake | None = None,
-                soundtrack: SoundtrackFit | None = None) -> GenerationResult:
+                soundtrack: SoundtrackFit | None = None, sound_only: bool = False) -> GenerationResult:
         """THE result of every route: ``request`` as asked, ``req`` as run (seeded), the prompt as used (``used``:
         the first shot's plan), one ``ShotRun`` per shot for the provenance, and what only one route knows."""
         return GenerationResult(
@@ -369,6 +381,7 @@ class LTX2Engine:
             aspect_ratio=aspect_ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
             recipe=self.recipe.name, loras=loras, shots=shots, extension=extension, retake=retake,
+            sound_only=sound_only,
             soundtrack=soundtrack,
             timings=Timings.from_mapping(run.timings), provenance=self._provenance(shot_runs))
 
