@@ -65,7 +65,7 @@ def check_capabilities(request: VideoRequest, capabilities: Capabilities,
         raise renamed(problem, names or {})
     if request.keyframes and capabilities.keyframes:  # pictures on the backend's latent clock, one per latent
         try:
-            check_keyframe_latents(request.keyframes, request.duration, capabilities.frames_per_latent,
+            check_keyframe_latents(request.keyframes, request.seconds, capabilities.frames_per_latent,
                                    start_image=request.image_input is not None,
                                    end_image=request.end_image_input is not None)
         except InvalidRequest as exc:
@@ -77,8 +77,11 @@ def capability_problems(request: VideoRequest, capabilities: Capabilities) -> It
         info, value = VideoRequest.model_fields[name], getattr(request, name)
         if value is None:
             continue
-        if role.needs is not None and value != info.default and not getattr(capabilities, role.needs.capability):
-            yield InvalidRequest(f"this server's model cannot take {role.needs.what}", field=name)
+        if role.needs is not None and role.needs.applies(value, info.default):
+            if not getattr(capabilities, role.needs.capability):
+                yield InvalidRequest(f"this server's model cannot take {role.needs.what}", field=name)
+            if role.needs.value is not None:
+                continue  # a keyword (duration "auto"), not one of the values offered
         if role.offered is None:
             continue
         offered = getattr(capabilities, role.offered)

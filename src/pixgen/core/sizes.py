@@ -42,6 +42,12 @@ def num_frames(duration: int) -> int:
     return duration * FPS + 1
 
 
+def frames_duration(frames: int) -> float:
+    """The seconds ``frames`` stand for on the contract's clock (``duration × 24 + 1`` frames): a duration chosen by
+    the model (``duration: "auto"``, 8k+1 frames) need not be whole seconds."""
+    return (frames - 1) / FPS
+
+
 def nearest_aspect_ratio(width: int, height: int) -> str:
     """The listed ratio nearest an image's own, compared on a log scale so 2:1 and 1:2 are equally far from 1:1."""
     import math

@@ -30,6 +30,7 @@ from pixgen.core.text import TEXT_CHECK, CheckedStr
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
+AUTO = "auto"  # ``duration: "auto"``
 MAX_PROMPT = 2048
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, distortion, low quality, grainy, warped faces, deformed hands, extra limbs, watermark, text, signature"
@@ -63,9 +64,13 @@ class VideoRequest(BaseModel):
                                                              json_schema_extra={"maxLength": MAX_PROMPT})
     negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
-    duration: Annotated[StrictInt, Role(cli=Flag(("--duration",), help="seconds, 1..15 (default 5)"),
-                                        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
-        Field(5, ge=1, le=15)
+    # "auto": the model folder's duration head chooses the length from the prompt (LTX-2.5; ``engine/ltx2/duration``)
+    duration: Annotated[Annotated[StrictInt, Field(ge=1, le=15)] | Literal["auto"], Role(
+        cli=Flag(("--duration",), metavar="SECONDS", help="seconds, 1..15 (default 5), or auto: the model's duration "
+                 "head chooses from the prompt"), names={ApiSurface.OPENAI: "seconds"}, offered="durations",
+        needs=Need("auto_duration", 'duration "auto" (its folder has no duration head)', value=AUTO))] = \
+        Field(5, description='seconds, 1 to 15, or "auto": chosen from the prompt by the model\'s duration head '
+                             '(LTX-2.5 folders), on the 8k+1 frame grid within 1 to 15 s')
     aspect_ratio: Annotated[AspectRatio | None, Role(
         cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
         offered="aspect_ratios")] = None
@@ -122,11 +127,22 @@ class VideoRequest(BaseModel):
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
         self._check_control()
+        if self.duration == AUTO:
+            self._check_auto_duration()
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
-            check_keyframes(self.keyframes, self.duration)
+            check_keyframes(self.keyframes, self.seconds)
         return self
+
+    def _check_auto_duration(self) -> None:
+        """``duration: "auto"`` is one clip whose length the model chooses: nothing else may need the length first."""
+        for other, why in (("keyframes", "keyframe times are seconds within a known duration"),
+                           ("multi_clip", "the shots are cut from a known duration"),
+                           ("control_video", "the control video is followed frame for frame over a known duration")):
+            if getattr(self, other):
+                raise InvalidRequest(f'duration "auto" cannot be combined with {other} ({why}); give duration in '
+                                     f"seconds", field="duration")
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
@@ -147,8 +163,20 @@ class VideoRequest(BaseModel):
         return output_size(self.ratio, self.quality)
 
     @property
+    def auto_duration(self) -> bool:
+        """The model chooses the length (``duration: "auto"``): ``seconds`` and ``num_frames`` are the engine's."""
+        return self.duration == AUTO
+
+    @property
+    def seconds(self) -> int:
+        """The duration asked for, in seconds (none for ``"auto"``: the engine chooses the frames)."""
+        if isinstance(self.duration, str):
+            raise ValueError('duration "auto" has no length until the engine chooses one')
+        return self.duration
+
+    @property
     def num_frames(self) -> int:
-        return num_frames(self.duration)
+        return num_frames(self.seconds)
 
     def with_seed(self) -> VideoRequest:
         """The same request with a seed: the given one, or one drawn at random (reported with the result)."""
@@ -176,7 +204,7 @@ def parse_request(data: Mapping[str, Any]) -> VideoRequest:
     except InvalidRequest:
         raise
     except ValidationError as exc:
-        raise invalid_from_validation(exc) from None
+        raise invalid_from_validation(exc, VideoRequest) from None
 
 
 def invalid_from_validation(exc: ValidationError, model: type[BaseModel] | None = None) -> InvalidRequest:

@@ -75,6 +75,7 @@ class Capabilities:
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
     control_types: tuple[str, ...] = ()  # ``control_type``s the loaded model carries an IC-LoRA for
+    auto_duration: bool = False  # ``duration: "auto"``: the model folder has a duration head (LTX-2.5)
 
     def sizes(self) -> dict[str, dict[str, str]]:
         """``{ratio: {quality: "WxH"}}``: the contract's size table for what this backend offers."""

@@ -49,10 +49,11 @@ def model_identity(engine: str, model: str, cache_dir: Path | None) -> ModelIden
     """The identity of the model ``engine`` / ``model`` / ``cache_dir`` (the settings) name, without loading it."""
     if engine != "ltx2":  # a test backend: its options are the model
         return ModelIdentity(engine, model, text_fingerprint(f"{engine}:{model}"))
-    if model in ("", "tiny"):
-        from pixgen.engine.ltx2.toy import tiny_model_path
+    from pixgen.engine.ltx2.toy import tiny_model_path, toy_generation
 
-        folder = tiny_model_path(cache_dir)
+    generation = toy_generation(model)
+    if generation is not None:
+        folder = tiny_model_path(cache_dir, generation)
     else:
         folder = Path(model).expanduser()
     found = folder_fingerprint(folder) if (folder / "model_index.json").is_file() else None

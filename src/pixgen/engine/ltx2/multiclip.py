@@ -63,14 +63,15 @@ def shot_seed(seed: int, index: int) -> int:
     return (seed + index * SEED_STRIDE) % (MAX_SEED + 1)
 
 
-def plan_shots(request: VideoRequest) -> list[Shot]:
-    """The shots of ``request`` (with a seed): one covering everything unless ``multi_clip`` is set."""
+def plan_shots(request: VideoRequest, num_frames: int | None = None) -> list[Shot]:
+    """The shots of ``request`` (with a seed) over ``num_frames`` (default: its duration's; the duration head's for
+    ``duration: "auto"``): one covering everything unless ``multi_clip`` is set."""
     if request.seed is None:
         raise ValueError("plan_shots needs a request with a seed (VideoRequest.with_seed())")
-    total = request.num_frames
+    total = request.num_frames if num_frames is None else num_frames
     if not request.multi_clip:
         return [Shot(0, request.prompt, request.seed, 0, total)]
-    texts = split_shots(request.prompt, max_shots(request.duration))
+    texts = split_shots(request.prompt, max_shots(request.seconds))
     k = len(texts)
     bounds = [(2 * i * total + k) // (2 * k) for i in range(k)] + [total]  # round(i·T/k), half up
     return [Shot(i, text, shot_seed(request.seed, i), bounds[i], bounds[i + 1] - bounds[i],
