@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgen.api.context import AppContext
-from pixgen.core.spec import VideoRequest
+from pixgen.core.sizes import num_frames
+from pixgen.core.spec import MAX_DURATION, VideoRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.throughput import QueueNow, RunTime, measured, queue_now
 
@@ -41,20 +42,27 @@ def estimate(ctx: AppContext, key: ApiKey, request: VideoRequest) -> Estimate:
     throughput = measured(ctx.db)
     return Estimate(request=request, credit_cost=ctx.settings.price_for(request.quality),
                     credits_remaining=ctx.store.credits(key.id), queue=queue_now(ctx.db, throughput, key.id),
-                    run=throughput.run_time(request.quality, request.duration), now=time.time())
+                    run=throughput.run_time(request.quality, longest(request, ctx)), now=time.time())
+
+
+def longest(request: VideoRequest, ctx: AppContext) -> int:
+    """The seconds a request may run to: its duration, or for ``"auto"`` the longest this server offers."""
+    return ctx.capabilities.durations[1] if request.auto_duration else request.seconds
 
 
 def estimate_json(est: Estimate) -> dict[str, Any]:
     req = est.request
     width, height = req.size
     wait = est.wait_seconds
+    auto = req.auto_duration
     return {
         "width": width,
         "height": height,
         "aspectRatio": req.ratio,
         "quality": req.quality,
         "duration": req.duration,
-        "frames": req.num_frames,
+        "frames": num_frames(MAX_DURATION) if auto else req.num_frames,  # the longest "auto" may choose
+        **({"durationRange": [1.0, float(MAX_DURATION)]} if auto else {}),
         "hasAudio": req.generate_audio,
         "controlType": req.control_type,
         "creditCost": est.credit_cost,

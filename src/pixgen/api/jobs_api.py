@@ -35,6 +35,7 @@ from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
 from pixgen.core.fields import media_values, role_at, roles, surface_aliases, with_values
 from pixgen.core.models import MODEL_ID
+from pixgen.core.sizes import FPS
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, PixgenError
@@ -171,6 +172,10 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         some["statusUrl"] = status_url
     if webhook is not None:
         some["webhook"] = webhook
+    if job.auto_duration:  # the model's choice, once made (null before)
+        some["chosenDuration"] = mapping.chosen_duration(job)
+    if job.seconds:
+        some["frames"] = round(job.seconds * FPS)
     return schemas.Job(
         jobId=job.id,
         status=status.value,
@@ -186,7 +191,7 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         creditCost=job.credit_cost,
         refunded=job.refunded,
         model=job.model,
-        duration=job.duration,
+        duration=mapping.job_duration(job),
         quality=job.quality,
         aspectRatio=job.aspect_ratio or "16:9",
         width=width,
@@ -223,7 +228,8 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
     features = ["text-to-video", "image-to-video", "video-remix"]
     features += [name for name, on in (("video-extend", capabilities.extend), ("end-frame", capabilities.end_frame),
                                        ("multi-clip", capabilities.multi_clip), ("audio", capabilities.audio),
-                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake))
+                                       ("keyframes", capabilities.keyframes), ("video-retake", capabilities.retake),
+                                       ("auto-duration", capabilities.auto_duration))
                  if on]
     low, high = capabilities.durations
     if capabilities.control_types:
@@ -236,7 +242,7 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
         "creditCostByResolution": dict(prices),
         "capabilities": features,
         "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
-                       "duration": {"min": low, "max": high, "default": 5},
+                       "duration": {"min": low, "max": high, "default": 5, "auto": capabilities.auto_duration},
                        "control_type": list(capabilities.control_types)},
         "sizes": capabilities.sizes(),
     }]}

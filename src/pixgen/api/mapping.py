@@ -11,8 +11,8 @@ from typing import Any
 
 from pixgen.core.fields import roles, scalar_type
 from pixgen.core.keyframes import check_keyframe_latents
-from pixgen.core.sizes import output_size
-from pixgen.core.spec import MAX_PROMPT, VideoRequest
+from pixgen.core.sizes import FPS, frames_duration, output_size
+from pixgen.core.spec import AUTO, MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, ModelNotFound
 from pixgen.jobs.states import JobStatus
@@ -49,6 +49,19 @@ def job_size(job: Job) -> tuple[int, int]:
     if job.width and job.height:
         return job.width, job.height
     return output_size(job.aspect_ratio or "16:9", job.quality)
+
+
+def job_duration(job: Job) -> int | str:
+    """The duration as asked: seconds, or ``"auto"`` (the model chooses: ``chosen_duration``)."""
+    return AUTO if job.auto_duration else job.duration
+
+
+def chosen_duration(job: Job) -> float | None:
+    """An ``"auto"`` job's duration as the model chose it, once the video is made: ``(frames − 1) / 24`` seconds on
+    the 8k+1 frame grid (the store keeps ``frames / 24`` as ``seconds``); None for other jobs and before."""
+    if not job.auto_duration or not job.seconds:
+        return None
+    return round(frames_duration(round(job.seconds * FPS)), 3)
 
 
 def job_progress(job: Job) -> int:

@@ -184,6 +184,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings({name: getattr(args, name) for name in SETTINGS_FLAGS}, secret=False)
     from pixgen.engine import load_engine
 
+    if request.auto_duration and not backend().capabilities_for(settings.model, settings.cache_dir).auto_duration:
+        raise InvalidRequest(f'duration "auto" needs a model with a duration head (LTX-2.5\'s duration_head/, or '
+                             f"--model tiny-2.5); {settings.model or 'tiny'} has none: give seconds",
+                             field=FLAG_FOR_FIELD["duration"])
+
     if settings.gpu_list:  # --gpus N: that GPU only, before CUDA starts
         from pixgen.jobs.gpus import worker_environment
 

@@ -31,6 +31,7 @@ from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
 AUTO = "auto"  # ``duration: "auto"``
+MAX_DURATION = 15  # seconds
 MAX_PROMPT = 2048
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, distortion, low quality, grainy, warped faces, deformed hands, extra limbs, watermark, text, signature"
@@ -65,7 +66,7 @@ class VideoRequest(BaseModel):
     negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
     # "auto": the model folder's duration head chooses the length from the prompt (LTX-2.5; ``engine/ltx2/duration``)
-    duration: Annotated[Annotated[StrictInt, Field(ge=1, le=15)] | Literal["auto"], Role(
+    duration: Annotated[Annotated[StrictInt, Field(ge=1, le=MAX_DURATION)] | Literal["auto"], Role(
         cli=Flag(("--duration",), metavar="SECONDS", help="seconds, 1..15 (default 5), or auto: the model's duration "
                  "head chooses from the prompt"), names={ApiSurface.OPENAI: "seconds"}, offered="durations",
         needs=Need("auto_duration", 'duration "auto" (its folder has no duration head)', value=AUTO))] = \
