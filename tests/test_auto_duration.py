@@ -182,6 +182,12 @@ def test_job_api_auto_states_the_chosen_duration(server_25):
     assert probe(path).num_frames == job["frames"]
     assert not job["refunded"] and _credits(server_25, key) == 1000 - submitted["creditCost"]
 
+    doc = httpx.get(f"{server_25.url}/openapi.json", timeout=30).json()
+    options = doc["components"]["schemas"]["JobRunRequest"]["properties"]["duration"]["anyOf"]
+    assert {"const": "auto", "type": "string"} in options
+    seconds = doc["components"]["schemas"]["VideoCreateRequest"]["properties"]["seconds"]["anyOf"][1]["enum"]
+    assert "auto" in seconds
+
     # an extension adds seconds: "auto" is for new videos
     res = httpx.post(f"{server_25.url}/api/v1/jobs/{job['jobId']}/extend", json={"duration": "auto"},
                      headers=_auth(key), timeout=30)
@@ -210,5 +216,68 @@ def test_auto_without_a_duration_head_is_400_naming_duration_and_charges_nothing
     # the document offers "auto" only where the model has a head
     doc = httpx.get(f"{server_20.url}/openapi.json", timeout=30).json()
     duration = doc["components"]["schemas"]["JobRunRequest"]["properties"]["duration"]
-    assert "auto" not in json.dumps(duration)
+    assert "anyOf" not in duration and duration["type"] == "integer", duration
+    assert (duration["minimum"], duration["maximum"]) == (1, 15)
+    seconds = doc["components"]["schemas"]["VideoCreateRequest"]["properties"]["seconds"]["anyOf"][1]["enum"]
+    assert "auto" not in seconds and "15" in seconds
 
+
+
+# -- the web page, in a real browser ---------------------------------------------------------------------------
+def _open_page(browser, server, key: str):
+    from web_browser import enter_key
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/")
+    with page.expect_response(lambda res: res.url.endswith("/api/v1/models")):  # what the page offers comes next
+        enter_key(page, key)
+    return context, page, errors
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_page_automatic_duration_shows_the_chosen_length(browser, server_25):
+    key = server_25.new_key(credits=1000)
+    context, page, errors = _open_page(browser, server_25, key)
+    try:
+        switch = page.get_by_label("Automatic duration", exact=True)
+        switch.wait_for(state="visible", timeout=30_000)  # the server's model has a duration head
+        page.get_by_label("Prompt", exact=True).fill("A musician plays an acoustic guitar by a campfire")
+        page.get_by_label("Quality", exact=True).select_option("360p")
+        page.get_by_label("Thinking", exact=True).select_option("disabled")
+        switch.check()
+        assert page.get_by_label("Duration", exact=True).is_disabled()
+        assert "chosen by the model" in page.locator("#output-size").text_content()
+        with page.expect_request("**/api/v1/models/pixverse-v6/run") as sent:
+            page.get_by_role("button", name="Generate", exact=True).click()
+        assert json.loads(sent.value.post_data)["duration"] == "auto"
+        page.locator("#job-result").wait_for(state="visible", timeout=300_000)
+        shown = page.locator("#result-duration").text_content()
+        assert "chosen by the model" in shown, shown
+        frames = int(shown.split("(")[1].split(" frames")[0])
+        assert _on_grid_within_bounds(frames), shown
+        seconds = float(shown.split(" s")[0])
+        assert seconds == pytest.approx((frames - 1) / 24, abs=1e-3)
+        # the browser's own player agrees: frames / 24 s long (±1 frame)
+        page.wait_for_function("document.getElementById('result-video').readyState >= 1", timeout=30_000)
+        played = page.evaluate("document.getElementById('result-video').duration")
+        assert played == pytest.approx(frames / 24, abs=1.5 / 24)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_web_page_offers_no_automatic_duration_without_a_head(browser, server_20):
+    key = server_20.new_key(credits=10)
+    context, page, errors = _open_page(browser, server_20, key)
+    try:
+        page.wait_for_timeout(200)  # the answer's handler has run
+        assert page.locator("#duration-auto-field").is_hidden()
+        assert page.get_by_label("Duration", exact=True).is_enabled()
+        assert not errors, errors
+    finally:
+        context.close()
