@@ -156,7 +156,7 @@ class FakeEngine:
                 source_frames = sum(1 for _ in container.decode(stream))
         except (av.FFmpegError, IndexError, OSError):
             raise InvalidRequest("the video to extend cannot be read", field="video") from None
-        new_frames = req.duration * FPS
+        new_frames = req.seconds * FPS
         self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
         self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, source_frames),

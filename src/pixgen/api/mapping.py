@@ -7,12 +7,12 @@ Pure functions over plain values; each surface module calls these from its own m
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pixgen.core.fields import roles, scalar_type
 from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.sizes import FPS, frames_duration, output_size
-from pixgen.core.spec import AUTO, MAX_PROMPT, VideoRequest
+from pixgen.core.spec import MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, ModelNotFound
 from pixgen.jobs.states import JobStatus
@@ -51,9 +51,9 @@ def job_size(job: Job) -> tuple[int, int]:
     return output_size(job.aspect_ratio or "16:9", job.quality)
 
 
-def job_duration(job: Job) -> int | str:
+def job_duration(job: Job) -> int | Literal["auto"]:
     """The duration as asked: seconds, or ``"auto"`` (the model chooses: ``chosen_duration``)."""
-    return AUTO if job.auto_duration else job.duration
+    return "auto" if job.auto_duration else job.duration
 
 
 def chosen_duration(job: Job) -> float | None:
