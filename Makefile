@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,12 @@ demo: install
 	$(BIN)/pixgen generate "A golden retriever running through a field of sunflowers on a sunny day" \
 		--duration 5 --aspect-ratio 16:9 --quality 720p --seed 42 -o out/demo.mp4
 
-test: install
+# The check gate: lint and types before any test runs (config in pyproject.toml).
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 bench: install

@@ -16,9 +16,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -126,7 +127,7 @@ def http_load(url: str, headers: dict[str, str], *, seconds: float, connections:
         cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
         for name, value in headers.items():
             cmd += ["-H", f"{name}: {value}"]
-        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
         if "Non-2xx" in out or "Socket errors" in out:
             raise RuntimeError(f"wrk saw errors:\n{out}")
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import vm_hwm_bytes  # noqa: E402
+from common import vm_hwm_bytes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

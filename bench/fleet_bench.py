@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, postgres_database, start_worker, write_results  # noqa: E402
+from common import machine, median, postgres_database, start_worker, write_results
 
-from pixgen.testing import stop_process  # noqa: E402
+from pixgen.testing import stop_process
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORKER_COUNTS = (1, 2, 4)
@@ -48,7 +48,7 @@ class CopyEngine:
     def __init__(self, template: Path) -> None:
         self.data = template.read_bytes()
 
-    def generate(self, request, out_path, on_progress, should_cancel, on_preview=None):  # noqa: ANN001, ANN201
+    def generate(self, request, out_path, on_progress, should_cancel, on_preview=None):
         from pixgen.core.progress import Progress
 
         on_progress(Progress("denoise", 1, 1))
@@ -69,7 +69,7 @@ def make_template(path: Path) -> None:
         writer.write_frames(np.full((1, 64, 64, 3), 128, np.uint8))
 
 
-def _claim_process(mode: str, database_url: str, data_dir: str, index: int, ready, go, stop) -> None:  # noqa: ANN001
+def _claim_process(mode: str, database_url: str, data_dir: str, index: int, ready, go, stop) -> None:
     """One worker process: connect, say ready, wait for ``go``, then work until ``stop``."""
     import logging
 
@@ -184,7 +184,7 @@ def bench_claims(jobs: int, backends: dict[str, str | None]) -> dict[str, Any]:
 
 
 # -- killed worker -----------------------------------------------------------------------------------------------
-def _job_row(db, job_id: str):  # noqa: ANN001, ANN202
+def _job_row(db, job_id: str):
     from sqlalchemy import select
 
     from pixgen.jobs.schema import jobs
@@ -194,7 +194,7 @@ def _job_row(db, job_id: str):  # noqa: ANN001, ANN202
                             .where(jobs.c.id == job_id)).first()
 
 
-def _wait(predicate, timeout: float, every: float = 0.02):  # noqa: ANN001, ANN202
+def _wait(predicate, timeout: float, every: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -204,7 +204,7 @@ def _wait(predicate, timeout: float, every: float = 0.02):  # noqa: ANN001, ANN2
     raise TimeoutError(f"not true within {timeout} s")
 
 
-def _worker_ready(db, pid: int) -> bool:  # noqa: ANN001
+def _worker_ready(db, pid: int) -> bool:
     from pixgen.jobs.fleet import live_workers
 
     return any(w.pid == pid for w in live_workers(db))
@@ -240,7 +240,7 @@ def kill_recovery(database_url: str, lease: float, scenario: str, data_dir: Path
             second = start_worker(data_dir, database_url, args=args)
         seen_pending = None
 
-        def running_again():  # noqa: ANN202
+        def running_again():
             nonlocal seen_pending
             r = _job_row(db, job.id)
             if r.status == "pending" and seen_pending is None:

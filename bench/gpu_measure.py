@@ -533,7 +533,7 @@ def run_diffusers(case: Case, base: Any, upsampler: Any, dev: Device, args: Any,
                 steps=3, last_stage="decode")
         peaks.on_progress("encode", 0)
         t_encode = time.perf_counter()
-        with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - its tqdm bar
+        with contextlib.redirect_stderr(open(os.devnull, "w")):  # its tqdm bar
             encode_video(video[0], fps=24, audio=audio[0].float().cpu(),
                          audio_sample_rate=pipe.vocoder.config.output_sampling_rate,
                          output_path=str(work / f"{case.name}-diffusers.mp4"))

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     RUN,
     LocalServer,
     http_load,
@@ -90,7 +90,7 @@ def complete_directly(database_url: str) -> None:
         db.dispose()
 
 
-def parse_short():  # noqa: ANN201
+def parse_short():
     from pixgen.core.spec import parse_request
 
     return parse_request({("quality" if k == "resolution" else k): v for k, v in SHORT.items()})
@@ -149,25 +149,23 @@ def bench_polls(seconds: float, connections: int, rounds: int, baseline: str | N
 
 
 # -- submit → first denoising step -------------------------------------------------------------------------------
-def first_step_in_process(engine, request, out: Path) -> float:  # noqa: ANN001
+def first_step_in_process(engine, request, out: Path) -> float:
     """Seconds from ``engine.generate`` to its first finished denoising step (then the job is cancelled)."""
     from pixgen.errors import Cancelled
 
     seen: list[float] = []
     t0 = time.perf_counter()
 
-    def on_progress(progress) -> None:  # noqa: ANN001
+    def on_progress(progress) -> None:
         if progress.stage == "denoise" and not seen:
             seen.append(time.perf_counter() - t0)
 
-    try:
+    with contextlib.suppress(Cancelled):
         engine.generate(request, out, on_progress, lambda: bool(seen))
-    except Cancelled:
-        pass
     return seen[0]
 
 
-def bench_first_step(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
+def bench_first_step(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:
     before = machine()
     wait_done(client, submit(client, server, SHORT)["statusUrl"])  # warm-up
     request = parse_short()
@@ -200,12 +198,12 @@ def bench_first_step(server: LocalServer, client: httpx.Client, runs: int, engin
 
 
 # -- API against in-process --------------------------------------------------------------------------------------
-def _cpu(proc) -> float:  # noqa: ANN001
+def _cpu(proc) -> float:
     times = proc.cpu_times()
     return times.user + times.system
 
 
-def bench_overhead(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:  # noqa: ANN001
+def bench_overhead(server: LocalServer, client: httpx.Client, runs: int, engine) -> dict[str, Any]:
     """Wall time (what the target is about) and CPU seconds (less sensitive to other load on the machine) of the
     same job through the API and in this process; API CPU = the worker's + the API server's."""
     import psutil
@@ -244,8 +242,8 @@ def bench_overhead(server: LocalServer, client: httpx.Client, runs: int, engine)
             for step in ((through_api, in_process) if r % 2 == 0 else (in_process, through_api)):
                 step()
     a, b = median(api), median(local)
-    pairs = [x / y for x, y in zip(api, local)]
-    cpu_pairs = [x / y for x, y in zip(api_cpu, local_cpu)]
+    pairs = [x / y for x, y in zip(api, local, strict=True)]
+    cpu_pairs = [x / y for x, y in zip(api_cpu, local_cpu, strict=True)]
     return {"job": "5 s 720p toy, seed 42", "runs": runs, "client_poll_every_s": POLL_EVERY,
             "api_s_median": round(a, 2), "in_process_s_median": round(b, 2),
             "overhead_pct": round(100 * (a / b - 1), 1),
@@ -287,7 +285,7 @@ def _env_of(proc: Any, name: str) -> str | None:
 
 
 # -- main --------------------------------------------------------------------------------------------------------
-def with_worker_server(fn, *args: Any) -> dict[str, Any]:  # noqa: ANN001
+def with_worker_server(fn, *args: Any) -> dict[str, Any]:
     """Run ``fn(server, client, *args)`` against a fresh ``pixgen serve --workers 1`` (toy model)."""
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp), workers=1, ready=True)

@@ -30,9 +30,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RUN, machine, median, new_key, postgres_database, start_server, write_results  # noqa: E402
+from common import RUN, machine, median, new_key, postgres_database, start_server, write_results
 
-from pixgen.testing import WebhookReceiver, wait_for  # noqa: E402
+from pixgen.testing import WebhookReceiver, wait_for
 
 SHORT = {"prompt": "a lighthouse at dusk", "duration": 1, "resolution": "360p"}
 ENV = {"PIXGEN_ENGINE": "pixgen.testing:FAKE_BACKEND", "PIXGEN_MODEL": "steps=2,step_seconds=0.02,scale=0.1",

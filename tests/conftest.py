@@ -38,10 +38,7 @@ def db_url(request, tmp_path):
     """An empty, migrated database on each backend."""
     from pixgen.jobs.db import connect, migrate
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'pixgen.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
+    url = f"sqlite:///{tmp_path / 'pixgen.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     db = connect(url, pool_size=1)
     migrate(db)
     if request.param == "postgres":

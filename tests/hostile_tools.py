@@ -33,7 +33,7 @@ def database(kind: str, data_dir: Path) -> Iterator[str]:
         return
     try:
         postgres_admin()[0].close()
-    except Exception as exc:  # any failure to connect: no server
+    except Exception as exc:  # noqa: BLE001 - any failure to connect: no server
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"PostgreSQL is required when CI=true: {exc}")
         pytest.skip(f"no PostgreSQL: {exc}")

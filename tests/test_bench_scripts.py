@@ -106,7 +106,7 @@ def test_the_profile_counts_each_kernel_once_and_no_convolution_or_marker_as_a_m
     shares = classify(rows)
     assert shares["total_ms"] == 1.0  # the marker is no work
     assert shares["matmul_share"] == 0.5 and shares["attention_share"] == 0.3 and shares["conv_share"] == 0.1
-    assert [r["name"] for r in shares["top"]][0].startswith("nvjet")
+    assert shares["top"][0]["name"].startswith("nvjet")
 
 
 def test_the_full_size_architectures_have_the_published_parameter_counts():

@@ -100,10 +100,9 @@ def test_writer_round_trips_frames_and_refuses_wrong_shapes(tmp_path):
 
 
 def test_writer_abort_removes_the_partial_file(tmp_path):
-    with pytest.raises(RuntimeError):
-        with Mp4Writer(tmp_path / "a.mp4", 64, 64) as w:
-            w.write_frames(np.zeros((3, 64, 64, 3), np.uint8))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Mp4Writer(tmp_path / "a.mp4", 64, 64) as w:
+        w.write_frames(np.zeros((3, 64, 64, 3), np.uint8))
+        raise RuntimeError("boom")
     assert not (tmp_path / "a.mp4").exists()
 
 

@@ -160,8 +160,8 @@ def test_the_sigmas_the_scheduler_ran_are_the_recipes(toy_variant, record, tmp_p
     engine.generate(request(), tmp_path / "s.mp4")
     # Each stage sets its audio scheduler (a copy) and its video scheduler: the same sigmas twice.
     assert len(seen) == 4 and seen[0] == seen[1] and seen[2] == seen[3]
-    np.testing.assert_allclose(seen[0], reference_sigmas(5, 4096) + [0.0], atol=1e-6)
-    np.testing.assert_allclose(seen[2], list(STAGE_2_SIGMAS) + [0.0], atol=1e-6)
+    np.testing.assert_allclose(seen[0], [*reference_sigmas(5, 4096), 0.0], atol=1e-6)
+    np.testing.assert_allclose(seen[2], [*STAGE_2_SIGMAS, 0.0], atol=1e-6)
     assert all(c.cross_timestep for c in rec.calls)  # LTX-2.3 uses it
 
 

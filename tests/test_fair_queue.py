@@ -78,7 +78,7 @@ def test_a_busy_key_gets_every_other_turn_while_two_keys_wait(db, store):
     a, b = create_key(db, credits=100)[0], create_key(db, credits=100)[0]
     a_jobs = submit(store, a.id, 4)
     b_jobs = submit(store, b.id, 4)
-    assert drain(store) == [x for pair in zip(a_jobs, b_jobs) for x in pair]
+    assert drain(store) == [x for pair in zip(a_jobs, b_jobs, strict=True) for x in pair]
 
 
 def test_queue_positions_are_the_order_in_which_jobs_are_claimed(db, store):

@@ -9,6 +9,7 @@ import ipaddress
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import unquote
 
 import httpx
@@ -33,9 +34,9 @@ PNG, JPEG, WEBP = image_bytes("PNG"), image_bytes("JPEG"), image_bytes("WEBP")
 class ImageHandler(BaseHTTPRequestHandler):
     """Routes of the test image host; ``seen`` records (path, Host header) of every request."""
 
-    seen: list[tuple[str, str]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
     def _send(self, status: int, body: bytes = b"", ctype: str = "application/octet-stream", **headers) -> None:
@@ -47,7 +48,7 @@ class ImageHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Host", "")))
         path = self.path.split("?")[0]
         images = {"/img.png": (PNG, "image/png"), "/img.jpg": (JPEG, "image/jpeg"), "/img.webp": (WEBP, "image/webp"),

@@ -32,7 +32,7 @@ def test_killed_worker_and_killed_api_node_lose_no_job_and_charge_exactly(pg_url
                for _ in range(3)]
 
         # 1. SIGKILL the worker running the first job, mid-denoise.
-        def running_pid():  # noqa: ANN202
+        def running_pid():
             with db.read() as conn:
                 row = conn.execute(select(jobs.c.worker_id, jobs.c.stage).where(jobs.c.id == ids[0])).first()
                 if row is None or row.stage != "denoise":
@@ -47,7 +47,7 @@ def test_killed_worker_and_killed_api_node_lose_no_job_and_charge_exactly(pg_url
         server = start_server(tmp_path, workers=2, database_url=pg_url, env=env, timeout=120,
                               port=int(server.url.rsplit(":", 1)[1]))
 
-        def all_done():  # noqa: ANN202
+        def all_done():
             states = [httpx.get(f"{server.url}/api/v1/jobs/{i}", headers=headers).json()["status"] for i in ids]
             return all(s in ("completed", "failed", "cancelled") for s in states) and states
 

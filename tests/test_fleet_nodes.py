@@ -101,7 +101,7 @@ def fleet(pg_url, tmp_path_factory):
         yield from _run_fleet(url, tmp_path_factory.mktemp("fleet-nodes"))
 
 
-def _run_fleet(url: str, root: Path):  # noqa: ANN202
+def _run_fleet(url: str, root: Path):
     data_dir, logs = root / "shared", root / "logs"
     logs.mkdir()
     db = connect(url, pool_size=2)
@@ -130,7 +130,7 @@ def _run_fleet(url: str, root: Path):  # noqa: ANN202
         db.dispose()
 
 
-def _at_once(calls) -> list[httpx.Response]:  # noqa: ANN001
+def _at_once(calls) -> list[httpx.Response]:
     """Run the zero-argument ``calls`` on threads released together; their responses in order."""
     barrier = threading.Barrier(len(calls))
     answers: list = [None] * len(calls)
@@ -151,7 +151,7 @@ def _at_once(calls) -> list[httpx.Response]:  # noqa: ANN001
     return answers
 
 
-def _post(node: str, headers: dict, body: dict, idempotency_key: str):  # noqa: ANN202
+def _post(node: str, headers: dict, body: dict, idempotency_key: str):
     return lambda: httpx.post(node + RUN, headers={**headers, "Idempotency-Key": idempotency_key}, json=body,
                               timeout=30)
 
@@ -166,8 +166,8 @@ def _watch(node: str, headers: dict, job_id: str, into: list) -> threading.Threa
     return thread
 
 
-def _terminal(fl: Fleet, node: str, headers: dict, ids) -> dict[str, dict]:  # noqa: ANN001
-    def check():  # noqa: ANN202
+def _terminal(fl: Fleet, node: str, headers: dict, ids) -> dict[str, dict]:
+    def check():
         found = {i: fl.job(node, headers, i) for i in ids}
         return all(j["status"] in TERMINAL for j in found.values()) and found
 

@@ -46,7 +46,7 @@ def test_a_bfloat16_load_stays_bfloat16_once_the_engine_is_built(bf16_engine):
     assert dtypes(bf16_engine) == expected  # the vocoder runs in float32, as the reference forces
     assert bf16_engine.dtype == torch.bfloat16
     pipes = bf16_engine.pipes
-    shared = {id(getattr(p, "transformer")) for p in (pipes.text, pipes.image, pipes.condition)}
+    shared = {id(p.transformer) for p in (pipes.text, pipes.image, pipes.condition)}
     assert len(shared) == 1  # one transformer behind every route, not copies
 
 

@@ -67,7 +67,7 @@ def files_of(settings: Settings, job_id: str) -> list:
     return [*settings.media_dir.glob(f"{job_id}*"), *settings.work_dir.glob(f"{job_id}*")]
 
 
-def wait_until(predicate, timeout: float = 20):  # noqa: ANN001, ANN201
+def wait_until(predicate, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
@@ -116,7 +116,7 @@ def test_cancel_stops_a_running_job_within_one_step_and_refunds(settings, store,
 
 
 def test_worker_that_lost_its_lease_writes_nothing(settings, store):
-    key_id, job_id = submit(store)
+    _key_id, job_id = submit(store)
     taken = threading.Event()
 
     def take_over(step: int) -> None:

@@ -191,10 +191,10 @@ def test_a_job_with_keyframes_runs_end_to_end(server):
 class Pictures(BaseHTTPRequestHandler):
     """``/red.png``: a PNG; anything else: a text page (not a picture)."""
 
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body, ctype = (RED_PNG, "image/png") if self.path == "/red.png" else (b"hello", "text/plain")
         self.send_response(200)
         self.send_header("Content-Type", ctype)

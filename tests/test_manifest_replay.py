@@ -75,7 +75,7 @@ def test_the_manifest_holds_the_seeds_prompts_and_model_actually_used(server, or
     assert [s["seed"] for s in shots] == [SEED, (SEED + SEED_STRIDE) % (MAX_SEED + 1)]
     assert [s["prompt"] for s in shots] == [s["prompt"] for s in job["shots"]]
     assert manifest["thinking"] == "rewritten" and manifest["originalPrompt"] == MULTI["prompt"]
-    for shot, raw in zip(shots, ("a fox runs through deep snow", "a hawk dives over a frozen lake")):
+    for shot, raw in zip(shots, ("a fox runs through deep snow", "a hawk dives over a frozen lake"), strict=True):
         assert raw in shot["prompt"] and len(shot["prompt"]) > len(raw) + 20  # rewritten, not verbatim
         assert "clay" in shot["prompt"].lower() or "clay" in shot["negative_prompt"].lower()
         assert len(shot["sigmas"]["stage1"]) == 3 and shot["sigmas"]["stage1"][0] == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 
 import numpy as np
@@ -63,7 +64,7 @@ def test_shots_cover_every_frame_once_with_valid_generation_counts(duration):
     shots = plan_shots(multi("One. Two. Three. Four. Five.", duration=duration))
     assert len(shots) == min(duration, MAX_SHOTS)
     assert shots[0].start_frame == 0 and shots[-1].end_frame == duration * 24 + 1
-    for a, b in zip(shots, shots[1:]):
+    for a, b in itertools.pairwise(shots):
         assert a.end_frame == b.start_frame
     for shot in shots:
         assert shot.num_frames >= 24  # at least 1 s each
@@ -121,7 +122,7 @@ def test_a_multi_clip_video_has_the_exact_frames_audio_and_shot_times(engine, tm
     shots = result.shots
     assert [s.prompt for s in shots] == ["A red kite rises over the beach.", "A dog runs along the surf."]
     assert shots[0].start == 0 and shots[-1].end == pytest.approx(49 / 24, abs=1e-3)
-    assert all(a.end == b.start for a, b in zip(shots, shots[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(shots))
     assert result.prompt == "Shot 1: A red kite rises over the beach. Shot 2: A dog runs along the surf."
     percents = [p.percent for p in progress]
     assert percents == sorted(percents) and percents[-1] == 100

@@ -274,7 +274,7 @@ def test_bad_input_never_answers_500(api_server):
             assert response.status_code == 400, (raw[:40], response.text)
 
 
-def parse_sse(lines) -> list[tuple[str, dict]]:  # noqa: ANN001
+def parse_sse(lines) -> list[tuple[str, dict]]:
     events, event, data = [], None, []
     for line in lines:
         if line.startswith("event:"):

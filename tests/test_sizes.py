@@ -19,7 +19,7 @@ QUALITIES = ["360p", "540p", "720p", "1080p"]
 def _contract_rows():
     for line in CONTRACT_TABLE.strip().splitlines():
         ratio, *cells = [c.strip() for c in line.split("|")]
-        for quality, cell in zip(QUALITIES, cells):
+        for quality, cell in zip(QUALITIES, cells, strict=True):
             w, h = cell.split("×")
             yield ratio, quality, (int(w), int(h))
 

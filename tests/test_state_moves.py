@@ -56,19 +56,17 @@ def test_a_move_that_is_not_in_the_table_is_a_real_error_and_changes_nothing(db,
     assert store.complete(job.id, claim.token, outcome())
     done = store.get(job.id)
     assert TRANSITIONS[JobStatus.COMPLETED] == frozenset()
-    with pytest.raises(IllegalTransition, match="completed → pending"):
-        with db.write() as conn:
-            store._move(conn, done, JobStatus.PENDING, 0.0)
+    with pytest.raises(IllegalTransition, match="completed → pending"), db.write() as conn:
+        store._move(conn, done, JobStatus.PENDING, 0.0)
     assert store.get(job.id).status is JobStatus.COMPLETED and kinds(db, job.id)[-1] == "completed"
 
 
 def test_a_move_rolled_back_with_its_transaction_leaves_no_event_and_no_refund(db, store):
     key, _ = create_key(db, credits=10)
     job = store.submit(key.id, REQ, cost=10).job
-    with pytest.raises(RuntimeError):
-        with db.write() as conn:
-            assert store._move(conn, job, JobStatus.CANCELLED, 0.0, error_code="cancelled")
-            raise RuntimeError("the transaction fails after the move")
+    with pytest.raises(RuntimeError), db.write() as conn:
+        assert store._move(conn, job, JobStatus.CANCELLED, 0.0, error_code="cancelled")
+        raise RuntimeError("the transaction fails after the move")
     assert store.get(job.id).status is JobStatus.PENDING and store.credits(key.id) == 0
     assert kinds(db, job.id) == ["created"]
 

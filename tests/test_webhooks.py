@@ -141,7 +141,7 @@ def test_job_webhook_is_signed_with_the_keys_secret_and_sends_the_events_asked_f
     assert completed["data"]["status"] == "completed" and completed["data"]["jobId"] == job_id
     video = httpx.get(completed["data"]["output"]["video"], timeout=10)
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
-    def all_delivered():  # noqa: ANN202
+    def all_delivered():
         job = job_json(hook_server.url, headers, job_id)
         return all(d["state"] == "delivered" for d in job["webhook"]["deliveries"]) and job
 
@@ -170,7 +170,7 @@ def test_a_receiver_down_then_up_gets_the_event_under_the_same_webhook_id(hook_s
     late = Receiver()  # not listening yet
     job_id = submit(hook_server.url, headers, webhook_url=late.url)
 
-    def failed_twice():  # noqa: ANN202
+    def failed_twice():
         shown = job_json(hook_server.url, headers, job_id)["webhook"]["deliveries"]
         return shown and shown[0]["attempts"] >= 2 and shown[0]
 

@@ -27,7 +27,7 @@ prints ``pixgen: error (field): message`` and exits 2.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class PixgenError(Exception):

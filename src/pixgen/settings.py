@@ -14,8 +14,9 @@ import contextvars
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -272,7 +273,7 @@ class Settings(BaseSettings):
     def price_for(self, quality: str) -> int:
         return int(self.prices.get(quality, self.price))
 
-    def with_secret(self) -> "Settings":
+    def with_secret(self) -> Settings:
         """These settings with a signing secret: the given one, or the one kept in the data folder."""
         if self.signing_secret:
             return self

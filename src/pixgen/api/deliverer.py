@@ -19,9 +19,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -73,7 +74,7 @@ class Deliverer:
         while not self._stop.is_set():
             try:
                 sent = self.run_once()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end delivery for the node's lifetime
+            except Exception:  # a database hiccup must not end delivery for the node's lifetime
                 log.exception("webhook deliverer: pass failed")
                 sent = 0
             if not sent:
@@ -123,7 +124,7 @@ class Deliverer:
                                        "type": d.event_type, "data": {"id": d.job_id}}
         else:
             payload = {"id": d.id, "type": d.event_type,
-                       "timestamp": datetime.fromtimestamp(created, timezone.utc).isoformat().replace("+00:00", "Z"),
+                       "timestamp": datetime.fromtimestamp(created, UTC).isoformat().replace("+00:00", "Z"),
                        "created_at": int(created), "data": self._job_data(d, event)}
         return json.dumps(payload, separators=(",", ":"))
 

@@ -73,7 +73,7 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
             raise InvalidRequest(EXTEND_REFUSAL.format(name=name), field=name)
     base = source.request_dict()
     spec: dict[str, Any] = {
-        "prompt": fields["prompt"] if "prompt" in fields else (source.original_prompt or ""),
+        "prompt": fields.get("prompt", source.original_prompt or ""),
         "duration": fields.get("duration", DEFAULT_EXTENSION),
         "seed": fields.get("seed"),
         "style": fields.get("style", base.get("style", "none")),

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
@@ -122,7 +122,7 @@ class FleetCollector:
                                        "completed job (text, denoise, upsample, refine, audio, decode, encode...), "
                                        "by quality", labels=["stage", "quality"])
         for hist in stats.stage_histograms(self.db):
-            buckets = [(_le(le), n) for le, n in zip(stats.STAGE_BUCKETS, hist.cumulative)]
+            buckets = [(_le(le), n) for le, n in zip(stats.STAGE_BUCKETS, hist.cumulative, strict=True)]
             family.add_metric([hist.stage, hist.quality], [*buckets, ("+Inf", hist.count)], hist.total_seconds)
         return family
 

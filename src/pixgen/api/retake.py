@@ -66,7 +66,7 @@ def retake(source: Job, fields: Mapping[str, Any], rule: RetakeRule, *, source_f
         if name not in fields:
             raise InvalidRequest(f"{name} is required (seconds on the video's clock)", field=name)
     window: RetakeWindow = plan_range(fields["start"], fields["end"], source_frames(source), rule)
-    prompt = fields["prompt"] if "prompt" in fields else source.original_prompt
+    prompt = fields.get("prompt", source.original_prompt)
     if prompt is None:  # zero data retention scrubbed the source's prompt
         raise InvalidRequest(f"the prompt of job {source.id} was not kept; give one", field="prompt")
     base = source.request_dict()

@@ -38,7 +38,7 @@ SETTINGS_FLAGS = ("model", "cache_dir", "device", "dtype", "memory", "compile", 
                   "sequence_exchange", "collective_timeout")  # the settings generate uses
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="make one video from a prompt (and optional start/end images)")
     p.add_argument("prompt", nargs="?", default="", help="what to generate")
     p.add_argument("-o", "--output", required=True, type=Path, help="where to write the MP4")

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rotate.set_defaults(func=run_rotate)
 
 
-def open_database(args: argparse.Namespace):  # noqa: ANN201
+def open_database(args: argparse.Namespace):
     """The database the flags name, migrated (for the commands that work on it directly)."""
     from pixgen.jobs.db import connect, migrate
 

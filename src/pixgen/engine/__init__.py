@@ -16,9 +16,9 @@ and must stay light: the API process reads its capabilities). The tests' stand-i
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from pixgen.core.retake import RetakeRule
 from pixgen.engine.base import Capabilities, Engine, EngineOptions

@@ -10,9 +10,10 @@ reports (shots, timings) without guessing at shapes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, get_args
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 from pixgen.core.progress import ProgressCallback, StageShares, no_progress
 from pixgen.core.retake import RetakeRule
@@ -111,7 +112,7 @@ class Timings:
     preview: float | None = None  # the early draft (decode + encode of stage 1), when one was made
 
     @classmethod
-    def from_mapping(cls, seconds: Mapping[str, float]) -> "Timings":
+    def from_mapping(cls, seconds: Mapping[str, float]) -> Timings:
         """From ``{stage: seconds}``; a stage this class does not name is a ``ValueError`` (a typo, not data)."""
         unknown = set(seconds) - cls.stages()
         if unknown:
@@ -229,7 +230,7 @@ class Engine(Protocol):
     capabilities: ClassVar[Capabilities]
 
     @classmethod
-    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> "Engine":
+    def load(cls, source: Path, options: EngineOptions = EngineOptions()) -> Engine:
         """Load once (weights, pipelines), as ``options`` say (``EngineOptions``: device, dtype, memory mode, speed
         options, recipe). ``source`` is what the backend registry made of the ``model`` setting
         (``pixgen.engine.Backend.resolve``): for LTX-2, the model folder."""

@@ -97,7 +97,7 @@ class PromptPlan:
         """LoRA file names the presets ask for (used where the folder has them)."""
         return tuple(p.lora for p in (self.style, self.camera) if p.lora)
 
-    def with_model_rewrite(self, text: str) -> "PromptPlan":
+    def with_model_rewrite(self, text: str) -> PromptPlan:
         """The plan once the folder's enhancer has written ``text``: presets re-applied around it."""
         text = text.strip() or self.original
         prompt = _join(self.style.prompt, text, self.camera.prompt)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
@@ -21,7 +21,7 @@ from pixgen.jobs.schema import job_events
 from pixgen.jobs.states import JobStatus
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     CREATED = "created"  # submitted and charged (status pending)
     STARTED = "started"  # pending → processing: a worker claimed it
     PROGRESS = "progress"  # a new stage, or the next tenth of the progress bar
@@ -33,7 +33,7 @@ class EventKind(str, Enum):
     CANCELLED = "cancelled"
 
     @classmethod
-    def of_move(cls, to: JobStatus) -> "EventKind":
+    def of_move(cls, to: JobStatus) -> EventKind:
         """The event a move to ``to`` records."""
         if to is JobStatus.PROCESSING:
             return cls.STARTED
@@ -54,7 +54,7 @@ class Event:
     created_at: float
 
     @classmethod
-    def from_row(cls, row: Any) -> "Event":
+    def from_row(cls, row: Any) -> Event:
         return cls(seq=int(row["seq"]), id=row["id"], job_id=row["job_id"], key_id=row["key_id"],
                    kind=EventKind(row["kind"]), status=JobStatus(row["status"]), data=json.loads(row["data"] or "{}"),
                    created_at=float(row["created_at"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Mapping
+from collections.abc import Mapping
 
 from pixgen.errors import InvalidRequest
 

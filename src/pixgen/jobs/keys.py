@@ -110,6 +110,6 @@ def list_keys(db: Database) -> list[ApiKey]:
     return [_to_key(r) for r in rows]
 
 
-def _to_key(row) -> ApiKey:  # noqa: ANN001
+def _to_key(row) -> ApiKey:
     return ApiKey(id=row["id"], name=row["name"], prefix=row["prefix"], credits=int(row["credits"]),
                   disabled=bool(row["disabled"]), created_at=row["created_at"])

@@ -7,10 +7,10 @@ any other move with ``IllegalTransition``.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     PENDING = "pending"
     PROCESSING = "processing"
     COMPLETED = "completed"
@@ -20,7 +20,7 @@ class JobStatus(str, Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
-    def can_become(self, other: "JobStatus") -> bool:
+    def can_become(self, other: JobStatus) -> bool:
         return other in TRANSITIONS[self]
 
 

@@ -22,8 +22,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pixgen.core.progress import Progress
 from pixgen.engine.base import Engine, GenerationResult, Preview
@@ -166,7 +166,7 @@ class Worker:
             else:  # stopped for no reason the lease thread recorded: give the job back all the same
                 store.hand_back(job.id, token)
             return
-        except Exception as exc:  # noqa: BLE001 - any failure of one job must not kill the worker
+        except Exception as exc:  # any failure of one job must not kill the worker
             _remove(video)
             lease.close()
             preview.discard()
@@ -185,21 +185,21 @@ class Worker:
         self._finish(job, token, result, video, stem, preview)
 
     def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str,
-                preview: "_PreviewSink") -> None:
+                preview: _PreviewSink) -> None:
         """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost).
         The move names the stored draft too, in case the job ended before a heartbeat recorded it."""
         assert self.store is not None
         thumb: Path | None = self.settings.work_dir / f"{stem}.jpg"
         try:
             make_thumbnail(video, thumb)
-        except Exception:  # noqa: BLE001 - a video without a thumbnail is still a result
+        except Exception:  # a video without a thumbnail is still a result
             log.exception("job %s: no thumbnail", job.id)
             thumb = None
         try:
             self.media.put(video.name, video, "video/mp4")
             if thumb is not None:
                 self.media.put(thumb.name, thumb, "image/jpeg")
-        except Exception as exc:  # noqa: BLE001 - storage down: the job fails (refunded), the worker goes on
+        except Exception as exc:  # storage down: the job fails (refunded), the worker goes on
             log.exception("job %s: could not store the video", job.id)
             _remove(video)
             if thumb is not None:
@@ -250,7 +250,7 @@ class Worker:
                 if self.settings.zero_data_retention:
                     self._purge_outputs()
                 pruning.maybe_run()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end housekeeping
+            except Exception:  # a database hiccup must not end housekeeping
                 log.exception("housekeeping failed; retrying")
 
     def _purge_outputs(self) -> None:
@@ -267,14 +267,14 @@ class _PreviewSink:
     """Takes the engine's early draft (on the generating thread): into the media store, then its name to the lease
     thread, which records it with its next heartbeat (at once: a new draft is a change)."""
 
-    def __init__(self, media: MediaStore, job_id: str, lease: "_Lease") -> None:
+    def __init__(self, media: MediaStore, job_id: str, lease: _Lease) -> None:
         self.media, self.job_id, self.lease = media, job_id, lease
         self.stored: str | None = None
 
     def __call__(self, preview: Preview) -> None:
         try:
             self.media.put(preview.path.name, preview.path, "video/mp4")
-        except Exception:  # noqa: BLE001 - a draft that cannot be stored is skipped, the job goes on
+        except Exception:  # a draft that cannot be stored is skipped, the job goes on
             log.exception("job %s: could not store the preview", self.job_id)
             _remove(preview.path)
             return
@@ -325,7 +325,7 @@ class _Lease:
         """The job back to the queue now, whatever the engine is doing; its later writes are refused (no lease)."""
         try:
             self.handed_back = self.store.hand_back(self.job_id, self.token)
-        except Exception:  # noqa: BLE001 - try again next tick
+        except Exception:  # try again next tick
             log.exception("job %s: hand-back failed; retrying", self.job_id)
             return
         self.lost = not self.handed_back
@@ -351,7 +351,7 @@ class _Lease:
                     beat = self.store.heartbeat(self.job_id, self.token,
                                                 progress=current.percent if current else None,
                                                 stage=current.stage if current else None, preview_file=preview)
-                except Exception:  # noqa: BLE001 - try again next tick; the lease has slack for it
+                except Exception:  # try again next tick; the lease has slack for it
                     log.exception("job %s: heartbeat failed", self.job_id)
                     continue
                 last_write = now
@@ -366,15 +366,12 @@ class _Lease:
             elif not self.cancel_requested:
                 try:
                     self.cancel_requested = self.store.cancel_requested(self.job_id, self.token)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("job %s: cancel check failed", self.job_id)
 
 
 def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 def run_worker(settings: Settings) -> int:

@@ -30,10 +30,10 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
 
 import httpx
 
@@ -75,7 +75,7 @@ class FetchPolicy:
     verify: bool | ssl.SSLContext = True  # TLS certificate checking: the system's CAs, or a context of your own
 
     @classmethod
-    def from_settings(cls, allow_hosts: str | Iterable[str] = "", timeout: float = 10.0) -> "FetchPolicy":
+    def from_settings(cls, allow_hosts: str | Iterable[str] = "", timeout: float = 10.0) -> FetchPolicy:
         """``allow_hosts`` as the setting spells it: ``"images.internal, 10.0.0.5"``."""
         items = allow_hosts.split(",") if isinstance(allow_hosts, str) else allow_hosts
         return cls(allow_hosts=frozenset(_norm_host(h) for h in items if h.strip()), timeout=float(timeout))
@@ -262,10 +262,7 @@ def _read(response: httpx.Response, url: httpx.URL, policy: FetchPolicy, field: 
 # -- addresses ------------------------------------------------------------------------------------------------
 def _checked_addresses(host: str, port: int, policy: FetchPolicy, field: str, resolve: Resolver) -> list[IPAddress]:
     """Every address ``host`` resolves to, all of them allowed, or ``InvalidRequest``."""
-    if _is_ip_literal(host):
-        found = [host]
-    else:
-        found = resolve(host, port)
+    found = [host] if _is_ip_literal(host) else resolve(host, port)
     addresses = []
     for text in found:
         try:

@@ -132,14 +132,12 @@ class Mp4Writer:
             self._encoder.stop()
         self._convert.shutdown(cancel_futures=True)
         if self._container is not None:
-            try:
+            with contextlib.suppress(Exception):  # the file is being thrown away
                 self._container.close()
-            except Exception:  # noqa: BLE001 - the file is being thrown away
-                pass
             self._container = None
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -209,7 +207,7 @@ def _to_yuv420p(rgb: np.ndarray) -> av.VideoFrame:
 
 def fit_audio(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
     """Cut or zero-pad ``samples`` (channels, n) to exactly ``seconds`` of audio."""
-    want = int(round(seconds * sample_rate))
+    want = round(seconds * sample_rate)
     have = samples.shape[1]
     if have >= want:
         return samples[:, :want]

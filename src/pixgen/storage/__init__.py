@@ -10,8 +10,9 @@ Names are flat file names made by the worker (``<job>-<token prefix>.mp4``); a r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 CHUNK = 256 * 1024  # bytes per read when streaming a stored file
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pixgen.storage import CHUNK, check_name
 
@@ -54,7 +55,5 @@ class LocalMediaStore:
         return path
 
     def delete(self, name: str) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.path(name).unlink(missing_ok=True)
-        except ValueError:
-            pass

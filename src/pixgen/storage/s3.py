@@ -9,8 +9,9 @@ service answers: only the S3 API and SigV4.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from pixgen.errors import ConfigError
@@ -26,7 +27,7 @@ class S3MediaStore:
         self.prefix = prefix.strip("/")
 
     @classmethod
-    def from_url(cls, location: str, *, endpoint_url: str | None = None) -> "S3MediaStore":
+    def from_url(cls, location: str, *, endpoint_url: str | None = None) -> S3MediaStore:
         """The store ``s3://bucket/prefix`` names, on ``endpoint_url`` (None: AWS itself)."""
         parts = urlsplit(location)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:

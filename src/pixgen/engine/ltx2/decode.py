@@ -9,8 +9,8 @@ of neighbouring tiles are kept; spatial tiles are written straight into one prea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -234,7 +234,7 @@ class LTX2Engine:
 
     # -- loading --------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, folder: Path, options: EngineOptions = EngineOptions()) -> "LTX2Engine":
+    def load(cls, folder: Path, options: EngineOptions = EngineOptions()) -> LTX2Engine:
         """Load ``folder`` as ``options`` say: onto the worker's GPU (or the CPU) in bfloat16 (float32 on a CPU), in
         the memory mode that fits (``memory.py``), with the speed options asked for (``speed.py``) and the folder's
         detected recipe (or the one named)."""
@@ -407,7 +407,7 @@ class LTX2Engine:
                 preview = write_preview(run.preview_path, crop,
                                         stream_frames(self.pipes.text.vae, decoded, temb, crop, limit=num_frames),
                                         num_frames=num_frames)
-        except Exception:  # noqa: BLE001 - a draft is a convenience, never the job's failure
+        except Exception:  # a draft is a convenience, never the job's failure
             log.exception("the early preview failed; the job goes on without one")
             run.preview_path.unlink(missing_ok=True)
             return

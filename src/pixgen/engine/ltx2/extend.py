@@ -16,9 +16,9 @@ The rule (``LTX2Engine.extend`` runs it):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np

@@ -85,7 +85,7 @@ def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype,
     try:
         base = LTX2Pipeline.from_pretrained(folder, dtype={"default": dtype, "vocoder": torch.float32},
                                             device_map=device_map, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any loading failure is a model error for the user
+    except Exception as exc:  # any loading failure is a model error for the user
         raise ModelError(f"could not load LTX-2 from {folder}: {exc}", field="model") from exc
     upsampler = None
     if (folder / UPSAMPLER_DIR).is_dir():

@@ -16,9 +16,9 @@ LoRA loading needs ``peft``; without it the files are reported once and skipped 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 

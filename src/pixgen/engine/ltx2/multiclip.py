@@ -16,6 +16,7 @@ long past the cut under the incoming one), so the track has no gap or click and 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -82,7 +83,7 @@ def plan_shots(request: VideoRequest, num_frames: int | None = None) -> list[Sho
 def shot_sample_lengths(shots: list[Shot], sample_rate: int, seconds: float) -> list[int]:
     """Audio samples per shot on the video's clock; they add up to ``seconds`` of audio exactly."""
     starts = [round(s.start_frame * sample_rate / FPS) for s in shots] + [round(seconds * sample_rate)]
-    return [b - a for a, b in zip(starts, starts[1:])]
+    return [b - a for a, b in itertools.pairwise(starts)]
 
 
 def crossfade_samples(sample_rate: int) -> int:
@@ -97,7 +98,7 @@ def join_audio(segments: list[np.ndarray], lengths: list[int], fade: int) -> np.
     out = np.zeros((channels, sum(lengths)), dtype=np.float32)
     offset = 0
     tail = None
-    for segment, length in zip(segments, lengths):
+    for segment, length in zip(segments, lengths, strict=True):
         body = segment[:, :length]
         out[:, offset : offset + body.shape[1]] = body
         if tail is not None and tail.shape[1] and length:

@@ -11,8 +11,8 @@ Multi-shot jobs preview their first shot (the first stage 1 to finish), not the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -51,7 +51,7 @@ def warm_up(engine: LTX2Engine, value: str, *, on_state: Callable[[WarmupState],
                 state = state.next(state="stopped", seconds=time.monotonic() - t0)
                 on_state(state)
                 return state
-            except Exception as exc:  # noqa: BLE001 - a worker that cannot warm a shape still serves
+            except Exception as exc:  # a worker that cannot warm a shape still serves
                 log.exception("warm-up of %s failed; serving without it", shape)
                 state = state.next(state="failed", error=f"{shape}: {type(exc).__name__}: {exc}"[:300],
                                    seconds=time.monotonic() - t0)
