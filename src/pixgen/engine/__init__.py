@@ -35,7 +35,7 @@ def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
     generation = toy_generation(model)
     if generation is not None:
         return tiny_model_dir(cache_dir, generation)
-    path = Path(model).expanduser()
+    path = Path(model or "").expanduser()
     if not path.is_dir():
         raise ModelError(f"model folder {str(path)!r} does not exist (use --model tiny or a diffusers-format "
                          f"LTX-2 folder)", field="model")

@@ -52,10 +52,7 @@ def model_identity(engine: str, model: str, cache_dir: Path | None) -> ModelIden
     from pixgen.engine.ltx2.toy import tiny_model_path, toy_generation
 
     generation = toy_generation(model)
-    if generation is not None:
-        folder = tiny_model_path(cache_dir, generation)
-    else:
-        folder = Path(model).expanduser()
+    folder = tiny_model_path(cache_dir, generation) if generation is not None else Path(model).expanduser()
     found = folder_fingerprint(folder) if (folder / "model_index.json").is_file() else None
     return ModelIdentity(engine, model, found)
 
