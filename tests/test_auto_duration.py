@@ -61,6 +61,19 @@ def test_auto_needs_a_duration_head_in_the_capabilities(tmp_path):
     assert ltx2.capabilities_for(str(folder)).auto_duration
 
 
+def test_recipe_detection_keys_on_a_real_duration_head_not_diffusers_null_entry(tmp_path):
+    from pixgen.engine.ltx2.recipes import detect
+
+    def folder_with(entry) -> object:
+        folder = tmp_path / f"f{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": "LTX2Pipeline", "duration_head": entry}))
+        return folder
+
+    assert detect(folder_with([None, None])).recipe.name == "ltx-2.0-dev"  # what diffusers 0.42 writes for 2.0
+    assert detect(folder_with(["ltx2", "LTX2DurationHead"])).recipe.name == "ltx-2.5"
+
+
 # -- the engine on the toy LTX-2.5 -----------------------------------------------------------------------------
 def _diffusers_own_choice(engine, prompt: str) -> int:
     """The frame count ``LTX2Pipeline`` itself picks with ``num_frames`` left out (its auto-duration path), read
