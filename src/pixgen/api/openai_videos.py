@@ -295,7 +295,7 @@ def parse_seconds(value: Any) -> int | str:
     if isinstance(value, str) and (number := parse_digits(value.strip(), max_digits=2)) is not None:
         value = number
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 15:
-        raise InvalidRequest(f"seconds must be a whole number of seconds from 1 to 15 (or \"auto\"), not {value!r}",
+        raise InvalidRequest(f"seconds must be a whole number of seconds from 1 to 15, not {value!r}",
                              field="seconds")
     return value
 
