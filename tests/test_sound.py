@@ -358,6 +358,6 @@ def test_pixgen_generate_gives_a_file_new_sound(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert video_packets(out) == video_packets(video) and probe(out).audio_codec == "aac"
-    refused = subprocess.run(cmd[:7] + ["--quiet", "-o", str(tmp_path / "no.mp4")], capture_output=True, text=True,
+    refused = subprocess.run([*cmd[:7], "--quiet", "-o", str(tmp_path / "no.mp4")], capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "(--sound-only)" in refused.stderr and not (tmp_path / "no.mp4").exists()

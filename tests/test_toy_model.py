@@ -67,9 +67,9 @@ def test_tiny_model_dir_builds_once(tmp_path, monkeypatch):
     calls = []
     real_build = toy.build_tiny_model
 
-    def counting_build(out_dir):
+    def counting_build(out_dir, generation="2.0"):
         calls.append(out_dir)
-        return real_build(out_dir)
+        return real_build(out_dir, generation)
 
     monkeypatch.setattr(toy, "build_tiny_model", counting_build)
     first = toy.tiny_model_dir(tmp_path)

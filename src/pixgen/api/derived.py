@@ -88,6 +88,9 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     if source.width and source.height:
         spec["aspect_ratio"] = nearest_aspect_ratio(source.width, source.height)
     request = parse_request(spec)
+    if request.auto_duration:
+        raise InvalidRequest('duration "auto" is for new videos; an extension\'s duration is the seconds it adds '
+                             "(1 to 15)", field="duration")
     total = source.duration + request.seconds
     if total > MAX_TOTAL_SECONDS:
         raise InvalidRequest(f"the extended video would be {total} s long; at most {MAX_TOTAL_SECONDS} s "

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixgen.api.context import AppContext
-from pixgen.api.service import audio_frames, price
+from pixgen.api.service import planned_frames, price
 from pixgen.core.sizes import whole_seconds
-from pixgen.core.spec import VideoRequest
+from pixgen.core.spec import MAX_DURATION, VideoRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.throughput import QueueNow, RunTime, measured, queue_now
 
@@ -28,7 +28,7 @@ class Estimate:
     queue: QueueNow
     run: RunTime
     now: float
-    frames: int  # the video's (a soundtrack's length when the request follows it)
+    frames: int  # the video's (a soundtrack's length when the request follows it; the longest for "auto")
 
     @property
     def wait_seconds(self) -> float | None:
@@ -42,7 +42,7 @@ class Estimate:
 
 def estimate(ctx: AppContext, key: ApiKey, request: VideoRequest) -> Estimate:
     throughput = measured(ctx.db)
-    frames = audio_frames(request)  # a request that follows its soundtrack is as long as it
+    frames = planned_frames(request)  # a soundtrack's length, or for "auto" the longest
     return Estimate(request=request, credit_cost=price(ctx, request),
                     credits_remaining=ctx.store.credits(key.id), queue=queue_now(ctx.db, throughput, key.id),
                     run=throughput.run_time(request.quality, whole_seconds(frames)), now=time.time(), frames=frames)
@@ -52,13 +52,15 @@ def estimate_json(est: Estimate) -> dict[str, Any]:
     req = est.request
     width, height = req.size
     wait = est.wait_seconds
+    auto = req.auto_duration
     return {
         "width": width,
         "height": height,
         "aspectRatio": req.ratio,
         "quality": req.quality,
-        "duration": whole_seconds(est.frames),
-        "frames": est.frames,
+        "duration": req.duration if auto else whole_seconds(est.frames),
+        "frames": est.frames,  # for "auto" the longest the duration head may choose
+        **({"durationRange": [1.0, float(MAX_DURATION)]} if auto else {}),
         "hasAudio": req.generate_audio,
         "controlType": req.control_type,
         "soundOnly": req.sound_only,

@@ -35,6 +35,7 @@ from pixgen.api.openapi import errors
 from pixgen.api.surface import Surface
 from pixgen.core.fields import media_values, role_at, roles, surface_aliases, with_values
 from pixgen.core.models import MODEL_ID
+from pixgen.core.sizes import FPS
 from pixgen.core.spec import VideoRequest, parse_request
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, PixgenError
@@ -180,6 +181,10 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         some["statusUrl"] = status_url
     if webhook is not None:
         some["webhook"] = webhook
+    if job.auto_duration:  # the model's choice, once made (null before)
+        some["chosenDuration"] = mapping.chosen_duration(job)
+    if job.seconds:
+        some["frames"] = round(job.seconds * FPS)
     return schemas.Job(
         jobId=job.id,
         status=status.value,
@@ -195,7 +200,7 @@ def job_view(job: Job, *, position: int | None = None, video_url: str | None = N
         creditCost=job.credit_cost,
         refunded=job.refunded,
         model=job.model,
-        duration=job.duration,
+        duration=mapping.job_duration(job),
         quality=job.quality,
         aspectRatio=job.aspect_ratio or "16:9",
         width=width,
@@ -237,9 +242,9 @@ def progress_json(job: Job, position: int | None) -> dict[str, Any]:
 
 
 def sound_first(capabilities: Capabilities) -> list[str]:
-    """Issue 22's features the model offers, by their ``Capabilities`` flag. One line each: ``sound-for-video``
-    (``sound_for_video``) and ``auto-duration`` (``auto_duration``) join here with their features."""
-    offered = (("audio-to-video", capabilities.audio_to_video), ("sound-for-video", capabilities.sound_for_video))
+    """Issue 22's features the model offers, by their ``Capabilities`` flag."""
+    offered = (("audio-to-video", capabilities.audio_to_video), ("sound-for-video", capabilities.sound_for_video),
+               ("auto-duration", capabilities.auto_duration))
     return [name for name, on in offered if on]
 
 
@@ -266,7 +271,7 @@ def models_json(capabilities: Capabilities, price: int, prices: Mapping[str, int
         **({"soundCreditCostPerSecond": sound_price} if capabilities.sound_for_video else {}),
         "capabilities": features,
         "parameters": {"resolution": list(capabilities.qualities), "aspect_ratio": list(capabilities.aspect_ratios),
-                       "duration": {"min": low, "max": high, "default": 5},
+                       "duration": {"min": low, "max": high, "default": 5, "auto": capabilities.auto_duration},
                        "control_type": list(capabilities.control_types),
                        **({"audio": audio_input} if audio_input else {})},
         "sizes": capabilities.sizes(),

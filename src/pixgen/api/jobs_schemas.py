@@ -79,7 +79,12 @@ class Job(BaseModel):
     creditCost: int
     refunded: bool
     model: str
-    duration: int
+    duration: int | Literal["auto"] = Field(description='seconds as asked, or "auto": the model chose '
+                                                        '(chosenDuration)')
+    chosenDuration: float | None = Field(None, description='only for duration "auto": the seconds the model\'s '
+                                         'duration head chose ((frames - 1) / 24, on the 8k+1 frame grid); null '
+                                         'until the video is made')
+    frames: int | None = Field(None, description="the video's frame count, once it is made")
     quality: str
     aspectRatio: str
     width: int
@@ -121,8 +126,11 @@ class Estimate(BaseModel):
     height: int
     aspectRatio: str
     quality: str
-    duration: int
-    frames: int
+    duration: int | Literal["auto"]
+    frames: int = Field(description='for duration "auto": the most the model may choose (the run time, wait and '
+                                    'finish time are estimated for it)')
+    durationRange: list[float] | None = Field(None, description='only for duration "auto": the shortest and '
+                                              'longest length (seconds) the model may choose')
     hasAudio: bool
     controlType: str | None
     soundOnly: bool = False  # new sound for ``video``: charged per second at the sound rate

@@ -7,11 +7,11 @@ Pure functions over plain values; each surface module calls these from its own m
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pixgen.core.fields import roles, scalar_type
 from pixgen.core.keyframes import check_keyframe_latents
-from pixgen.core.sizes import output_size
+from pixgen.core.sizes import FPS, frames_duration, output_size
 from pixgen.core.spec import MAX_PROMPT, VideoRequest
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, ModelNotFound
@@ -51,6 +51,19 @@ def job_size(job: Job) -> tuple[int, int]:
     return output_size(job.aspect_ratio or "16:9", job.quality)
 
 
+def job_duration(job: Job) -> int | Literal["auto"]:
+    """The duration as asked: seconds, or ``"auto"`` (the model chooses: ``chosen_duration``)."""
+    return "auto" if job.auto_duration else job.duration
+
+
+def chosen_duration(job: Job) -> float | None:
+    """An ``"auto"`` job's duration as the model chose it, once the video is made: ``(frames − 1) / 24`` seconds on
+    the 8k+1 frame grid (the store keeps ``frames / 24`` as ``seconds``); None for other jobs and before."""
+    if not job.auto_duration or not job.seconds:
+        return None
+    return round(frames_duration(round(job.seconds * FPS)), 3)
+
+
 def job_progress(job: Job) -> int:
     """0..100 as shown to clients: a completed job is 100 whatever its last progress write said."""
     return 100 if job.status is JobStatus.COMPLETED else int(job.progress or 0)
@@ -77,8 +90,11 @@ def capability_problems(request: VideoRequest, capabilities: Capabilities) -> It
         info, value = VideoRequest.model_fields[name], getattr(request, name)
         if value is None:
             continue
-        if role.needs is not None and value != info.default and not getattr(capabilities, role.needs.capability):
-            yield InvalidRequest(f"this server's model cannot take {role.needs.what}", field=name)
+        if role.needs is not None and role.needs.applies(value, info.default):
+            if not getattr(capabilities, role.needs.capability):
+                yield InvalidRequest(f"this server's model cannot take {role.needs.what}", field=name)
+            if role.needs.value is not None:
+                continue  # a keyword (duration "auto"), not one of the values offered
         if role.offered is None:
             continue
         offered = getattr(capabilities, role.offered)

@@ -7,7 +7,9 @@ Works with the official ``openai`` Python SDK (``OpenAI(api_key=KEY, base_url=f"
 
 How OpenAI's fields map to the canonical request:
 - ``model``: ``pixverse-v6`` (the default when absent); any other id is 404 ``model_not_found``.
-- ``seconds``: ``"1"``..``"15"`` (string, as the SDK sends it, or integer) → ``duration``; absent → 5.
+- ``seconds``: ``"1"``..``"15"`` (string, as the SDK sends it, or integer) → ``duration``; absent → 5; ``"auto"``
+  where the model has a duration head: the model chooses (the Video's ``seconds`` is then the chosen length, e.g.
+  ``"4.333"``, once made, and ``"auto"`` before).
 - ``size``: ``WxH`` from the contract's table → ``aspect_ratio`` + ``quality`` (``1280x720`` = 16:9 720p);
   another size is 400 naming ``size``; absent → 720p, 16:9 or the start image's ratio.
 - ``input_reference``: an uploaded PNG/JPEG/WebP file, ``{"image_url": "data:image/...;base64,..."}`` or the
@@ -69,7 +71,7 @@ from pixgen.api.surface import Surface
 from pixgen.core.fields import Media, form_value, roles, surface_names
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import ASPECT_RATIOS, QUALITIES, output_size
-from pixgen.core.spec import VideoRequest, invalid_from_validation, parse_request
+from pixgen.core.spec import AUTO, VideoRequest, invalid_from_validation, parse_request
 from pixgen.core.text import CheckedStr, parse_digits
 from pixgen.engine.base import Capabilities
 from pixgen.errors import InvalidRequest, NotFound, PixgenError
@@ -171,7 +173,8 @@ class ListParams(BaseModel):
 _SECONDS = Annotated[StrictInt | CheckedStr, AfterValidator(lambda v: parse_seconds(v) and v),
                      WithJsonSchema({
     "anyOf": [{"type": "integer", "minimum": 1, "maximum": 15},
-              {"type": "string", "enum": [str(n) for n in range(1, 16)]}], "description": "length in seconds"})]
+              {"type": "string", "enum": [*(str(n) for n in range(1, 16)), AUTO]}],
+    "description": 'length in seconds, or "auto" (the model\'s duration head chooses)'})]
 _SIZE = Annotated[CheckedStr, AfterValidator(lambda v: parse_size(v) and v),
                   WithJsonSchema({"type": "string", "enum": list(SIZES)})]
 _MODEL = Annotated[CheckedStr, WithJsonSchema({"type": "string", "enum": [MODEL_ID]})]
@@ -285,8 +288,10 @@ def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple
     return video.strip(), fields
 
 
-def parse_seconds(value: Any) -> int:
-    """``"4"`` or ``4`` → 4; 1..15 only."""
+def parse_seconds(value: Any) -> int | str:
+    """``"4"`` or ``4`` → 4; 1..15 only; ``"auto"`` as it is (refused later where the model has no duration head)."""
+    if isinstance(value, str) and value.strip() == AUTO:
+        return AUTO
     if isinstance(value, str) and (number := parse_digits(value.strip(), max_digits=2)) is not None:
         value = number
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 15:
@@ -374,7 +379,7 @@ def from_job(job: Job, *, expires_at: float | None = None) -> dict[str, Any]:
         created_at=int(job.created_at),
         completed_at=int(finished) if finished else None,
         expires_at=int(expires_at) if expires_at and status is JobStatus.COMPLETED else None,
-        seconds=str(job.duration),
+        seconds=_seconds(job),
         size=f"{width}x{height}",
         error=error,
         remixed_from_video_id=job.remix_of,
@@ -382,6 +387,12 @@ def from_job(job: Job, *, expires_at: float | None = None) -> dict[str, Any]:
         original_prompt=job.original_prompt,
         seed=job.seed,
     ).model_dump()
+
+
+def _seconds(job: Job) -> str:
+    """The Video's ``seconds``: as asked; for ``"auto"`` the chosen length once made (``"4.333"``), else ``"auto"``."""
+    chosen = mapping.chosen_duration(job)
+    return f"{chosen:g}" if chosen is not None else str(mapping.job_duration(job))
 
 
 def to_list(videos: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
@@ -568,7 +579,8 @@ def narrow_document(schemas: dict[str, dict[str, Any]], caps: Capabilities) -> N
         if "seconds" in props:
             number, text = props["seconds"]["anyOf"]
             number.update(minimum=max(low, number["minimum"]), maximum=min(high, number["maximum"]))
-            text["enum"] = [n for n in text["enum"] if low <= int(n) <= high]
+            text["enum"] = [n for n in text["enum"] if (n == AUTO and caps.auto_duration)
+                            or (n != AUTO and low <= int(n) <= high)]
         if "size" in props:
             for option in props["size"].get("anyOf", [props["size"]]):
                 if "enum" in option:

@@ -161,7 +161,10 @@ def narrow(schema: dict[str, Any], caps: Capabilities) -> None:
         if role is None or prop_name not in props:
             continue
         info = VideoRequest.model_fields[name]
-        if role.needs is not None and not getattr(caps, role.needs.capability):
+        if role.needs is not None and role.needs.value is not None:  # one value needs it (duration "auto")
+            if not getattr(caps, role.needs.capability):
+                _without_value(props[prop_name], role.needs.value)
+        elif role.needs is not None and not getattr(caps, role.needs.capability):
             if info.default is None:
                 for gone in (prop_name, role.url_field):
                     props.pop(gone or "", None)
@@ -174,13 +177,24 @@ def narrow(schema: dict[str, Any], caps: Capabilities) -> None:
     _drop_dangling(schema)
 
 
+def _without_value(prop: dict[str, Any], value: Any) -> None:
+    """``prop`` no longer taking ``value`` (an option of its ``anyOf`` that is that constant)."""
+    options = [o for o in prop.get("anyOf", ()) if o.get("const") != value and o.get("enum") != [value]]
+    if len(options) == 1:
+        prop.pop("anyOf")
+        prop.update(options[0])
+    elif options:
+        prop["anyOf"] = options
+
+
 def _offer(props: dict[str, dict[str, Any]], name: str, offered: Any, *, number: bool) -> None:
     """``props[name]`` held to ``offered``: a (lowest, highest) range for a number, else the values listed (a field
     none of whose values is offered is left out)."""
     prop = props[name]
-    if number:
-        prop.update(minimum=max(offered[0], prop.get("minimum", offered[0])),
-                    maximum=min(offered[1], prop.get("maximum", offered[1])))
+    if number:  # the number's own option when it also takes words (duration: an integer or "auto")
+        target = next((o for o in prop.get("anyOf", ()) if o.get("type") in ("integer", "number")), prop)
+        target.update(minimum=max(offered[0], target.get("minimum", offered[0])),
+                      maximum=min(offered[1], target.get("maximum", offered[1])))
         return
     if not offered:
         props.pop(name)

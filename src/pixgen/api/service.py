@@ -18,8 +18,8 @@ from pixgen.api.context import AppContext
 from pixgen.api.mapping import check_capabilities, renamed
 from pixgen.core.fields import media_values, role_at, with_values
 from pixgen.core.models import MODEL_ID
-from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, whole_seconds
-from pixgen.core.spec import VideoRequest
+from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, num_frames, whole_seconds
+from pixgen.core.spec import MAX_DURATION, VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
@@ -67,7 +67,7 @@ async def submit(
     await admit(ctx, key, cost=admitted, idempotency_key=idempotency_key)
     request = await prepare(ctx, request, media_urls=media_urls, field_names=field_names)
     if request.follows_audio and origin.duration is None:  # the job's length is its soundtrack's
-        origin = replace(origin, duration=whole_seconds(await run_in_threadpool(audio_frames, request)))
+        origin = replace(origin, duration=whole_seconds(await run_in_threadpool(planned_frames, request)))
     if cost is None:
         cost = price(ctx, request)
     webhook = await check_webhook(ctx, webhook, origin.surface)
@@ -79,7 +79,7 @@ def price(ctx: AppContext, request: VideoRequest) -> int:
     """What ``request`` costs: its quality's price, or for new sound (``sound_only``) ``--sound-price`` per second of
     the video (``duration``: the video's length rounded up, once ``prepare`` has read it; 1 before)."""
     if request.sound_only:
-        return sound_cost(ctx.settings.sound_price, request.duration)
+        return sound_cost(ctx.settings.sound_price, request.seconds)
     return ctx.settings.price_for(request.quality)
 
 
@@ -144,9 +144,12 @@ async def prepare(
     return request
 
 
-def audio_frames(request: VideoRequest) -> int:
-    """The frames of a request that follows its soundtrack (``VideoRequest.follows_audio``), measured as the engine
-    measures them (``core.sizes.frames_for_audio``); else the request's own."""
+def planned_frames(request: VideoRequest) -> int:
+    """The frames a request's video will have, as far as the API can know: a soundtrack's length for one that
+    follows it (``VideoRequest.follows_audio``, measured as the engine measures it: ``core.sizes.frames_for_audio``),
+    the longest the duration head may choose for ``duration: "auto"`` (an upper bound), else the request's own."""
+    if request.auto_duration:
+        return num_frames(MAX_DURATION)
     if not request.follows_audio:
         return request.num_frames
     assert request.audio is not None

@@ -39,7 +39,7 @@ def sound_request(source: Job, fields: Mapping[str, Any], *, max_seconds: int,
     if seconds > max_seconds + 1e-6:
         raise InvalidRequest(f"the video of job {source.id} is {seconds:.2f} s long; new sound is made for at most "
                              f"{max_seconds} s", field=source_field)
-    prompt = fields["prompt"] if "prompt" in fields else source.original_prompt
+    prompt = fields.get("prompt", source.original_prompt)
     if not prompt:  # zero data retention scrubbed the source's prompt (or it had none: a start frame alone)
         raise InvalidRequest(f"the prompt of job {source.id} was not kept; give one describing the sound",
                              field="prompt")
@@ -64,4 +64,4 @@ async def submit_sound(ctx: AppContext, key: ApiKey, source_id: str, fields: Map
     request = sound_request(source, fields, max_seconds=ctx.capabilities.durations[1], source_field=source_field)
     origin = Origin(surface=surface, kind=JobKind.SOUND, source_job_id=source.id, duration=source.duration)
     return await service.submit(ctx, key, request, origin=origin, idempotency_key=idempotency_key,
-                                cost=service.sound_cost(ctx.settings.sound_price, request.duration), webhook=webhook)
+                                cost=service.sound_cost(ctx.settings.sound_price, request.seconds), webhook=webhook)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pixgen.core.fields import Flag, Media, choices, item_model, role_of, roles, scalar_type
+from pixgen.core.fields import keywords as number_keywords
 from pixgen.core.keyframes import check_keyframe_latents
 from pixgen.core.progress import Progress
 from pixgen.core.spec import VideoRequest, parse_request
@@ -51,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _argument(info: FieldInfo, flag: Flag) -> dict[str, Any]:
     """argparse keywords for a field's flag, from the field's own type: a switch for a boolean, an integer for an
     integer, a FILE for media, one ``KEY=FILE`` per repeat for a field of items."""
-    values = choices(info)
+    words = number_keywords(info)  # a number that also takes words (--duration auto): its help says so
+    values = () if words else choices(info)
     help_text = flag.help + (f" ({' | '.join(map(str, values))})" if values else "")
     keywords: dict[str, Any] = {"help": help_text}
     kind = scalar_type(info)
@@ -63,9 +65,24 @@ def _argument(info: FieldInfo, flag: Flag) -> dict[str, Any]:
     elif role_of(info).media is not None:
         keywords["type"] = Path
     elif kind in (int, float):
-        keywords["type"] = kind
+        keywords["type"] = _number_or(kind, words) if words else kind
     keywords["metavar"] = flag.metavar or ("FILE" if role_of(info).media is not None else None)
     return keywords
+
+
+def _number_or(kind: type, words: tuple[str, ...]):
+    """An argparse type: a number of ``kind``, or one of ``words`` as it is (``--duration auto``)."""
+
+    def parse(text: str) -> Any:
+        if text in words:
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number or {' / '.join(words)}") from None
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" wording
+    return parse
 
 
 def request_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -166,6 +183,11 @@ def run(args: argparse.Namespace) -> int:
     # Signs nothing, so no signing secret (and no ./data folder) is made.
     settings = load_settings({name: getattr(args, name) for name in SETTINGS_FLAGS}, secret=False)
     from pixgen.engine import load_engine
+
+    if request.auto_duration and not backend().capabilities_for(settings.model, settings.cache_dir).auto_duration:
+        raise InvalidRequest(f'duration "auto" needs a model with a duration head (LTX-2.5\'s duration_head/, or '
+                             f"--model tiny-2.5); {settings.model or 'tiny'} has none: give seconds",
+                             field=FLAG_FOR_FIELD["duration"])
 
     if settings.gpu_list:  # --gpus N: that GPU only, before CUDA starts
         from pixgen.jobs.gpus import worker_environment

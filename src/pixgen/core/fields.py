@@ -10,8 +10,12 @@ A ``VideoRequest`` field (``core/spec.py``) carries a ``Role`` in its ``Annotate
 - ``cli``: its command-line flag (``Flag``); ``aliases``: another name a surface also takes for it, the value as it
   is (``{ApiSurface.JOBS: "resolution"}``); ``names``: a surface's own field that stands for it, in that surface's
   form (``{ApiSurface.OPENAI: "seconds"}``);
-- ``needs``: the ``Capabilities`` flag a value other than the default needs (``end_frame``, ``keyframes``, ...);
+- ``needs``: the ``Capabilities`` flag a value other than the default needs (``end_frame``, ``keyframes``, ...), or
+  that one value needs (``Need.value``: ``duration: "auto"`` needs ``auto_duration``);
   ``offered``: the ``Capabilities`` attribute that lists the values this server takes (``qualities``, ...).
+
+A number field may also take keywords (``duration``: an integer or ``"auto"``: ``keywords``); it is still a number
+to the generic code (``scalar_type``), which passes its keywords through as they are.
 
 Generic code walks these roles (``roles``, ``media_values``, ``with_values``, ``scrubbed``, ``form_value``): the
 job API's URL fetching, the OpenAI form's uploads and text values, the OpenAPI narrowing, the CLI flags, the
@@ -96,10 +100,16 @@ class Flag:
 @dataclass(frozen=True)
 class Need:
     """A capability a field's non-default value needs: ``capability`` is a ``Capabilities`` attribute (true when the
-    backend can), ``what`` the words for the refusal ("this server's model cannot take {what}")."""
+    backend can), ``what`` the words for the refusal ("this server's model cannot take {what}"). With ``value``, only
+    that value needs it (``duration: "auto"``), every other value being the field's ordinary ones."""
 
     capability: str
     what: str
+    value: Any = None
+
+    def applies(self, value: Any, default: Any) -> bool:
+        """Whether ``value`` (not None) needs the capability."""
+        return value == self.value if self.value is not None else value != default
 
 
 @dataclass(frozen=True)
@@ -183,12 +193,24 @@ def item_model(info: FieldInfo) -> type[BaseModel] | None:
 
 def scalar_type(info: FieldInfo) -> type | None:
     """``int``, ``float``, ``bool`` or ``str`` for a field of that type (optional or not; a ``Literal`` of strings
-    is ``str``), else None."""
-    found = {type(a) if get_origin(a) is None and not isinstance(a, type) else a for a in _flat_args(info.annotation)}
-    found.discard(type(None))
+    is ``str``; a number that also takes keywords, ``int | Literal["auto"]``, is the number), else None."""
+    args = [a for a in _flat_args(info.annotation) if a is not type(None)]
+    kinds = {a for a in args if isinstance(a, type)}
+    if len(kinds) == 1 and kinds <= {int, float} and keywords(info):
+        return kinds.pop()
+    found = {type(a) if get_origin(a) is None and not isinstance(a, type) else a for a in args}
     if len(found) == 1 and (kind := found.pop()) in (int, float, bool, str):
         return kind
     return None
+
+
+def keywords(info: FieldInfo) -> tuple[str, ...]:
+    """The words a number field also takes (``duration``: ``("auto",)``): the strings of a ``Literal`` beside a
+    number type; ``()`` for any other field."""
+    args = [a for a in _flat_args(info.annotation) if a is not type(None)]
+    words = tuple(a for a in args if isinstance(a, str))
+    numbers = [a for a in args if isinstance(a, type)]
+    return words if words and numbers and all(a in (int, float) for a in numbers) else ()
 
 
 def choices(info: FieldInfo) -> tuple[Any, ...]:

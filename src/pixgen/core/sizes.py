@@ -55,6 +55,10 @@ def frames_for_audio(seconds: float, longest: int = 15) -> int:
 def whole_seconds(frames: int) -> int:
     """The whole seconds a video of ``frames`` spans (what a job's duration records)."""
     return -(-(frames - 1) // FPS)
+def frames_duration(frames: int) -> float:
+    """The seconds ``frames`` stand for on the contract's clock (``duration × 24 + 1`` frames): a duration chosen by
+    the model (``duration: "auto"``, 8k+1 frames) need not be whole seconds."""
+    return (frames - 1) / FPS
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

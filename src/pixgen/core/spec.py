@@ -30,6 +30,8 @@ from pixgen.core.text import TEXT_CHECK, CheckedStr
 from pixgen.errors import InvalidRequest
 
 MAX_SEED = 2_147_483_647
+AUTO = "auto"  # ``duration: "auto"``
+MAX_DURATION = 15  # seconds
 MAX_PROMPT = 2048
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, distortion, low quality, grainy, warped faces, deformed hands, extra limbs, watermark, text, signature"
@@ -68,12 +70,16 @@ class VideoRequest(BaseModel):
                                                              json_schema_extra={"maxLength": MAX_PROMPT})
     negative_prompt: Annotated[CheckedStr, Role(private=True, cli=Flag(("--negative-prompt",), metavar="TEXT"))] = \
         Field(DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT)
-    # None only with ``audio``: the video is then as long as the soundtrack (``_follow_audio``).
-    duration: Annotated[StrictInt | None, Role(
-        cli=Flag(("--duration",), help="seconds, 1..15 (default 5; with --audio, the audio's length)"),
-        names={ApiSurface.OPENAI: "seconds"}, offered="durations")] = \
-        Field(5, ge=1, le=15, description="seconds, 1 to 15 (default 5); with audio and no duration, the audio's "
-              "length rounded up to whole frames")
+    # The length: whole seconds; None only with ``audio`` (as long as the soundtrack: ``_follow_audio``); "auto": the
+    # model folder's duration head chooses it from the prompt (LTX-2.5; ``engine/ltx2/duration.py``).
+    duration: Annotated[Annotated[StrictInt, Field(ge=1, le=MAX_DURATION)] | Literal["auto"] | None, Role(
+        cli=Flag(("--duration",), metavar="SECONDS", help="seconds, 1..15 (default 5; with --audio, the audio's "
+                 "length), or auto: the model's duration head chooses from the prompt"),
+        names={ApiSurface.OPENAI: "seconds"}, offered="durations",
+        needs=Need("auto_duration", 'duration "auto" (its folder has no duration head)', value=AUTO))] = \
+        Field(5, description='seconds, 1 to 15 (default 5); with audio and no duration, the audio\'s length rounded '
+                             'up to whole frames; or "auto": chosen from the prompt by the model\'s duration head '
+                             '(LTX-2.5 folders), on the 8k+1 frame grid within 1 to 15 s')
     aspect_ratio: Annotated[AspectRatio | None, Role(
         cli=Flag(("--aspect-ratio",), help="default 16:9, or the image's own"), names={ApiSurface.OPENAI: "size"},
         offered="aspect_ratios")] = None
@@ -159,13 +165,15 @@ class VideoRequest(BaseModel):
         self._check_control()
         self._check_sound_only()
         self._check_audio()
+        if self.duration == AUTO:
+            self._check_auto_duration()
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
             if self.duration is None:
                 raise InvalidRequest("keyframes with audio need a duration (their times are checked against it)",
                                      field="duration")
-            check_keyframes(self.keyframes, self.duration)
+            check_keyframes(self.keyframes, self.seconds)
         return self
 
     def _check_audio(self) -> None:
@@ -176,6 +184,17 @@ class VideoRequest(BaseModel):
             return
         if self.multi_clip:
             raise InvalidRequest("multi_clip cannot be combined with audio", field="multi_clip")
+
+    def _check_auto_duration(self) -> None:
+        """``duration: "auto"`` is one clip whose length the model chooses: nothing else may set or need it first."""
+        for other, why in (("keyframes", "keyframe times are seconds within a known duration"),
+                           ("multi_clip", "the shots are cut from a known duration"),
+                           ("control_video", "the control video is followed frame for frame over a known duration"),
+                           ("audio", "the soundtrack sets the length; omit duration to follow it"),
+                           ("sound_only", "the video sets the length")):
+            if getattr(self, other):
+                raise InvalidRequest(f'duration "auto" cannot be combined with {other} ({why}); give duration in '
+                                     f"seconds", field="duration")
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
@@ -216,12 +235,19 @@ class VideoRequest(BaseModel):
         return self.duration is None
 
     @property
+    def auto_duration(self) -> bool:
+        """The model chooses the length (``duration: "auto"``): ``seconds`` and ``num_frames`` are the engine's."""
+        return self.duration == AUTO
+
+    @property
     def seconds(self) -> int:
-        """``duration``, for code that needs one: a request that follows its audio has none before the audio is
-        measured (``engine/ltx2/soundtrack.py``, ``api/service.audio_frames``), and is never extended, split into
-        shots or given keyframes without a duration."""
+        """``duration``, for code that needs one. A request that follows its audio has none before the audio is
+        measured (``engine/ltx2/soundtrack.py``, ``api/service.planned_frames``), one with ``"auto"`` none before the
+        engine chooses (``engine/ltx2/duration.py``); neither is extended, split into shots or given keyframes."""
         if self.duration is None:
             raise ValueError("this request's length is its audio's: measure the audio for its length")
+        if isinstance(self.duration, str):
+            raise ValueError('duration "auto" has no length until the engine chooses one')
         return self.duration
 
     @property
@@ -255,7 +281,7 @@ def parse_request(data: Mapping[str, Any]) -> VideoRequest:
     except InvalidRequest:
         raise
     except ValidationError as exc:
-        raise invalid_from_validation(exc) from None
+        raise invalid_from_validation(exc, VideoRequest) from None
 
 
 def invalid_from_validation(exc: ValidationError, model: type[BaseModel] | None = None) -> InvalidRequest:

@@ -5,7 +5,8 @@
 
 The registry holds the production backends:
 
-- ``ltx2``: LTX-2 on diffusers pipelines; ``model`` is ``tiny`` (the toy model, built once) or a model folder.
+- ``ltx2``: LTX-2 on diffusers pipelines; ``model`` is ``tiny`` (the toy LTX-2.0, built once), ``tiny-2.5`` (the toy
+  LTX-2.5: with a duration head) or a model folder.
 
 A backend from elsewhere is named ``package.module:NAME``, ``NAME`` being its ``Backend`` (the module is imported,
 and must stay light: the API process reads its capabilities). The tests' stand-in is one:
@@ -27,12 +28,14 @@ DEFAULT_BACKEND = "ltx2"
 
 
 def resolve_model_dir(model: str | None, cache_dir: Path | None = None) -> Path:
-    """``tiny`` (or None) → the toy LTX-2, built once into a cache folder; anything else → that folder."""
-    from pixgen.engine.ltx2.toy import tiny_model_dir
+    """``tiny`` (or None) / ``tiny-2.5`` → that toy LTX-2, built once into a cache folder; anything else → that
+    folder."""
+    from pixgen.engine.ltx2.toy import tiny_model_dir, toy_generation
 
-    if model in (None, "", "tiny"):
-        return tiny_model_dir(cache_dir)
-    path = Path(model).expanduser()
+    generation = toy_generation(model)
+    if generation is not None:
+        return tiny_model_dir(cache_dir, generation)
+    path = Path(model or "").expanduser()
     if not path.is_dir():
         raise ModelError(f"model folder {str(path)!r} does not exist (use --model tiny or a diffusers-format "
                          f"LTX-2 folder)", field="model")
@@ -43,16 +46,31 @@ def ltx2_control_types(model: str | None, cache_dir: Path | None = None) -> tupl
     """The control types of the LTX-2 folder ``model`` names, from its file names (no torch, nothing built):
     the toy's are fixed by its code."""
     from pixgen.engine.ltx2.control_files import control_types
-    from pixgen.engine.ltx2.toy import TOY_CONTROL_TYPES
+    from pixgen.engine.ltx2.toy import TOY_CONTROL_TYPES, toy_generation
 
-    if model in (None, "", "tiny"):
+    if toy_generation(model) is not None:
         return TOY_CONTROL_TYPES
-    path = Path(model).expanduser()
+    path = Path(model or "").expanduser()
     return control_types(path) if path.is_dir() else ()
+
+
+def ltx2_auto_duration(model: str | None, cache_dir: Path | None = None) -> bool:
+    """Whether the LTX-2 folder ``model`` names has LTX-2.5's duration head (``duration_head/`` with its config), read
+    without torch and without building a toy: the toys' are fixed by their code."""
+    from pixgen.engine.ltx2.toy import DURATION_HEAD_DIR, toy_generation
+
+    generation = toy_generation(model)
+    if generation is not None:
+        return generation == "2.5"
+    return (Path(model or "").expanduser() / DURATION_HEAD_DIR / "config.json").is_file()
 
 
 def no_control_types(model: str | None, cache_dir: Path | None = None) -> tuple[str, ...]:
     return ()
+
+
+def no_auto_duration(model: str | None, cache_dir: Path | None = None) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -63,10 +81,13 @@ class Backend:
     engine: str  # "module:Class" of the Engine, imported only when it is loaded
     resolve: Callable[[str | None, Path | None], Path]  # (model setting, cache dir) → what ``Engine.load`` takes
     control_types: Callable[[str | None, Path | None], tuple[str, ...]] = no_control_types
+    auto_duration: Callable[[str | None, Path | None], bool] = no_auto_duration
 
     def capabilities_for(self, model: str | None, cache_dir: Path | None = None) -> Capabilities:
-        """The static capabilities plus what the model itself carries (its control types), read without torch."""
-        return replace(self.capabilities, control_types=self.control_types(model, cache_dir))
+        """The static capabilities plus what the model itself carries (its control types, a duration head), read
+        without torch."""
+        return replace(self.capabilities, control_types=self.control_types(model, cache_dir),
+                       auto_duration=self.auto_duration(model, cache_dir))
 
     def engine_class(self) -> type[Engine]:
         module, _, name = self.engine.partition(":")
@@ -85,7 +106,7 @@ LTX2_CAPABILITIES = Capabilities(
 
 BACKENDS: dict[str, Backend] = {b.id: b for b in (
     Backend("ltx2", "LTX-2 on diffusers pipelines", LTX2_CAPABILITIES, "pixgen.engine.ltx2.engine:LTX2Engine",
-            resolve_model_dir, ltx2_control_types),
+            resolve_model_dir, ltx2_control_types, ltx2_auto_duration),
 )}
 
 

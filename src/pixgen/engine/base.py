@@ -76,10 +76,10 @@ class Capabilities:
     qualities: tuple[str, ...] = QUALITIES
     aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
     control_types: tuple[str, ...] = ()  # ``control_type``s the loaded model carries an IC-LoRA for
-    # Sound first (issue 22), each listed by ``GET /api/v1/models`` (``api/jobs_api.sound_first``):
+    # Sound first and length (issue 22), each listed by ``GET /api/v1/models`` (``api/jobs_api.sound_first``):
     audio_to_video: bool = False  # a video made to a given soundtrack (``VideoRequest.audio``), the sound kept
     sound_for_video: bool = False  # new sound under a finished or given video's own frames (``Engine.sound``)
-    # auto_duration: ``duration: "auto"`` from the model folder's duration head: added with that feature
+    auto_duration: bool = False  # ``duration: "auto"``: the model folder has a duration head (LTX-2.5)
 
     def sizes(self) -> dict[str, dict[str, str]]:
         """``{ratio: {quality: "WxH"}}``: the contract's size table for what this backend offers."""

@@ -49,12 +49,10 @@ def model_identity(engine: str, model: str, cache_dir: Path | None) -> ModelIden
     """The identity of the model ``engine`` / ``model`` / ``cache_dir`` (the settings) name, without loading it."""
     if engine != "ltx2":  # a test backend: its options are the model
         return ModelIdentity(engine, model, text_fingerprint(f"{engine}:{model}"))
-    if model in ("", "tiny"):
-        from pixgen.engine.ltx2.toy import tiny_model_path
+    from pixgen.engine.ltx2.toy import tiny_model_path, toy_generation
 
-        folder = tiny_model_path(cache_dir)
-    else:
-        folder = Path(model).expanduser()
+    generation = toy_generation(model)
+    folder = tiny_model_path(cache_dir, generation) if generation is not None else Path(model).expanduser()
     found = folder_fingerprint(folder) if (folder / "model_index.json").is_file() else None
     return ModelIdentity(engine, model, found)
 

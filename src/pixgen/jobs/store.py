@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -26,7 +27,8 @@ from sqlalchemy.exc import IntegrityError
 
 from pixgen.core.fields import scrubbed as scrubbed_request
 from pixgen.core.models import MODEL_ID
-from pixgen.core.spec import VideoRequest
+from pixgen.core.sizes import frames_duration
+from pixgen.core.spec import MAX_DURATION, VideoRequest
 from pixgen.core.text import text_problem
 from pixgen.engine.base import GenerationResult
 from pixgen.errors import (
@@ -122,6 +124,13 @@ class Job:
             values[name] = bool(values[name])
         return cls(**values)
 
+    @property
+    def auto_duration(self) -> bool:
+        """Asked with ``duration: "auto"`` (the model chose the length: ``seconds`` once made). Read from the stored
+        request's text without parsing it (it may hold megabytes of media): a string value's quotes are escaped in
+        JSON, so an unescaped ``"duration": "auto"`` is the field itself (no nested item has a duration)."""
+        return _AUTO_DURATION.search(self.request) is not None
+
     def video_request(self) -> VideoRequest:
         return VideoRequest.model_validate_json(self.request)
 
@@ -210,17 +219,31 @@ class Outcome:
     manifest: dict[str, Any] | None = None  # jobs.manifest.build_manifest
     preview_file: str | None = None  # the early draft, when one was stored
     soundtrack: dict[str, float] | None = None  # a given soundtrack's fit (``SoundtrackFit.as_dict``)
+    duration: int | None = None  # ``duration: "auto"``: the length chosen, in whole seconds (``jobs.duration``)
 
     @classmethod
     def from_result(cls, result: GenerationResult, *, video_file: str, thumb_file: str | None,
-                    preview_file: str | None = None, manifest: dict[str, Any] | None = None) -> Outcome:
-        """The engine's typed result, as the store keeps it (file names inside the media store)."""
-        return cls(video_file=video_file, thumb_file=thumb_file, width=result.width, height=result.height,
+                    preview_file: str | None = None, manifest: dict[str, Any] | None = None,
+                    auto_duration: bool = False) -> Outcome:
+        """The engine's typed result, as the store keeps it (file names inside the media store); with
+        ``auto_duration`` the length the model chose replaces the longest one the job was queued with."""
+        chosen = max(1, round(frames_duration(result.num_frames))) if auto_duration else None
+        return cls(duration=chosen, video_file=video_file, thumb_file=thumb_file, width=result.width,
+                   height=result.height,
                    seconds=result.seconds, has_audio=result.has_audio, seed=result.seed, prompt=result.prompt,
                    original_prompt=result.original_prompt,
                    shots=[shot.as_dict() for shot in result.shots] or None,
                    timings=result.timings.as_dict() or None, preview_file=preview_file, manifest=manifest,
                    soundtrack=result.soundtrack.as_dict() if result.soundtrack else None)
+
+
+_AUTO_DURATION = re.compile(r'"duration":\s*"auto"')
+
+
+def _duration_column(request: VideoRequest) -> int:
+    """``jobs.duration`` at submit: the seconds asked for; for ``"auto"`` the longest, until the job has run (the
+    queue's time estimates are then upper bounds), replaced by the chosen length at completion."""
+    return MAX_DURATION if request.auto_duration else request.seconds
 
 
 def request_hash(request: VideoRequest, origin: Origin = DIRECT, webhook: Subscription | None = None) -> str:
@@ -296,7 +319,7 @@ class JobStore:
         digest = request_hash(request, origin, webhook)
         columns = {"surface": origin.surface.value, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
                    "remix_of": origin.remix_of, "replay_of": origin.replay_of,
-                   "duration": request.duration if origin.duration is None else origin.duration,
+                   "duration": _duration_column(request) if origin.duration is None else origin.duration,
                    **(webhook.column_values() if webhook is not None else {})}
         if origin.retake is not None:
             columns.update(retake_start=origin.retake[0], retake_end=origin.retake[1])
@@ -560,7 +583,8 @@ class JobStore:
                          timings=json.dumps(outcome.timings, sort_keys=True) if outcome.timings else None,
                          manifest=json.dumps(outcome.manifest) if outcome.manifest else None,
                          soundtrack=json.dumps(outcome.soundtrack, sort_keys=True) if outcome.soundtrack else None,
-                         **({"preview_file": outcome.preview_file} if outcome.preview_file else {}))
+                         **({"preview_file": outcome.preview_file} if outcome.preview_file else {}),
+                         **({"duration": outcome.duration} if outcome.duration is not None else {}))
 
     def fail(self, job_id: str, token: str, code: str, message: str) -> bool:
         """processing → failed and refunded; False when the lease was lost."""

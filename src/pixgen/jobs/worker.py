@@ -215,7 +215,8 @@ class Worker:
         manifest = None if self.settings.zero_data_retention or self.model is None else build_manifest(
             result, self.model, kind=job.kind, source_job_id=job.source_job_id)
         outcome = Outcome.from_result(result, video_file=video.name, thumb_file=thumb.name if thumb else None,
-                                      preview_file=preview.stored, manifest=manifest)
+                                      preview_file=preview.stored, manifest=manifest,
+                                      auto_duration=job.auto_duration)
         if not self.store.complete(job.id, token, outcome):
             log.warning("job %s: finished after losing its lease; result dropped", job.id)
             self.media.delete(video.name)

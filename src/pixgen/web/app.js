@@ -2,7 +2,8 @@
 //
 //   POST /api/v1/models/pixverse-v6/run   start a job
 //   POST /api/v1/models/pixverse-v6/estimate   what it would cost and when it would be ready (nothing charged)
-//   GET  /api/v1/models                   the control types the server's model folder offers
+//   GET  /api/v1/models                   the control types the server's model folder offers, and whether its
+//                                         duration head can choose the length (duration "auto")
 //   GET  /api/v1/jobs/{id}/events         follow it (server-sent events, read with fetch so the key stays in a header;
 //                                         a "preview" event brings the early draft of a two-stage video)
 //   GET  /api/v1/jobs/{id}                the job (fallback when the event stream is unavailable)
@@ -56,6 +57,9 @@
     estimate: $("estimate"),
     estimateButton: $("estimate-button"),
     outputSize: $("output-size"),
+    durationAuto: $("duration-auto"),
+    durationAutoField: $("duration-auto-field"),
+    resultDuration: $("result-duration"),
     formError: $("form-error"),
     generate: $("generate"),
     job: $("job"),
@@ -324,6 +328,9 @@
     else el.video.removeAttribute("poster");
     el.resultSeed.textContent = job.seed !== undefined && job.seed !== null ? String(job.seed) : "";
     el.resultPrompt.textContent = job.prompt || "(none: image only)";
+    el.resultDuration.textContent = job.chosenDuration !== undefined && job.chosenDuration !== null
+      ? `${job.chosenDuration} s (${job.frames} frames), chosen by the model`
+      : `${job.duration} s` + (job.frames ? ` (${job.frames} frames)` : "");
     el.download.href = video || "#";
     el.download.setAttribute("download", `pixgen-${job.jobId}.mp4`);
     el.useSeed.disabled = job.seed === undefined || job.seed === null;
@@ -336,7 +343,8 @@
   // Retake: a part of the finished video, marked over the player, made again as a new job
 
   function videoSeconds() {
-    return currentJob && currentJob.duration ? Number(currentJob.duration) : el.video.duration || 1;
+    if (currentJob && currentJob.chosenDuration) return Number(currentJob.chosenDuration);
+    return currentJob && Number(currentJob.duration) ? Number(currentJob.duration) : el.video.duration || 1;
   }
 
   function markRetake() {
@@ -467,6 +475,7 @@
     }
     const keyframes = window.pixgenKeyframes && window.pixgenKeyframes.body();
     if (keyframes) body.keyframes = keyframes;
+    if (autoDuration()) body.duration = "auto";
     return body;
   }
 
@@ -544,7 +553,8 @@
     }
   }
 
-  // The control-video fields appear only when the server's model folder has an IC-LoRA for some type.
+  // The control-video fields appear only when the server's model folder has an IC-LoRA for some type; the
+  // "Automatic duration" switch only when it has a duration head (LTX-2.5).
   async function loadModels() {
     if (!el.key.value.trim()) return;
     try {
@@ -554,6 +564,8 @@
       el.controlFields.hidden = types.length === 0;
       // A soundtrack to make the video to, where the model offers it.
       el.audioFields.hidden = !(model && model.capabilities.includes("audio-to-video"));
+      el.durationAutoField.hidden = !(model && model.parameters.duration && model.parameters.duration.auto);
+      onDurationAuto();
     } catch { /* the recent list shows key errors */ }
   }
 
@@ -658,7 +670,18 @@
     return value >= 1 ? `${even(short * value)}×${short}` : `${short}×${even(short / value)}`;
   }
 
+  // duration "auto": the seconds field is off while the model chooses
+  function autoDuration() {
+    return el.durationAuto.checked && !el.durationAutoField.hidden;
+  }
+
+  function onDurationAuto() {
+    el.duration.disabled = autoDuration();
+    updateOutputSize();
+  }
+
   function secondsText(duration) {
+    if (autoDuration()) return "length chosen by the model (1 to 15 s)";
     if (!Number.isInteger(duration) || duration < 1 || duration > 15) return "1 to 15 seconds";
     return `${duration} s, ${duration * FPS + 1} frames at ${FPS} fps`;
   }
@@ -791,6 +814,7 @@
       button.addEventListener("click", () => clearImage(button.dataset.clear));
     }
     for (const control of [el.duration, el.ratio, el.quality]) control.addEventListener("input", updateOutputSize);
+    el.durationAuto.addEventListener("change", onDurationAuto);
     el.form.addEventListener("input", (e) => e.target.removeAttribute && e.target.removeAttribute("aria-invalid"));
     el.form.addEventListener("change", () => { el.estimate.hidden = true; }); // an estimate is for the form as it was
     updateOutputSize();

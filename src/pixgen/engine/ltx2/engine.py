@@ -63,6 +63,7 @@ from pixgen.engine.base import (
 )
 from pixgen.engine.ltx2.control import ControlReference, ControlVideos
 from pixgen.engine.ltx2.decode import Crop, stream_frames
+from pixgen.engine.ltx2.duration import choose_frames, has_duration_head
 from pixgen.engine.ltx2.extend import iter_source_frames
 from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
 from pixgen.engine.ltx2.hold import Hold, holding
@@ -77,7 +78,7 @@ from pixgen.engine.ltx2.speed import finish_transformer, prepare_transformer
 from pixgen.engine.ltx2.warmup import warm_up
 from pixgen.engine.prompting import PromptPlan
 from pixgen.engine.warmup import WarmupState
-from pixgen.errors import Cancelled, GenerationError
+from pixgen.errors import Cancelled, GenerationError, InvalidRequest
 from pixgen.media.images import image_from_data_uri
 from pixgen.media.mp4 import Mp4Writer, fit_audio
 
@@ -323,6 +324,21 @@ class LTX2Engine:
         geometry = plan_geometry(width, height, two_stage=request.quality in self.two_stage_qualities)
         return Plan(request, geometry, start, end, keyframes)
 
+    @property
+    def has_duration_head(self) -> bool:
+        """LTX-2.5's duration head (``duration_head/``): ``duration: "auto"`` (``duration.py``)."""
+        return has_duration_head(self.pipes.text)
+
+    def choose_frames(self, run: Run, embeds: Embeds) -> int:
+        """``duration: "auto"``: the frame count the folder's duration head gives the prompt of ``embeds``;
+        ``InvalidRequest`` naming ``duration`` for a folder without one (the API refuses that at submit)."""
+        if not self.has_duration_head:
+            raise InvalidRequest(f'duration "auto" needs a duration head (LTX-2.5\'s duration_head/), which '
+                                 f"{self.folder} does not have; give duration in seconds", field="duration")
+        with run.timed("text"):
+            return choose_frames(self.pipes.text, embeds.prompt_embeds, embeds.prompt_attention_mask,
+                                 seconds=self.capabilities.durations)
+
     def steps_per_shot(self, two_stage: bool) -> int:
         return self.recipe.num_inference_steps + (len(self.recipe.refine_sigmas) if two_stage else 0)
 
@@ -346,6 +362,7 @@ class LTX2Engine:
         ``extend.py``'s)."""
         from pixgen.engine.ltx2.route_extend import extend
 
+        _known_duration(request, "an extension's duration is the seconds it adds")
         return extend(self, Path(source), request, Path(out_path), on_progress, should_cancel)
 
     def retake(self, source: Path, request: VideoRequest, start: float, end: float, out_path: Path,
@@ -355,6 +372,7 @@ class LTX2Engine:
         (``route_retake.py``; the window follows ``pixgen.core.retake``)."""
         from pixgen.engine.ltx2.route_retake import retake
 
+        _known_duration(request, "a retake keeps its source's length")
         return retake(self, Path(source), request, start, end, Path(out_path), on_progress, should_cancel)
 
     def sound(self, source: Path | None, request: VideoRequest, out_path: Path,
@@ -615,6 +633,10 @@ def _held_inputs(hold: Hold | None) -> dict[str, torch.Tensor]:
     if hold is None:
         return {}
     return {"audio_latents": hold.latents} if hold.modality == "audio" else {"latents": hold.latents}
+def _known_duration(request: VideoRequest, why: str) -> None:
+    """Extend and retake take no ``duration: "auto"`` (the API refuses it at submit; this is the engine's own check)."""
+    if request.auto_duration:
+        raise InvalidRequest(f'duration "auto" is for new videos: {why}', field="duration")
 
 
 def _quiet_progress_bars() -> None:

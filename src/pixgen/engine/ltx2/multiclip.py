@@ -65,8 +65,8 @@ def shot_seed(seed: int, index: int) -> int:
 
 
 def plan_shots(request: VideoRequest, num_frames: int | None = None) -> list[Shot]:
-    """The shots of ``request`` (with a seed): one covering everything unless ``multi_clip`` is set; ``num_frames``
-    when the video's length is not the request's duration (a soundtrack's)."""
+    """The shots of ``request`` (with a seed) over ``num_frames`` (default: its duration's; a soundtrack's length,
+    or the duration head's for ``duration: "auto"``): one covering everything unless ``multi_clip`` is set."""
     if request.seed is None:
         raise ValueError("plan_shots needs a request with a seed (VideoRequest.with_seed())")
     total = request.num_frames if num_frames is None else num_frames

@@ -239,13 +239,21 @@ def _config(folder: Path, *parts: str) -> dict[str, Any]:
         return {}
 
 
+def _has_component(index: dict[str, Any], name: str) -> bool:
+    """``model_index.json`` names a class for ``name`` (diffusers writes ``[null, null]`` for an optional component
+    the folder does not have, so an LTX-2.0 folder saved by diffusers 0.42 lists ``duration_head`` too)."""
+    entry = index.get(name)
+    return isinstance(entry, list) and any(part is not None for part in entry)
+
+
 def _from_configs(folder: Path) -> tuple[str, str]:
     """(recipe name, reason) from the folder's own configs: generation from the transformer and components,
     distilled from the scheduler (distilled folders ship one without dynamic shifting)."""
     index = _config(folder, "model_index.json")
     transformer = _config(folder, "transformer", "config.json")
     scheduler = _config(folder, "scheduler", "scheduler_config.json")
-    if "duration_head" in index or "prompt_enhancer" in index or transformer.get("use_keyframes_abs_pos_embedding"):
+    if _has_component(index, "duration_head") or _has_component(index, "prompt_enhancer") \
+            or transformer.get("use_keyframes_abs_pos_embedding"):
         return "ltx-2.5", "LTX-2.5 components (duration head / prompt enhancer / keyframe position embedding)"
     newer = transformer.get("gated_attn") or transformer.get("cross_attn_mod") or transformer.get("perturbed_attn")
     generation = "2.3" if newer else "2.0"

@@ -2,8 +2,9 @@
 
 ``LTX2Engine.generate`` runs this over the engine's shared stage blocks (``engine.py``):
 
-1. Plan: the request with a seed, its images decoded, the geometry, a given soundtrack fitted to the video's length
-   (``soundtrack.py``: the duration, or the sound's own), the shots, a control video's reference.
+1. Plan: the request with a seed, its images decoded, the geometry, the length: a given soundtrack's fitted to the
+   video (``soundtrack.py``: the duration, or the sound's own), or for ``duration: "auto"`` the prompt encoded and
+   the folder's duration head asked for the frame count (``duration.py``); the shots, a control video's reference.
 2. Per shot: text, stage 1 (pinned to the shot's picture conditions), the early draft of the first shot, stage 2
    for the recipe's two-stage qualities, audio. With a soundtrack, its audio latents are held fixed through both
    stages (``hold.py``) and the sound is the given one, not the vocoder's.
@@ -20,7 +21,7 @@ from pixgen.core.progress import ProgressCallback
 from pixgen.core.sizes import FPS
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import GenerationResult, PreviewCallback, ShotInfo, ShotRun
-from pixgen.engine.ltx2.engine import FrameCondition, LTX2Engine, RenderedShot, Run
+from pixgen.engine.ltx2.engine import Embeds, FrameCondition, LTX2Engine, RenderedShot, Run
 from pixgen.engine.ltx2.geometry import Geometry
 from pixgen.engine.ltx2.hold import Hold, hold_audio
 from pixgen.engine.ltx2.multiclip import Shot, crossfade_samples, join_audio, plan_shots, shot_sample_lengths
@@ -34,19 +35,29 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
     run = engine._run(on_progress, should_cancel)
     run.on_preview, run.preview_path = on_preview, preview_path(out_path)
 
-    # 1. Plan.
+    # 1. Plan; "auto": the duration head's frame count for the prompt as used (encoded once, for the shot too).
     run.report("prepare")
     with run.timed("prepare"):
         plan = engine.plan(request)
         soundtrack = plan_soundtrack(plan.request, engine.audio_sample_rate, engine.audio_vae_rate) \
             if plan.request.audio is not None else None
-        shots = plan_shots(plan.request, soundtrack.num_frames if soundtrack else None)
-        run.control = engine.control.reference(plan.request, plan.geometry)
     req, geometry = plan.request, plan.geometry
     assert req.seed is not None  # the plan drew one
     run.seed = req.seed
+    encoded: tuple[PromptPlan, Embeds] | None = None
+    if req.auto_duration:  # one shot (the spec allows no multi_clip, keyframes or control video with it)
+        run.report("text")
+        planned = plan_prompt(req, has_enhancer=engine.has_prompt_enhancer, prompt=req.prompt)
+        encoded = engine._text(run, planned, req.seed, plan.start_image)
+        num_frames = engine.choose_frames(run, encoded[1])
+    elif soundtrack is not None:
+        num_frames = soundtrack.num_frames
+    else:
+        num_frames = req.num_frames
+    shots = plan_shots(req, num_frames)
+    with run.timed("prepare"):
+        run.control = engine.control.reference(req, geometry)
     run.total_steps = engine.steps_per_shot(geometry.two_stage) * len(shots)
-    num_frames = soundtrack.num_frames if soundtrack else req.num_frames
     seconds = (num_frames - 1) / FPS  # the audio's length: the video's clock from the first frame to the last
     audio_lengths = shot_sample_lengths(shots, engine.audio_sample_rate, seconds)
     fade = crossfade_samples(engine.audio_sample_rate) if len(shots) > 1 else 0
@@ -62,7 +73,8 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
             hold = _held_soundtrack(engine, run, soundtrack, shot) if soundtrack is not None else None
             vocoded = req.generate_audio and soundtrack is None  # a soundtrack's sound is the given one
             rendered.append(_render_shot(engine, run, geometry, shot, prompts[shot.index], conditions,
-                                         audio_lengths[shot.index] + fade if vocoded else None, hold=hold))
+                                         audio_lengths[shot.index] + fade if vocoded else None,
+                                         encoded if shot.index == 0 else None, hold=hold))
 
     # 3. Sound: the given soundtrack, or the shots' joined, crossfaded at the cuts.
     if soundtrack is not None:
@@ -96,15 +108,19 @@ def _held_soundtrack(engine: LTX2Engine, run: Run, soundtrack: Soundtrack, shot:
 
 
 def _render_shot(engine: LTX2Engine, run: Run, geometry: Geometry, shot: Shot, prompt: PromptPlan,
-                 conditions: list[FrameCondition], audio_samples: int | None, *,
-                 hold: Hold | None = None) -> RenderedShot:
-    """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio); ``hold``: a
-    stream held fixed through both stages."""
+                 conditions: list[FrameCondition], audio_samples: int | None,
+                 encoded: tuple[PromptPlan, Embeds] | None = None, *, hold: Hold | None = None) -> RenderedShot:
+    """One shot's prompt as used, latents, and audio (``audio_samples`` long; None without audio); ``encoded``: its
+    prompt as used and embeddings when the plan made them already (``duration: "auto"``); ``hold``: a stream held
+    fixed through both stages."""
     first = shot.index == 0
-    if first:  # later shots' text time counts as denoising, so progress never goes back
-        run.report("text")
-    start = next((c.image for c in conditions if c.index == 0), None)
-    prompt, embeds = engine._text(run, prompt, shot.seed, start)
+    if encoded is not None:
+        prompt, embeds = encoded
+    else:
+        if first:  # later shots' text time counts as denoising, so progress never goes back
+            run.report("text")
+        start = next((c.image for c in conditions if c.index == 0), None)
+        prompt, embeds = engine._text(run, prompt, shot.seed, start)
     latents = engine._stage_one(run, geometry, embeds, shot.seed, shot.gen_frames, conditions, hold=hold)
     if geometry.two_stage:
         if first and run.on_preview is not None:

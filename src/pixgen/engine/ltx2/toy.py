@@ -8,6 +8,11 @@ model: ``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` / ``LTX2ConditionPipeline
 
 The weights come from a fixed torch seed and the tokenizer is a BPE trained here on a fixed corpus, so every build
 is byte-identical (every file in the folder).
+
+Two toys (``TOY_MODELS``): ``tiny`` is an LTX-2.0 folder; ``tiny-2.5`` is the same folder plus LTX-2.5's
+``duration_head/`` (diffusers' ``LTX2DurationHead`` at toy size, random weights: seconds from the prompt, so
+``duration: "auto"`` runs end to end) and a ``pixgen.json`` naming the ``ltx-2.5`` recipe with the same toy
+overrides.
 """
 
 # Gotchas when calling the pipelines on this toy model (measured with diffusers 0.42.1, transformers 5.23.0):
@@ -51,6 +56,20 @@ TOY_SAMPLING = {
 # path runs end to end; its pictures follow the control video no more than its other pictures follow the prompt.
 TOY_CONTROL_TYPES = ("depth",)
 TOY_IC_LORA = "toy-ic-lora-depth-control.safetensors"
+
+# The toys by ``--model`` name: the LTX-2 generation each folder is. Only 2.5 has a duration head.
+TOY_MODELS = {"tiny": "2.0", "tiny-2.5": "2.5"}
+TOY_RECIPES = {"2.0": TOY_RECIPE, "2.5": "ltx-2.5"}
+DURATION_HEAD_DIR = "duration_head"  # LTX-2.5's: diffusers' LTX2DurationHead (subfolder of the model folder)
+# The toy head's output layer: its bias puts random prompts near exp(0.5) ≈ 1.6 s (short videos keep tests fast), its
+# weights scaled up so that different prompts get visibly different lengths (2–3 s: 49–65 frames).
+TOY_DURATION_LOG_SECONDS = 0.5
+TOY_DURATION_GAIN = 10.0
+
+
+def toy_generation(model: str | None) -> str | None:
+    """The LTX-2 generation of the toy ``model`` names (``tiny``: "2.0", ``tiny-2.5``: "2.5"); None for a folder."""
+    return TOY_MODELS.get(model or "tiny")
 
 _SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
                    "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
@@ -204,6 +223,21 @@ def _build_ic_lora(path: Path) -> None:
     save_file(weights, str(path), metadata={"reference_downscale_factor": "1"})
 
 
+def _build_duration_head():
+    """LTX-2.5's duration head at toy size: reads both connector outputs (32 wide), as diffusers' own tests build it,
+    with its output bias set so the toy predicts a few seconds."""
+    import torch
+    from diffusers.pipelines.ltx2 import LTX2DurationHead
+
+    torch.manual_seed(TOY_SEED + 8)
+    head = LTX2DurationHead(video_cross_attention_dim=32, audio_cross_attention_dim=32, pooler_hidden_dim=16,
+                            num_queries=1, num_pooler_heads=2, mlp_hidden_dim=16)
+    with torch.no_grad():
+        head.mlp_out.bias.fill_(TOY_DURATION_LOG_SECONDS)
+        head.mlp_out.weight.mul_(TOY_DURATION_GAIN)
+    return head
+
+
 def _normalise_json_files(root: Path) -> None:
     """Rewrite every JSON file with sorted keys and no build-specific paths, so builds compare byte for byte."""
     for path in sorted(root.rglob("*.json")):
@@ -213,8 +247,11 @@ def _normalise_json_files(root: Path) -> None:
         path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def build_tiny_model(out_dir: Path) -> Path:
-    """Build the toy LTX-2 into ``out_dir`` (created) and return it. Leaves the caller's RNG state untouched."""
+def build_tiny_model(out_dir: Path, generation: str = "2.0") -> Path:
+    """Build the toy LTX-2 (``generation`` "2.0", or "2.5" with a duration head) into ``out_dir`` (created) and return
+    it. Leaves the caller's RNG state untouched."""
+    if generation not in TOY_RECIPES:
+        raise ValueError(f"no toy LTX-{generation}; toys: {sorted(TOY_RECIPES)}")
     import torch
     from diffusers import LTX2Pipeline
 
@@ -228,6 +265,8 @@ def build_tiny_model(out_dir: Path) -> Path:
         with torch.random.fork_rng(devices=[]):
             tokenizer = _build_tokenizer()
             components = _build_components(tokenizer)
+            if generation == "2.5":
+                components["duration_head"] = _build_duration_head()  # listed in model_index.json, as LTX-2.5's is
             pipe = LTX2Pipeline(**components)
             pipe.save_pretrained(out_dir, safe_serialization=True)
             _build_upsampler().save_pretrained(out_dir / "latent_upsampler", safe_serialization=True)
@@ -235,7 +274,7 @@ def build_tiny_model(out_dir: Path) -> Path:
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-    (out_dir / "pixgen.json").write_text(json.dumps({"recipe": TOY_RECIPE, "sampling": TOY_SAMPLING}),
+    (out_dir / "pixgen.json").write_text(json.dumps({"recipe": TOY_RECIPES[generation], "sampling": TOY_SAMPLING}),
                                         encoding="utf-8")
     _normalise_json_files(out_dir)
     for path in out_dir.rglob("*"):
@@ -248,15 +287,15 @@ def _default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "pixgen"
 
 
-def tiny_model_path(cache_dir: Path | None = None) -> Path:
-    """Where the toy model folder is (or will be) built; nothing is built here."""
+def tiny_model_path(cache_dir: Path | None = None, generation: str = "2.0") -> Path:
+    """Where the toy model folder of ``generation`` is (or will be) built; nothing is built here."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
-    return root / f"tiny-ltx2-{TOY_VERSION}"
+    return root / (f"tiny-ltx2-{TOY_VERSION}" if generation == "2.0" else f"tiny-ltx{generation}-{TOY_VERSION}")
 
 
-def tiny_model_dir(cache_dir: Path | None = None) -> Path:
-    """The cached toy model folder, built once (safe when several processes race to build it)."""
-    target = tiny_model_path(cache_dir)
+def tiny_model_dir(cache_dir: Path | None = None, generation: str = "2.0") -> Path:
+    """The cached toy model folder of ``generation``, built once (safe when several processes race to build it)."""
+    target = tiny_model_path(cache_dir, generation)
     root = target.parent
     if (target / "model_index.json").is_file():
         return target
@@ -264,7 +303,7 @@ def tiny_model_dir(cache_dir: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     os.chmod(tmp, 0o755)
     try:
-        build_tiny_model(tmp)
+        build_tiny_model(tmp, generation)
         try:
             os.rename(tmp, target)
         except OSError:
