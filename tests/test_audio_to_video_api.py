@@ -105,6 +105,27 @@ def test_the_estimate_follows_the_sounds_length_and_the_job_records_its_duration
     assert job["duration"] == 2 and job["status"] == "pending"
 
 
+def test_the_openai_form_takes_the_soundtrack_as_a_file_upload_typed_by_its_bytes(api_server):
+    from pixgen.jobs.db import connect
+    from pixgen.jobs.store import JobStore
+
+    key = api_server.new_key(credits=30)
+    with client(api_server, key) as c:
+        r = c.post("/v1/videos", data={"model": "pixverse-v6", "prompt": "a drummer", "size": "640x360"},
+                   files={"audio": ("beat.wav", wav(0.5), "application/octet-stream")})
+        assert r.status_code == 200, r.text
+        bad = c.post("/v1/videos", data={"model": "pixverse-v6", "prompt": "a drummer"},
+                     files={"audio": ("beat.wav", b"not a sound at all", "audio/wav")})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "audio", bad.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 20
+    db = connect(api_server.database_url, pool_size=1)
+    try:
+        stored = json.loads(JobStore(db).get(r.json()["id"]).request)
+    finally:
+        db.dispose()
+    assert stored["audio"] == uri(wav(0.5)) and stored["duration"] is None  # typed by its bytes, length its own
+
+
 @pytest.fixture(scope="module")
 def audio_host(tmp_path_factory):
     """A loopback HTTP server with ``/voice.wav`` and ``/picture.png``."""
@@ -181,3 +202,42 @@ def test_generate_takes_audio_from_a_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     facts = probe(out)
     assert facts.num_frames == 25 and facts.audio_seconds == pytest.approx(1.0, abs=0.05)
+
+
+# -- the web page ------------------------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_makes_a_video_to_a_soundtrack_as_long_as_it(browser, server):
+    from web_browser import enter_key
+
+    secret = server.new_key(credits=1000, name="soundtrack page")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(server.url + "/")
+        enter_key(page, secret)
+        soundtrack = page.get_by_label("Soundtrack", exact=True)
+        soundtrack.wait_for(state="visible", timeout=10_000)  # /api/v1/models lists audio-to-video
+        page.get_by_label("Prompt", exact=True).fill("A drummer on a rooftop at dusk")
+        page.get_by_label("Quality", exact=True).select_option("360p")
+        soundtrack.set_input_files(files=[{"name": "beat.wav", "mimeType": "audio/wav",
+                                           "buffer": wav(1.5, rate=24000)}])
+        page.get_by_label("Duration", exact=True).fill("")  # as long as the sound
+        page.wait_for_function("document.getElementById('output-size').textContent.includes('soundtrack')",
+                               timeout=10_000)
+        page.get_by_role("button", name="Estimate", exact=True).click()
+        estimate = page.locator("#estimate")
+        estimate.wait_for(state="visible", timeout=10_000)
+        assert "640×360, 37 frames" in estimate.text_content(), estimate.text_content()
+
+        page.get_by_role("button", name="Generate", exact=True).click()
+        page.locator("#job-result").wait_for(state="visible", timeout=300_000)
+        job_id = page.locator("#job-id").text_content()
+        job = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {secret}"}).json()
+        assert job["status"] == "completed" and job["hasAudio"] is True, job
+        assert job["soundtrack"]["givenSeconds"] == 1.5 and job["soundtrack"]["cutSeconds"] == 0
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -32,7 +32,7 @@ import numpy as np
 
 from pixgen.core.progress import Progress, ProgressCallback, no_progress
 from pixgen.core.retake import RetakeRule, plan_range
-from pixgen.core.sizes import FPS, nearest_aspect_ratio, output_size
+from pixgen.core.sizes import FPS, frames_for_audio, nearest_aspect_ratio, output_size
 from pixgen.core.spec import VideoRequest
 from pixgen.engine import Backend
 from pixgen.engine.base import (
@@ -47,6 +47,7 @@ from pixgen.engine.base import (
     never_cancelled,
 )
 from pixgen.errors import Cancelled, GenerationError, InvalidRequest
+from pixgen.media.audio import check_audio
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -124,7 +125,8 @@ class FakeEngine:
         req = request.with_seed()
         ratio = req.aspect_ratio or self._image_ratio(req) or "16:9"
         width, height = self._size(*output_size(ratio, req.quality))
-        frames = req.num_frames
+        # A request that follows its soundtrack is as long as it (the sound itself is not written here).
+        frames = frames_for_audio(check_audio(req.audio)) if req.follows_audio and req.audio else req.num_frames
         began = self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
         self._write(Path(out_path), width, height, [(frames, req.seed)], req.generate_audio, on_progress,
@@ -156,7 +158,7 @@ class FakeEngine:
                 source_frames = sum(1 for _ in container.decode(stream))
         except (av.FFmpegError, IndexError, OSError):
             raise InvalidRequest("the video to extend cannot be read", field="video") from None
-        new_frames = req.duration * FPS
+        new_frames = req.seconds * FPS
         self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
         self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, source_frames),

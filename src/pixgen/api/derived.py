@@ -88,7 +88,7 @@ def extension(source: Job, fields: Mapping[str, Any], *, source_field: str = "jo
     if source.width and source.height:
         spec["aspect_ratio"] = nearest_aspect_ratio(source.width, source.height)
     request = parse_request(spec)
-    total = source.duration + request.duration
+    total = source.duration + request.seconds
     if total > MAX_TOTAL_SECONDS:
         raise InvalidRequest(f"the extended video would be {total} s long; at most {MAX_TOTAL_SECONDS} s "
                              f"(the source is {source.duration} s)", field="duration")

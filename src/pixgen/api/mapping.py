@@ -65,7 +65,7 @@ def check_capabilities(request: VideoRequest, capabilities: Capabilities,
         raise renamed(problem, names or {})
     if request.keyframes and capabilities.keyframes:  # pictures on the backend's latent clock, one per latent
         try:
-            check_keyframe_latents(request.keyframes, request.duration, capabilities.frames_per_latent,
+            check_keyframe_latents(request.keyframes, request.seconds, capabilities.frames_per_latent,
                                    start_image=request.image_input is not None,
                                    end_image=request.end_image_input is not None)
         except InvalidRequest as exc:

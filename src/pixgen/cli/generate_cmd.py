@@ -112,7 +112,7 @@ def parse_args_request(args: argparse.Namespace) -> VideoRequest:
     try:
         request = parse_request(body)
         if request.keyframes:
-            check_keyframe_latents(request.keyframes, request.duration, backend().capabilities.frames_per_latent,
+            check_keyframe_latents(request.keyframes, request.seconds, backend().capabilities.frames_per_latent,
                                    start_image=request.image_input is not None,
                                    end_image=request.end_image_input is not None)
         return request

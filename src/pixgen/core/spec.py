@@ -162,6 +162,9 @@ class VideoRequest(BaseModel):
         if self.keyframes is not None:
             if self.multi_clip:
                 raise InvalidRequest("keyframes cannot be combined with multi_clip", field="keyframes")
+            if self.duration is None:
+                raise InvalidRequest("keyframes with audio need a duration (their times are checked against it)",
+                                     field="duration")
             check_keyframes(self.keyframes, self.duration)
         return self
 
@@ -173,9 +176,6 @@ class VideoRequest(BaseModel):
             return
         if self.multi_clip:
             raise InvalidRequest("multi_clip cannot be combined with audio", field="multi_clip")
-        if self.keyframes is not None and self.duration is None:
-            raise InvalidRequest("keyframes with audio need a duration (their times are checked against it)",
-                                 field="duration")
 
     def _check_control(self) -> None:
         video, kind = self.control_video, self.control_type
@@ -216,12 +216,18 @@ class VideoRequest(BaseModel):
         return self.duration is None
 
     @property
-    def num_frames(self) -> int:
-        """``duration × 24 + 1``; a request that follows its audio has no frame count before the audio is measured
-        (``engine/ltx2/soundtrack.py``)."""
+    def seconds(self) -> int:
+        """``duration``, for code that needs one: a request that follows its audio has none before the audio is
+        measured (``engine/ltx2/soundtrack.py``, ``api/service.audio_frames``), and is never extended, split into
+        shots or given keyframes without a duration."""
         if self.duration is None:
-            raise ValueError("this request's length is its audio's: measure the audio for its frame count")
-        return num_frames(self.duration)
+            raise ValueError("this request's length is its audio's: measure the audio for its length")
+        return self.duration
+
+    @property
+    def num_frames(self) -> int:
+        """``duration × 24 + 1`` (``seconds``' rule for a request that follows its audio)."""
+        return num_frames(self.seconds)
 
     def with_seed(self) -> VideoRequest:
         """The same request with a seed: the given one, or one drawn at random (reported with the result)."""

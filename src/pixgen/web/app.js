@@ -51,6 +51,7 @@
     startImage: $("start-image"),
     endImage: $("end-image"),
     controlFields: $("control-fields"),
+    audioFields: $("audio-fields"),
     controlType: $("control-type"),
     estimate: $("estimate"),
     estimateButton: $("estimate-button"),
@@ -551,6 +552,8 @@
       const types = (model && model.parameters.control_type) || [];
       el.controlType.replaceChildren(...types.map((t) => new Option(t, t)));
       el.controlFields.hidden = types.length === 0;
+      // A soundtrack to make the video to, where the model offers it.
+      el.audioFields.hidden = !(model && model.capabilities.includes("audio-to-video"));
     } catch { /* the recent list shows key errors */ }
   }
 
@@ -560,7 +563,7 @@
     const field = input.dataset.field;
     const file = input.files && input.files[0];
     delete media[field];
-    if (!file) return;
+    if (!file) return updateOutputSize();
     const accepted = (input.accept || "").split(",").map((t) => t.trim()).filter(Boolean);
     if (accepted.length && !accepted.includes(file.type)) {
       input.value = "";
@@ -568,7 +571,7 @@
       return;
     }
     const reader = new FileReader();
-    reader.onload = () => { media[field] = reader.result; };
+    reader.onload = () => { media[field] = reader.result; updateOutputSize(); };
     reader.onerror = () => showFormError({ message: `Could not read ${file.name}.`, field });
     reader.readAsDataURL(file);
   }
@@ -627,9 +630,14 @@
   // "Output: 640×360 (16:9), 1 s, 25 frames at 24 fps": what the contract promises for these settings.
   function updateOutputSize() {
     el.prompt.required = !images["start-image"];
+    // With a soundtrack chosen, an empty duration means "as long as the sound" (the field is left out).
+    const soundtrack = Boolean(media.audio) && !el.audioFields.hidden;
+    el.duration.required = !soundtrack;
     const short = QUALITY_SHORT[el.quality.value];
     const ratio = el.ratio.value || autoRatio();
-    el.outputSize.textContent = `Output: ${size(ratio, short)} (${ratio}), ${secondsText(Number(el.duration.value))}`;
+    const length = soundtrack && !el.duration.value.trim() ? "as long as the soundtrack"
+      : secondsText(Number(el.duration.value));
+    el.outputSize.textContent = `Output: ${size(ratio, short)} (${ratio}), ${length}`;
   }
 
   const RATIOS = Array.from(el.ratio.options, (o) => o.value).filter(Boolean);

@@ -313,7 +313,7 @@ class LTX2Engine:
             end = image_from_data_uri(request.end_image_input, field="end_image_input")
         clock = self.capabilities.frames_per_latent
         if request.keyframes:
-            check_keyframe_latents(request.keyframes, request.duration, clock, start_image=start is not None,
+            check_keyframe_latents(request.keyframes, request.seconds, clock, start_image=start is not None,
                                    end_image=end is not None)
         keyframes = tuple(
             PlannedKeyframe(image_from_data_uri(k.image, field=f"keyframes[{i}].image"),

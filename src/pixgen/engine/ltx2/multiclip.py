@@ -71,7 +71,7 @@ def plan_shots(request: VideoRequest, num_frames: int | None = None) -> list[Sho
     total = request.num_frames if num_frames is None else num_frames
     if not request.multi_clip:
         return [Shot(0, request.prompt, request.seed, 0, total)]
-    texts = split_shots(request.prompt, max_shots(request.duration))
+    texts = split_shots(request.prompt, max_shots(request.seconds))
     k = len(texts)
     bounds = [(2 * i * total + k) // (2 * k) for i in range(k)] + [total]  # round(i·T/k), half up
     return [Shot(i, text, shot_seed(request.seed, i), bounds[i], bounds[i + 1] - bounds[i],

@@ -39,7 +39,7 @@ def extend(engine: LTX2Engine, source: Path, request: VideoRequest, out_path: Pa
         assert req.seed is not None  # with_seed drew one
         src = read_source(Path(source), sample_rate=engine.audio_sample_rate)
         context = src.tail.shape[0]
-        new_frames = req.duration * FPS
+        new_frames = req.seconds * FPS
         gen_frames = context + new_frames  # 8k+1: context is 8k+1 and 24·d a multiple of 8
         geometry = plan_geometry(src.width, src.height, two_stage=False)
         prompt = plan_prompt(req, has_enhancer=engine.has_prompt_enhancer)
