@@ -361,3 +361,14 @@ def test_pixgen_generate_gives_a_file_new_sound(tmp_path):
     refused = subprocess.run([*cmd[:7], "--quiet", "-o", str(tmp_path / "no.mp4")], capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "(--sound-only)" in refused.stderr and not (tmp_path / "no.mp4").exists()
+
+
+def test_the_openai_form_takes_video_and_sound_only_too(api_server, tmp_path):
+    key = api_server.new_key(credits=100)
+    video = data_uri(small_mp4(tmp_path / "two.mp4", 49, size=(64, 48), still=True))  # 2 s
+    with client(api_server, key) as c:
+        r = c.post("/v1/videos", json={"model": "pixverse-v6", "prompt": "rain", "video": video, "sound_only": True})
+        assert r.status_code == 200, r.text
+        job = c.get(f"/api/v1/jobs/{r.json()['id']}").json()
+        assert (job["kind"], job["duration"], job["creditCost"]) == ("sound", 2, 2)
+        c.post(f"/api/v1/jobs/{job['jobId']}/cancel")

@@ -277,6 +277,9 @@ def to_extension_fields(body: Mapping[str, Any], *, form: bool = False) -> tuple
         if unknown:
             raise InvalidRequest(f"unknown field {unknown[0]!r} in video", field=f"video.{unknown[0]}")
         video = video.get("id")
+    if isinstance(video, str) and video.startswith("data:"):  # an upload, read as media (sound_only's video)
+        raise InvalidRequest('video must name a completed video, {"id": "..."}: an uploaded file cannot be '
+                             'extended', field="video")
     if not isinstance(video, str) or not video.strip():
         raise InvalidRequest('video is required: {"id": "<the id of a completed video>"}', field="video")
     mapping.require_prompt(body)
