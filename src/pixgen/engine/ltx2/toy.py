@@ -216,7 +216,7 @@ def _normalise_json_files(root: Path) -> None:
 def build_tiny_model(out_dir: Path) -> Path:
     """Build the toy LTX-2 into ``out_dir`` (created) and return it. Leaves the caller's RNG state untouched."""
     import torch
-    from diffusers import LTX2Pipeline
+    from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline  # its module: the top level types as a dummy
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
