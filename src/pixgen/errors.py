@@ -49,10 +49,11 @@ class InvalidRequest(PixgenError):
     def renamed(self, names: Mapping[str, str]) -> InvalidRequest:
         """This error with its field spelled as the caller spelled it (``names``: canonical → sent); itself if the
         field is not in ``names``. A message that starts with the old name starts with the new one."""
-        new = names.get(self.field or "")
+        field = self.field or ""
+        new = names.get(field)
         if not new:
             return self
-        message = new + self.message[len(self.field):] if self.message.startswith(self.field or "") else self.message
+        message = new + self.message[len(field):] if self.message.startswith(field) else self.message
         return InvalidRequest(message, field=new)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -165,7 +166,9 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, **_others: PydanticBaseSettingsSource
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (init values) over ``PIXGEN_*`` variables; no dotenv or secrets files."""
         environ = _ENVIRON.get()
@@ -359,8 +362,14 @@ def _stored_secret(data_dir: Path) -> str:
 # -- command-line flags: one flag per setting, named after it; absent flags leave variables and defaults alone --
 def names_for(scope: str) -> tuple[str, ...]:
     """The settings whose flag commands of ``scope`` take (``SERVICE``, ``API``, ``DB``)."""
-    return tuple(name for name, f in Settings.model_fields.items()
-                 if scope in (f.json_schema_extra or {}).get("scopes", ()))  # type: ignore[union-attr]
+    return tuple(name for name, f in Settings.model_fields.items() if scope in _scopes(f))
+
+
+def _scopes(field: FieldInfo) -> list[Any]:
+    """The command scopes ``setting`` recorded for a field."""
+    extra = field.json_schema_extra
+    scopes = extra.get("scopes") if isinstance(extra, dict) else None
+    return scopes if isinstance(scopes, list) else []
 
 
 def add_arguments(parser: Any, names: tuple[str, ...]) -> None:

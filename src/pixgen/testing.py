@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 import numpy as np
@@ -48,6 +48,9 @@ from pixgen.engine.base import (
 )
 from pixgen.errors import Cancelled, GenerationError, InvalidRequest
 from pixgen.media.audio import check_audio
+
+if TYPE_CHECKING:
+    import psycopg
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -108,14 +111,14 @@ class FakeEngine:
         text = str(source)
         if text in ("", "tiny", "."):
             return cls()
-        options: dict[str, Any] = {}
+        given: dict[str, Any] = {}
         kinds = {"steps": int, "step_seconds": float, "scale": float, "fail": str, "encode_seconds": float}
         for item in text.split(","):
             name, _, value = item.partition("=")
             if name.strip() not in kinds:
                 raise InvalidRequest(f"the fake engine takes {', '.join(kinds)}; not {name.strip()!r}", field="model")
-            options[name.strip()] = kinds[name.strip()](value.strip())
-        return cls(**options)
+            given[name.strip()] = kinds[name.strip()](value.strip())
+        return cls(**given)
 
     def generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
                  should_cancel: Callable[[], bool] = never_cancelled,
@@ -129,7 +132,7 @@ class FakeEngine:
         frames = frames_for_audio(check_audio(req.audio)) if req.follows_audio and req.audio else req.num_frames
         began = self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
-        self._write(Path(out_path), width, height, [(frames, req.seed)], req.generate_audio, on_progress,
+        self._write(Path(out_path), width, height, [(frames, req.fixed_seed)], req.generate_audio, on_progress,
                     should_cancel)
         shots: tuple[ShotInfo, ...] = ()
         if req.multi_clip:
@@ -137,10 +140,10 @@ class FakeEngine:
             shots = (ShotInfo(0, req.prompt, 0.0, cut / FPS), ShotInfo(1, req.prompt, cut / FPS, frames / FPS))
         self.jobs_run += 1
         return GenerationResult(
-            path=Path(out_path), width=width, height=height, num_frames=frames, seconds=frames / FPS, seed=req.seed,
-            has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)", original_prompt=request.prompt,
-            negative_prompt=req.negative_prompt, aspect_ratio=ratio, quality=req.quality,
-            generation_size=(width, height), shots=shots,
+            path=Path(out_path), width=width, height=height, num_frames=frames, seconds=frames / FPS,
+            seed=req.fixed_seed, has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)",
+            original_prompt=request.prompt, negative_prompt=req.negative_prompt, aspect_ratio=ratio,
+            quality=req.quality, generation_size=(width, height), shots=shots,
             timings=Timings(prepare=began - started, denoise=encode_started - began,
                             encode=time.perf_counter() - encode_started))
 
@@ -162,12 +165,12 @@ class FakeEngine:
         self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
         self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, source_frames),
-                                                    (new_frames, req.seed)],
+                                                    (new_frames, req.fixed_seed)],
                     req.generate_audio, on_progress, should_cancel)
         total = source_frames + new_frames
         self.jobs_run += 1
         return GenerationResult(
-            path=Path(out_path), width=width, height=height, num_frames=total, seconds=total / FPS, seed=req.seed,
+            path=Path(out_path), width=width, height=height, num_frames=total, seconds=total / FPS, seed=req.fixed_seed,
             has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)", original_prompt=request.prompt,
             negative_prompt=req.negative_prompt, quality=req.quality, generation_size=(width, height),
             extension=Extension(source_frames=source_frames, new_frames=new_frames, context_frames=1),
@@ -195,13 +198,13 @@ class FakeEngine:
         self._denoise(on_progress, should_cancel)
         encode_started = time.perf_counter()
         self._write(Path(out_path), width, height, [SourceFrames(Path(source), 0, window.start),
-                                                    (window.frames, req.seed),
+                                                    (window.frames, req.fixed_seed),
                                                     SourceFrames(Path(source), window.end, source_frames)],
                     has_audio, on_progress, should_cancel)
         self.jobs_run += 1
         return GenerationResult(
             path=Path(out_path), width=width, height=height, num_frames=source_frames,
-            seconds=source_frames / FPS, seed=req.seed, has_audio=has_audio, prompt=f"{req.prompt} (fake)",
+            seconds=source_frames / FPS, seed=req.fixed_seed, has_audio=has_audio, prompt=f"{req.prompt} (fake)",
             original_prompt=request.prompt, negative_prompt=req.negative_prompt, quality=req.quality,
             generation_size=(width, height),
             retake=Retake(start_frame=window.start, end_frame=window.end, source_frames=source_frames),
@@ -220,12 +223,12 @@ class FakeEngine:
             self._denoise(on_progress, should_cancel)
             encode_started = time.perf_counter()
             t = np.arange(round(src.seconds * self.SAMPLE_RATE)) / self.SAMPLE_RATE
-            tone = (0.05 * np.sin(2 * np.pi * (110 + req.seed % 880) * t)).astype(np.float32)
+            tone = (0.05 * np.sin(2 * np.pi * (110 + req.fixed_seed % 880) * t)).astype(np.float32)
             replace_sound(path, Path(out_path), np.stack([tone, tone]), self.SAMPLE_RATE)
         self.jobs_run += 1
         return GenerationResult(
             path=Path(out_path), width=src.width, height=src.height, num_frames=src.num_frames,
-            seconds=src.num_frames / FPS, seed=req.seed, has_audio=True, prompt=f"{req.prompt} (fake)",
+            seconds=src.num_frames / FPS, seed=req.fixed_seed, has_audio=True, prompt=f"{req.prompt} (fake)",
             original_prompt=request.prompt, negative_prompt=req.negative_prompt, quality=req.quality,
             generation_size=(src.width, src.height), sound_only=True,
             timings=Timings(denoise=encode_started - started, encode=time.perf_counter() - encode_started))
@@ -450,7 +453,7 @@ def start_worker(data_dir: Path, database_url: str, *, env: dict[str, str] | Non
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
-def postgres_admin():
+def postgres_admin() -> tuple[psycopg.Connection[Any], str]:
     """An autocommit connection to the local server's ``test`` database and the user it took."""
     import psycopg
 
@@ -461,7 +464,7 @@ def postgres_admin():
                                    connect_timeout=3), user
         except psycopg.OperationalError as exc:
             last = exc
-    raise last  # type: ignore[misc]
+    raise last or RuntimeError("no PostgreSQL user to try")
 
 
 @contextmanager

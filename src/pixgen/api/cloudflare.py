@@ -95,7 +95,7 @@ def unwrap_run_body(body: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(body, Mapping):
         raise InvalidRequest("the request body must be a JSON object with `model` and `input`", field="body")
     run = RUN_BODY.validate(body)
-    return run.model, run.input  # type: ignore[attr-defined]
+    return run.model, run.input  # type: ignore[attr-defined]  # built by body_model: mypy sees a bare BaseModel
 
 
 def to_video_request_wrapped(body: Any) -> VideoRequest:

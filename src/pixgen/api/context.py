@@ -88,7 +88,8 @@ class AppContext:
 # The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on the thread pool, one thread hop per
 # dependency per request. Only a key missing from the cache goes to the database, on the thread pool.
 async def get_ctx(request: Request) -> AppContext:
-    return request.app.state.ctx
+    ctx: AppContext = request.app.state.ctx
+    return ctx
 
 
 def bearer_secret(request: Request) -> str | None:

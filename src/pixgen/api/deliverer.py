@@ -136,6 +136,7 @@ class Deliverer:
             return {"jobId": d.job_id, "status": event.status.value if event else None}
         settings = self.ctx.settings
         base = (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        # no request here (hence the ignore): with ``base`` given, media_url reads none
         video, thumb = (media_url(self.ctx, None, job, variant, base=base)  # type: ignore[arg-type]
                         for variant in ("video.mp4", "thumbnail.jpg"))
         data = jobs_api.job_json(job, video_url=video, thumbnail_url=thumb,

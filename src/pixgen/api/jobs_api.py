@@ -127,6 +127,7 @@ def to_video_request(body: Mapping[str, Any]) -> VideoRequest:
     """The job API body as the canonical request: a field's other name (``resolution``) is the field; media given
     by URL (``media_urls``) holds its kind's placeholder until it is fetched."""
     data = {name: value for name, value in body.items() if name not in URL_FIELDS}
+    # a path media_urls names is a media field, so its Role has ``media`` (hence the ignore)
     data = with_values(data, {path: role_at(VideoRequest, path).media.placeholder  # type: ignore[union-attr]
                               for path in media_urls(body)})
     for canonical, other in ALIASES.items():

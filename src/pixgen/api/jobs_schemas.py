@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from pixgen.jobs.states import JobStatus
 
-Status = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # mypy cannot read a Literal built at run time; to it a status is a string
+    Status = str
+else:
+    Status = Literal[tuple(s.value for s in JobStatus)]
 
 
 class JobApiError(BaseModel):

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixgen.api.context import Ctx, bearer_secret
@@ -194,7 +194,7 @@ def route_template(scope: Scope) -> str:
     return getattr(route, "path_format", None) or UNMATCHED
 
 
-def _flat_routes(routes: list) -> Iterator:
+def _flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
     for route in routes:
         inner = getattr(getattr(route, "original_router", None), "routes", None)  # FastAPI's included routers
         if inner is not None:

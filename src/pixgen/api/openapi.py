@@ -102,7 +102,7 @@ def install(app: FastAPI, capabilities: Capabilities, *, bodies: Sequence[type[B
                                         form_files=tuple(form_files), narrowers=tuple(narrowers))
         return app.openapi_schema
 
-    app.openapi = build  # type: ignore[method-assign]
+    app.openapi = build  # type: ignore[method-assign]  # FastAPI's own way to replace its document builder
 
 
 def finish(doc: dict[str, Any], capabilities: Capabilities, *, bodies: Sequence[type[BaseModel]],

@@ -19,7 +19,7 @@ def with_header_timeout(base: type[asyncio.Protocol], seconds: float) -> type[as
     """``base`` (uvicorn's ``HttpToolsProtocol`` or ``H11Protocol``) closing connections whose request headers take
     longer than ``seconds``."""
 
-    class HeaderTimeout(base):  # type: ignore[valid-type,misc]
+    class HeaderTimeout(base):  # type: ignore[valid-type,misc]  # a base chosen at run time
         _header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:

@@ -109,7 +109,7 @@ class Need:
 
     def applies(self, value: Any, default: Any) -> bool:
         """Whether ``value`` (not None) needs the capability."""
-        return value == self.value if self.value is not None else value != default
+        return bool(value == self.value if self.value is not None else value != default)
 
 
 @dataclass(frozen=True)

@@ -261,6 +261,13 @@ class VideoRequest(BaseModel):
             return self
         return self.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
 
+    @property
+    def fixed_seed(self) -> int:
+        """The seed of a request that has one (``with_seed``'s); a ValueError where it has none."""
+        if self.seed is None:
+            raise ValueError("this request has no seed yet: call with_seed() first")
+        return self.seed
+
 
 def check_media_forms(request: BaseModel) -> None:
     """Every media field (nested ones included) holds a data URI of its kind; ``InvalidRequest`` naming the first

@@ -82,7 +82,7 @@ class WarmupState:
     compile: dict[str, int] = field(default_factory=dict)  # graphs, recompiles, graph breaks so far
 
     def next(self, **changes: object) -> WarmupState:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)  # type: ignore[arg-type]  # replace checks the names and values at run time
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

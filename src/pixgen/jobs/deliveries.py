@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Select, func, select, update
 
 from pixgen.errors import NotFound
 from pixgen.jobs import totals
@@ -123,7 +123,8 @@ def finish(db: Database, claimed: Claimed, now: float, policy: RetryPolicy, *, o
         values.update(next_attempt_at=now + policy.delay(d.attempts))
     with db.write() as conn:
         conn.execute(update(table).where(table.c.id == d.id, table.c.lease_token == claimed.token).values(**values))
-    return values.get("state", PENDING)
+    state: str = values.get("state", PENDING)
+    return state
 
 
 def for_job(db: Database, job_id: str) -> list[Delivery]:
@@ -181,7 +182,7 @@ def retry(db: Database, delivery_id: str, now: float) -> None:
         raise NotFound(f"no given-up webhook delivery {delivery_id!r}")
 
 
-def _due(now: float, signers: Iterable[str]):
+def _due(now: float, signers: Iterable[str]) -> Select[Any]:
     lease_free = (table.c.lease_expires_at.is_(None)) | (table.c.lease_expires_at < now)
     return select(table).where(table.c.state == PENDING, table.c.next_attempt_at <= now, lease_free,
                                table.c.signer.in_(list(signers)))

@@ -83,7 +83,7 @@ def live_workers(db: Database, *, within: float = LIVE_AFTER) -> list[WorkerInfo
 
 def queue_stats(db: Database, *, live_within: float = LIVE_AFTER) -> QueueStats:
     with db.read() as conn:
-        counts = dict(conn.execute(select(jobs.c.status, func.count()).where(
+        counts: dict[str, int] = dict(conn.execute(select(jobs.c.status, func.count()).where(
             jobs.c.status.in_([JobStatus.PENDING.value, JobStatus.PROCESSING.value])).group_by(jobs.c.status)).all())
         running = conn.execute(select(jobs.c.id, jobs.c.worker_id, jobs.c.progress, jobs.c.stage)
                                .where(jobs.c.status == JobStatus.PROCESSING.value).order_by(jobs.c.seq)).all()

@@ -9,7 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import RowMapping, select, update
 
 from pixgen.errors import NotFound, Unauthorized
 from pixgen.jobs.db import Database
@@ -48,7 +48,7 @@ def create_key(db: Database, *, credits: int = 0, name: str = "") -> tuple[ApiKe
 def webhook_secret(db: Database, key_id: str) -> str:
     """The key's current webhook signing secret (``whsec_…``)."""
     with db.read() as conn:
-        secret = conn.execute(select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)).scalar()
+        secret: str | None = conn.execute(select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)).scalar()
     if secret is None:
         raise NotFound(f"no API key {key_id!r}")
     return secret
@@ -110,6 +110,6 @@ def list_keys(db: Database) -> list[ApiKey]:
     return [_to_key(r) for r in rows]
 
 
-def _to_key(row) -> ApiKey:
+def _to_key(row: RowMapping) -> ApiKey:
     return ApiKey(id=row["id"], name=row["name"], prefix=row["prefix"], credits=int(row["credits"]),
                   disabled=bool(row["disabled"]), created_at=row["created_at"])

@@ -331,7 +331,10 @@ class JobStore:
             if idempotency_key is None:
                 raise
             with self.db.read() as conn:
-                return self._replay(conn, key_id, idempotency_key, digest)  # type: ignore[return-value]
+                replayed = self._replay(conn, key_id, idempotency_key, digest)
+            if replayed is None:  # theirs is gone again (deleted in between): ours still failed
+                raise
+            return replayed
 
     def admit(self, key_id: str, *, cost: int | None, idempotency_key: str | None = None) -> None:
         """The cheap checks before any work is done for a submit (``cost``: its price) or an estimate (None): the

@@ -27,7 +27,7 @@ class Supervisor:
         gpus = parse_gpus(settings.gpus) if settings.gpus else visible_gpus()
         self.gpus = assign_gpus(count, gpus, share=settings.share_gpus,  # raises before anything starts
                                 per_worker=settings.gpus_per_worker)
-        self._procs: list[subprocess.Popen | None] = [None] * count
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self._backoff = [0.5] * count
         self._started = [0.0] * count
         self._stop = threading.Event()
@@ -47,11 +47,12 @@ class Supervisor:
     def _spawn(self, slot: int) -> None:
         # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which then drains its workers
         # with one SIGTERM each (a second would hand their jobs back at once).
-        self._procs[slot] = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
-                                             preexec_fn=die_with_parent, process_group=0)
+        proc = subprocess.Popen([sys.executable, "-m", "pixgen", "worker"], env=self.environment(slot),
+                                preexec_fn=die_with_parent, process_group=0)
+        self._procs[slot] = proc
         self._started[slot] = time.monotonic()
         gpu = f"GPU {self.gpus[slot]}" if self.gpus[slot] is not None else "the CPU (no GPU)"
-        log.info("worker slot %d: started pid %d on %s", slot, self._procs[slot].pid, gpu)
+        log.info("worker slot %d: started pid %d on %s", slot, proc.pid, gpu)
 
     def _watch(self) -> None:
         due: dict[int, float] = {}

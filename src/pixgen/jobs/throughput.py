@@ -97,7 +97,7 @@ def queue_now(db: Database, throughput: Throughput, key_id: str | None = None) -
         pending = conn.execute(select(jobs.c.quality, jobs.c.duration).where(ahead)
                                .order_by(*queue_order.CLAIM_ORDER).limit(QUEUE_LOOK)).all()
         count = len(pending) if len(pending) < QUEUE_LOOK else int(conn.execute(
-            select(func.count()).select_from(jobs).where(ahead)).scalar())
+            select(func.count()).select_from(jobs).where(ahead)).scalar_one())
         running = conn.execute(select(jobs.c.quality, jobs.c.duration, jobs.c.started_at)
                                .where(jobs.c.status == JobStatus.PROCESSING.value)).all()
     now = time.time()

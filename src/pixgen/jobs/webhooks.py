@@ -131,4 +131,4 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
-        return min(self.cap, self.base * 2 ** max(0, min(attempts - 1, 40)))
+        return min(self.cap, self.base * 2.0 ** max(0, min(attempts - 1, 40)))

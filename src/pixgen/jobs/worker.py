@@ -194,9 +194,10 @@ class Worker:
         """Thumbnail, both files into the media store, then the move to completed (undone if the lease is lost).
         The move names the stored draft too, in case the job ended before a heartbeat recorded it."""
         assert self.store is not None
-        thumb: Path | None = self.settings.work_dir / f"{stem}.jpg"
+        thumb_path = self.settings.work_dir / f"{stem}.jpg"
+        thumb: Path | None = thumb_path
         try:
-            make_thumbnail(video, thumb)
+            make_thumbnail(video, thumb_path)
         except Exception:  # a video without a thumbnail is still a result
             log.exception("job %s: no thumbnail", job.id)
             thumb = None
@@ -348,7 +349,8 @@ class _Lease:
             changed = current is not None and (current.percent, current.stage) != self._written
             # A new stage is written at once (a handful per job: watchers see "denoise" start without waiting out
             # the throttle); progress within a stage at most every PROGRESS_EVERY seconds.
-            new_stage = changed and (self._written is None or current.stage != self._written[1])
+            new_stage = changed and current is not None and (self._written is None
+                                                             or current.stage != self._written[1])
             preview = self._preview
             if (now - last_write >= self.renew_every or new_stage or preview is not None
                     or (changed and now - last_write >= PROGRESS_EVERY)):

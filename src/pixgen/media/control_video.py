@@ -57,7 +57,7 @@ def check_control_video(uri: str, *, field: str = FIELD) -> ControlVideoFacts:
     """Refuse (400 naming ``field``) what the engine could not read: not MP4, no video, too many pixels, undecodable."""
     data = decode_video_uri(uri, field=field)
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
                 raise InvalidRequest(f"{field} has no video track", field=field)
             stream = container.streams.video[0]
@@ -86,10 +86,11 @@ def read_frames_from(file: BinaryIO | str, num_frames: int, size: tuple[int, int
     filled, shown, fitted = 0, None, None  # shown: the source frame on screen; fitted: it at ``size``, once needed
     eps = 0.25 / FPS
     try:
-        with av.open(file) as container:
+        with av.open(file, mode="r") as container:
             stream = container.streams.video[0]
             for index, frame in enumerate(container.decode(stream)):
-                when = float(frame.pts * stream.time_base) if frame.pts is not None else index / FPS
+                pts, base = frame.pts, stream.time_base
+                when = float(pts * base) if pts is not None and base is not None else index / FPS
                 while shown is not None and filled < num_frames and filled / FPS < when - eps:
                     if fitted is None:
                         fitted = np.asarray(fit_to_size(shown.to_image(), *size))

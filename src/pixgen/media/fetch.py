@@ -301,7 +301,7 @@ def _system_resolver(deadline: float, field: str) -> Resolver:
             raise InvalidRequest(f"{field}: looking up {host} took too long", field=field) from None
         except (socket.gaierror, UnicodeError, OSError):
             raise InvalidRequest(f"{field}: the host {host} does not resolve", field=field) from None
-        return list(dict.fromkeys(info[4][0] for info in infos))
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     return resolve
 

@@ -49,6 +49,7 @@ class Mp4Writer:
         self.width, self.height, self.fps = width, height, fps
         self.frames_written = 0
         self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        self._closed = False
         video = self._container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = Fraction(1, fps)
@@ -115,7 +116,7 @@ class Mp4Writer:
 
     def close(self) -> None:
         """Flush and finish the file (waiting for the background encoder); its error, if it had one, is raised."""
-        if self._container is None:
+        if self._closed:
             return
         if self._encoder is not None:
             self._encoder.finish()
@@ -124,17 +125,17 @@ class Mp4Writer:
         if self._audio is not None:
             self._container.mux(self._audio.encode(None))
         self._container.close()
-        self._container = None
+        self._closed = True
 
     def abort(self) -> None:
         """Close without flushing and remove the partial file."""
         if self._encoder is not None:
             self._encoder.stop()
         self._convert.shutdown(cancel_futures=True)
-        if self._container is not None:
+        if not self._closed:
             with contextlib.suppress(Exception):  # the file is being thrown away
                 self._container.close()
-            self._container = None
+            self._closed = True
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -17,10 +17,10 @@ class Mp4Facts:
     height: int
     fps: float
     num_frames: int
-    audio_codec: str | None
-    audio_sample_rate: int | None
-    audio_channels: int | None
-    audio_seconds: float | None
+    audio_codec: str | None = None  # the audio fields: None without an audio track
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+    audio_seconds: float | None = None
 
     @property
     def video_seconds(self) -> float:
@@ -32,17 +32,19 @@ def probe(path: Path | str) -> Mp4Facts:
     with av.open(str(path)) as container:
         vstream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(vstream))
-        facts = dict(video_codec=vstream.codec_context.name, pix_fmt=vstream.codec_context.pix_fmt or "",
-                     width=vstream.codec_context.width, height=vstream.codec_context.height,
-                     fps=float(vstream.average_rate or vstream.guessed_rate), num_frames=frames)
+        rate = vstream.average_rate or vstream.guessed_rate
+        if rate is None:
+            raise ValueError(f"{path}: the video stream has no frame rate")
+        video = Mp4Facts(video_codec=vstream.codec_context.name, pix_fmt=vstream.codec_context.pix_fmt or "",
+                         width=vstream.codec_context.width, height=vstream.codec_context.height, fps=float(rate),
+                         num_frames=frames)
     with av.open(str(path)) as container:
         if not container.streams.audio:
-            return Mp4Facts(**facts, audio_codec=None, audio_sample_rate=None, audio_channels=None,
-                            audio_seconds=None)
+            return video
         astream = container.streams.audio[0]
         samples = sum(f.samples for f in container.decode(astream))
-        return Mp4Facts(**facts, audio_codec=astream.codec_context.name, audio_sample_rate=astream.rate,
-                        audio_channels=astream.codec_context.channels, audio_seconds=samples / astream.rate)
+        return replace(video, audio_codec=astream.codec_context.name, audio_sample_rate=astream.rate,
+                       audio_channels=astream.codec_context.channels, audio_seconds=samples / astream.rate)
 
 
 def read_frames(path: Path | str) -> np.ndarray:

@@ -72,8 +72,9 @@ class S3MediaStore:
 
     def url(self, name: str, *, ttl: int, content_type: str) -> str | None:
         params = {"Bucket": self.bucket, "Key": self.key(name), "ResponseContentType": content_type}
-        return self.client.generate_presigned_url("get_object", Params=params,
-                                                  ExpiresIn=min(ttl, MAX_PRESIGN_SECONDS))
+        url: str = self.client.generate_presigned_url("get_object", Params=params,
+                                                      ExpiresIn=min(ttl, MAX_PRESIGN_SECONDS))
+        return url
 
     def local_copy(self, name: str, work_dir: Path) -> Path:
         work_dir.mkdir(parents=True, exist_ok=True)

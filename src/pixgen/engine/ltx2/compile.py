@@ -125,7 +125,7 @@ def keep_hooked_calls_out(transformer: torch.nn.Module, names: tuple[str, ...]) 
 HOOKED = "_pixgen_hooked_forward"
 
 
-@torch.compiler.disable(recursive=True)  # type: ignore[untyped-decorator,no-untyped-call]
+@torch.compiler.disable(recursive=True)
 def _run_hooked(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
     """A hooked module's call, opaque to dynamo (a graph break; its hook runs eagerly). One function for every
     module, so the blocks' graphs guard on the same code (a closure per module would recompile per block), and not

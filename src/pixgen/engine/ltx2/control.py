@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2ReferenceCondition
+from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2InContextPipeline, LTX2ReferenceCondition
 from PIL import Image
 
 from pixgen.core.spec import VideoRequest
@@ -46,7 +46,7 @@ class ControlVideos:
         self.pipes = pipes
         self.loras = loras
         self.available = control_loras(folder) if loras.usable else {}
-        self._pipe = None
+        self._pipe: LTX2InContextPipeline | None = None
 
     @property
     def types(self) -> tuple[str, ...]:

@@ -99,6 +99,7 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
             h, w = min(stride, height - y), min(stride, width - x)
             out[..., y : y + h, x : x + w] = piece[..., :h, :w]
         above = row
+    assert out is not None  # z has at least one tile
     return out
 
 

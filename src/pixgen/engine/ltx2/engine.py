@@ -170,7 +170,8 @@ class Embeds:
     def for_guidance(self, guidance: Guidance) -> dict[str, torch.Tensor | None]:
         """The embeddings a stage with ``guidance`` takes: the negative ones only where CFG uses them (an
         unguided stage would otherwise re-encode an empty negative prompt)."""
-        out = {"prompt_embeds": self.prompt_embeds, "prompt_attention_mask": self.prompt_attention_mask}
+        out: dict[str, torch.Tensor | None] = {"prompt_embeds": self.prompt_embeds,
+                                               "prompt_attention_mask": self.prompt_attention_mask}
         if guidance.uses_negative_prompt:
             out["negative_prompt_embeds"] = self.negative_prompt_embeds
             out["negative_prompt_attention_mask"] = self.negative_prompt_attention_mask
@@ -394,7 +395,7 @@ class LTX2Engine:
         the first shot's plan), one ``ShotRun`` per shot for the provenance, and what only one route knows."""
         return GenerationResult(
             path=Path(out_path), width=geometry.width, height=geometry.height, num_frames=num_frames,
-            seconds=num_frames / FPS, seed=req.seed, has_audio=audio, prompt=prompt,
+            seconds=num_frames / FPS, seed=req.fixed_seed, has_audio=audio, prompt=prompt,
             original_prompt=request.prompt, negative_prompt=used.negative_prompt, thinking=used.thinking,
             aspect_ratio=aspect_ratio, quality=req.quality, generation_size=(geometry.gen_width, geometry.gen_height),
             two_stage=geometry.two_stage, stage2_lora=geometry.two_stage and self.loras.has_refine,
@@ -505,6 +506,7 @@ class LTX2Engine:
         latents (at full size) stay fixed, as in stage 1, and are the stage's result for that stream."""
         if report:
             run.report("upsample")
+        assert self.pipes.upsample is not None  # a two-stage quality needs the folder's upsampler
         with run.timed("upsample"):
             video = self.pipes.upsample(latents=latents.video, output_type="latent", return_dict=False)[0]
         sigmas = list(self.recipe.refine_sigmas)

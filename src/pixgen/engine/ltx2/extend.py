@@ -94,7 +94,7 @@ def read_audio_track(path: Path, sample_rate: int) -> np.ndarray | None:
         if not container.streams.audio:
             return None
         resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate)
-        chunks = []
+        chunks: list[np.ndarray] = []
         for frame in container.decode(container.streams.audio[0]):
             chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
         chunks.extend(f.to_ndarray() for f in resampler.resample(None))

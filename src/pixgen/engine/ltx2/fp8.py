@@ -65,7 +65,7 @@ class Float8StoredLinear(torch.nn.Linear):
         return self.stored_weight.to(self.compute_dtype)
 
     @property
-    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]  # as weight: computed from the stored one
         return None if self.stored_bias is None else self.stored_bias.to(self.compute_dtype)
 
 
@@ -111,7 +111,7 @@ class Fp8Linear(torch.nn.Linear):
         return (self.weight_fp8.float() * self.weight_scale.t()).to(self.compute_dtype)
 
     @property
-    def bias(self) -> torch.Tensor | None:  # type: ignore[override]
+    def bias(self) -> torch.Tensor | None:  # type: ignore[override]  # as weight: computed from the stored one
         return self.stored_bias
 
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    FlowMatchEulerDiscreteScheduler,
-    LTX2ConditionPipeline,
-    LTX2ImageToVideoPipeline,
-    LTX2InContextPipeline,
-    LTX2LatentUpsamplePipeline,
-    LTX2Pipeline,
-)
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+# The pipelines from their own modules: to a type checker, diffusers' top level holds its no-torch dummies.
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
+from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2ConditionPipeline
+from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2InContextPipeline
+from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import LTX2ImageToVideoPipeline
+from diffusers.pipelines.ltx2.pipeline_ltx2_latent_upsample import LTX2LatentUpsamplePipeline
 
 from pixgen.errors import ModelError
 

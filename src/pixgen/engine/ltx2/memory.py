@@ -26,11 +26,15 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from pixgen.engine.ltx2.fp8 import store_in_float8
 from pixgen.errors import ModelError
+
+if TYPE_CHECKING:
+    from diffusers.models.modeling_utils import ModelMixin
 
 log = logging.getLogger("pixgen.engine")
 
@@ -158,8 +162,9 @@ def apply_memory_mode(modules: dict[str, torch.nn.Module], mode: str, device: to
         if _once(transformer, "streamed"):
             _remove_turns(transformer)
             transformer.to("cpu")
-            transformer.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
-                                             offload_type="block_level", num_blocks_per_group=1, use_stream=cuda)
+            streamer = cast("ModelMixin", transformer)  # diffusers' model class: it has enable_group_offload
+            streamer.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                          offload_type="block_level", num_blocks_per_group=1, use_stream=cuda)
         return
     turns = [m for name, m in modules.items() if name in TAKING_TURNS] if mode == "offload" else []
     for name, module in modules.items():

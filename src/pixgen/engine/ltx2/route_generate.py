@@ -94,7 +94,7 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         run, out_path, request, req, geometry, num_frames, audio=audio is not None, prompt=prompt, used=used[0],
         shot_runs=tuple(r.run for r in rendered), aspect_ratio=req.ratio,
         loras=(*adapters, *([run.control.adapter] if run.control else [])),
-        shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]
+        shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]  # describe: ShotInfo's fields
                     for shot, p in zip(shots, used, strict=True))
         if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
 

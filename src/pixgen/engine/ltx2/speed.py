@@ -71,7 +71,7 @@ def finish_transformer(transformer: torch.nn.Module, options: EngineOptions) -> 
     """After the weights are placed: the step cache, whose hooks go around the compiled attentions."""
     done: list[str] = []
     if options.step_cache != "none":
-        transformer.enable_cache(step_cache_config(options.step_cache))  # type: ignore[operator]
+        transformer.enable_cache(step_cache_config(options.step_cache))  # type: ignore[operator]  # diffusers' CacheMixin
         done.append(f"{options.step_cache} step cache")
         if options.compile:
             count = keep_hooked_calls_out(transformer, CACHED_ATTENTIONS)
@@ -84,6 +84,7 @@ def apply_speed_options(transformer: torch.nn.Module, *, compile: bool = False, 
                         device: torch.device | None = None) -> list[str]:
     """Every speed option at once on a transformer whose weights are placed without hooks (the ``full`` memory
     mode): ``prepare_transformer`` then ``finish_transformer``."""
+    # the ignore: plain strings here; EngineOptions' Literal fields are checked where flags are parsed
     options = EngineOptions(compile=compile, attention_backend=attention_backend, step_cache=step_cache,  # type: ignore[arg-type]
                             compile_backend=compile_backend, fp8_compute=fp8_compute)
     device = device or next(transformer.parameters()).device
@@ -132,7 +133,7 @@ def step_cache_config(name: str) -> Any:
         # Full steps for the first 3 and every 3rd after: the forecasts stand in for two of every three. diffusers'
         # default patterns ("^transformer_blocks.*attn", fully matched) miss LTX-2's attn1/attn2 names.
         attentions = "|".join(CACHED_ATTENTIONS)
-        return TaylorSeerCacheConfig(  # type: ignore[no-untyped-call]
+        return TaylorSeerCacheConfig(
             cache_interval=3, disable_cache_before_step=3, max_order=1,
             cache_identifiers=[rf"transformer_blocks\.\d+\.({attentions})"])
     raise ModelError(f"unknown step cache {name!r}; use none or taylorseer", field="step_cache")

@@ -253,7 +253,7 @@ def build_tiny_model(out_dir: Path, generation: str = "2.0") -> Path:
     if generation not in TOY_RECIPES:
         raise ValueError(f"no toy LTX-{generation}; toys: {sorted(TOY_RECIPES)}")
     import torch
-    from diffusers import LTX2Pipeline
+    from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline  # its module: the top level types as a dummy
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def short_schedules(engine: LTX2Engine) -> Iterator[None]:
 
 
 def _compiled(engine: LTX2Engine) -> dict[str, int]:
-    report = compile_report(engine.pipes.text.transformer)  # type: ignore[attr-defined]
+    report = compile_report(engine.pipes.text.transformer)
     if report is None:
         return {}
     return {k: int(report[k]) for k in ("graphs", "recompiles", "graph_breaks")}
