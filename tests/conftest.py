@@ -19,6 +19,27 @@ from pixgen.testing import PG_HOST, PG_PORT, fresh_postgres_database, postgres_a
 LEASE_ENV = {"PIXGEN_LEASE_SECONDS": "10"}  # a killed test worker's job comes back within seconds, not a minute
 
 
+# -- running in parallel (pytest-xdist: ``make test`` runs ``-n auto``; addopts ``--dist loadgroup``) ---------------
+# A module's tests share its module-scoped fixtures (a loaded engine, a server, a browser), so each module is one
+# xdist group and runs on one worker; the tests of a SPREAD module are each a long process of their own and go to
+# whichever worker is free. HEAVY_FIRST (measured with --durations) starts the longest work first: a long module
+# picked up last would be the whole run's tail. Order only: a name missing here costs time, never a result.
+SPREAD_MODULES = ("test_bench_scripts.py",)
+HEAVY_FIRST = (  # longest first: a test by name (SPREAD modules), else a module
+    "test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu",
+    "test_the_gpu_full_plan_runs_its_cases_options_profile_and_a_failing_option_fails_the_run",
+    "test_gpu_readiness.py", "test_engine.py", "test_memory_and_speed.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_MODULES and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.name, rank.get(item.path.name, len(rank))))  # stable: order kept
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def pg_url():
