@@ -11,6 +11,7 @@ Each server fixture gives a ``pixgen.testing.LocalServer`` (``url``, ``data_dir`
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -28,8 +29,25 @@ SPREAD_MODULES = ("test_bench_scripts.py",)
 HEAVY_FIRST = (  # longest first: a test by name (SPREAD modules), else a module
     "test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu",
     "test_the_gpu_full_plan_runs_its_cases_options_profile_and_a_failing_option_fails_the_run",
-    "test_gpu_readiness.py", "test_engine.py", "test_memory_and_speed.py",
+    "test_gpu_readiness.py", "test_engine.py", "test_memory_and_speed.py", "test_fp8.py", "test_compile.py",
+    "test_retake.py", "test_control_video.py", "test_engine_stages.py", "test_preview.py", "test_webhooks.py",
+    "test_multiclip.py", "test_extend_remix_api.py", "test_parallel_engine.py", "test_parallel_group.py",
+    "test_parallel_transformer.py", "test_prompting.py", "test_keyframes.py", "test_warmup.py", "test_extend.py",
+    "test_web_page.py", "test_web_keyframes_retake.py", "test_fleet_nodes.py", "test_fleet.py", "test_drain.py",
+    "test_hostile_input.py",
 )
+
+
+def pytest_configure(config):
+    """In an xdist worker: the cores shared out, so that two workers' torch (and the servers and commands they
+    start, which inherit the environment) do not run two threads each on one core: oversubscribed, torch's
+    OpenMP threads spin-wait on each other and every model test runs slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:  # read at torch's import; set it here too if something imported it already
+            sys.modules["torch"].set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):
