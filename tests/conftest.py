@@ -20,21 +20,20 @@ from pixgen.testing import PG_HOST, PG_PORT, fresh_postgres_database, postgres_a
 LEASE_ENV = {"PIXGEN_LEASE_SECONDS": "10"}  # a killed test worker's job comes back within seconds, not a minute
 
 
-# -- running in parallel (pytest-xdist: ``make test`` runs ``-n auto``; addopts ``--dist loadgroup``) ---------------
-# A module's tests share its module-scoped fixtures (a loaded engine, a server, a browser), so each module is one
-# xdist group and runs on one worker; the tests of a SPREAD module are each a long process of their own and go to
-# whichever worker is free. HEAVY_FIRST (measured with --durations) starts the longest work first: a long module
-# picked up last would be the whole run's tail. Order only: a name missing here costs time, never a result.
-SPREAD_MODULES = ("test_bench_scripts.py",)
-HEAVY_FIRST = (  # longest first: a test by name (SPREAD modules), else a module
-    "test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu",
-    "test_the_gpu_full_plan_runs_its_cases_options_profile_and_a_failing_option_fails_the_run",
-    "test_gpu_readiness.py", "test_engine.py", "test_memory_and_speed.py", "test_fp8.py", "test_compile.py",
-    "test_retake.py", "test_control_video.py", "test_engine_stages.py", "test_preview.py", "test_webhooks.py",
-    "test_multiclip.py", "test_extend_remix_api.py", "test_parallel_engine.py", "test_parallel_group.py",
-    "test_parallel_transformer.py", "test_prompting.py", "test_keyframes.py", "test_warmup.py", "test_extend.py",
-    "test_web_page.py", "test_web_keyframes_retake.py", "test_fleet_nodes.py", "test_fleet.py", "test_drain.py",
-    "test_hostile_input.py",
+# -- running in parallel (pytest-xdist: ``make test`` runs ``-n auto``; addopts ``--dist loadfile``) ----------------
+# A module's tests share its module-scoped fixtures (a loaded engine, a server, a browser), so a module runs on one
+# worker (loadfile; xdist's loadgroup would allow finer groups, but its group marks do not reach the node ids under
+# pytest 9.2). HEAVY_FIRST (measured with --durations) starts the longest modules first, and xdist keeps that order
+# (--no-loadscope-reorder): a long module picked up last would be the whole run's tail. The two bench plans (the
+# longest tests) are modules of their own, so they run side by side. Order only: a module missing here costs time,
+# never a result.
+HEAVY_FIRST = (
+    "test_bench_scripts.py", "test_bench_gpu_full_plan.py", "test_gpu_readiness.py", "test_engine.py",
+    "test_memory_and_speed.py", "test_fp8.py", "test_compile.py", "test_retake.py", "test_control_video.py",
+    "test_engine_stages.py", "test_preview.py", "test_webhooks.py", "test_multiclip.py", "test_extend_remix_api.py",
+    "test_parallel_engine.py", "test_parallel_group.py", "test_parallel_transformer.py", "test_prompting.py",
+    "test_keyframes.py", "test_warmup.py", "test_extend.py", "test_web_page.py", "test_web_keyframes_retake.py",
+    "test_fleet_nodes.py", "test_fleet.py", "test_drain.py", "test_hostile_input.py",
 )
 
 
@@ -51,11 +50,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name not in SPREAD_MODULES and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.name, rank.get(item.path.name, len(rank))))  # stable: order kept
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------
