@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/pixgen generate "A golden retriever running through a field of sunflowers on a sunny day" \
 		--duration 5 --aspect-ratio 16:9 --quality 720p --seed 42 -o out/demo.mp4
 
-# Every core (pytest-xdist; tests/conftest.py keeps a module on one worker and starts the longest work first).
+# Every core (pytest-xdist, a module per worker at a time; tests/conftest.py starts the longest modules first).
 # TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= auto
 test: install
