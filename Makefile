@@ -25,8 +25,11 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Every core (pytest-xdist, a module per worker at a time; tests/conftest.py starts the longest modules first).
+# TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python bench/run_all.py

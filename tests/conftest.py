@@ -11,12 +11,47 @@ Each server fixture gives a ``pixgen.testing.LocalServer`` (``url``, ``data_dir`
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from pixgen.testing import PG_HOST, PG_PORT, fresh_postgres_database, postgres_admin, start_server
 
 LEASE_ENV = {"PIXGEN_LEASE_SECONDS": "10"}  # a killed test worker's job comes back within seconds, not a minute
+
+
+# -- running in parallel (pytest-xdist: ``make test`` runs ``-n auto``; addopts ``--dist loadfile``) ----------------
+# A module's tests share its module-scoped fixtures (a loaded engine, a server, a browser), so a module runs on one
+# worker (loadfile; xdist's loadgroup would allow finer groups, but its group marks do not reach the node ids under
+# pytest 9.2). HEAVY_FIRST (measured with --durations) starts the longest modules first, and xdist keeps that order
+# (--no-loadscope-reorder): a long module picked up last would be the whole run's tail. The two bench plans (the
+# longest tests) are modules of their own, so they run side by side. Order only: a module missing here costs time,
+# never a result.
+HEAVY_FIRST = (
+    "test_bench_scripts.py", "test_bench_gpu_full_plan.py", "test_gpu_readiness.py", "test_engine.py",
+    "test_memory_and_speed.py", "test_fp8.py", "test_compile.py", "test_retake.py", "test_control_video.py",
+    "test_engine_stages.py", "test_preview.py", "test_webhooks.py", "test_multiclip.py", "test_extend_remix_api.py",
+    "test_parallel_engine.py", "test_parallel_group.py", "test_parallel_transformer.py", "test_prompting.py",
+    "test_keyframes.py", "test_warmup.py", "test_extend.py", "test_web_page.py", "test_web_keyframes_retake.py",
+    "test_fleet_nodes.py", "test_fleet.py", "test_drain.py", "test_hostile_input.py",
+)
+
+
+def pytest_configure(config):
+    """In an xdist worker: the cores shared out, so that two workers' torch (and the servers and commands they
+    start, which inherit the environment) do not run two threads each on one core: oversubscribed, torch's
+    OpenMP threads spin-wait on each other and every model test runs slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:  # read at torch's import; set it here too if something imported it already
+            sys.modules["torch"].set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pixgen.jobs.db import connect
 from pixgen.jobs.keys import create_key
 from pixgen.jobs.store import JobStore, Outcome
 from pixgen.jobs.throughput import DEFAULT_WALL_PER_VIDEO_SECOND, measured, queue_now
+from pixgen.testing import start_server
 
 RUN = "/api/v1/models/pixverse-v6/run"
 ESTIMATE = "/api/v1/models/pixverse-v6/estimate"
@@ -62,9 +63,18 @@ def test_estimate_refuses_exactly_what_run_refuses(api_server, body):
         assert c.get("/api/v1/jobs").json() == {"jobs": [], "hasMore": False, "creditsRemaining": 30}
 
 
-def test_estimate_answers_size_frames_credits_and_queue_and_charges_nothing(api_server):
-    key = api_server.new_key(credits=25)
-    with client(api_server, key) as c:
+@pytest.fixture(scope="module")
+def quiet_api_server(tmp_path_factory):
+    """An API-only server of this module's own: the queue positions below are exact, so no other module's pending
+    jobs (on the shared ``api_server``, in whatever order pytest-xdist ran them) may sit in its fair-queue rounds."""
+    server = start_server(tmp_path_factory.mktemp("estimate-server"), workers=0)
+    yield server
+    server.stop()
+
+
+def test_estimate_answers_size_frames_credits_and_queue_and_charges_nothing(quiet_api_server):
+    key = quiet_api_server.new_key(credits=25)
+    with client(quiet_api_server, key) as c:
         body = {"prompt": "a kite", "duration": 2, "quality": "360p", "image_input": png_uri(90, 160)}
         before = c.post(ESTIMATE, json=body)
         assert before.status_code == 200, before.text
@@ -128,18 +138,18 @@ def test_run_time_comes_from_the_fleets_finished_jobs_by_shape_then_by_quality(d
         db.dispose()
 
 
-def test_the_estimated_queue_position_is_the_fair_turn_a_submit_then_gets(api_server):
+def test_the_estimated_queue_position_is_the_fair_turn_a_submit_then_gets(quiet_api_server):
     """Fair queuing: a key with nothing waiting goes in ahead of a key with three jobs waiting (one turn each per
-    round); the estimate says so, and the submit that follows gets exactly that position. (The server is shared
-    with other tests, whose jobs may be waiting too: the positions are compared, not fixed.)"""
-    busy, other = api_server.new_key(credits=100), api_server.new_key(credits=100)
+    round); the estimate says so, and the submit that follows gets exactly that position. (Other tests'
+    jobs may be waiting too: the positions are compared, not fixed.)"""
+    busy, other = quiet_api_server.new_key(credits=100), quiet_api_server.new_key(credits=100)
     body = {"prompt": "a kite", "duration": 1, "quality": "360p"}
-    with client(api_server, busy) as c:
+    with client(quiet_api_server, busy) as c:
         positions = [c.get(f"/api/v1/jobs/{c.post(RUN, json=body).json()['jobId']}").json()["queuePosition"]
                      for _ in range(3)]
         busy_next = c.post(ESTIMATE, json=body).json()["queuePosition"]
     assert busy_next == positions[-1] + 1
-    with client(api_server, other) as c:
+    with client(quiet_api_server, other) as c:
         est = c.post(ESTIMATE, json=body).json()
         assert est["queuePosition"] <= positions[1]  # ahead of the busy key's second job
         job = c.post(RUN, json=body).json()
