@@ -30,6 +30,7 @@ LEASE_ENV = {"PIXGEN_LEASE_SECONDS": "10"}  # a killed test worker's job comes b
 HEAVY_FIRST = (
     "test_bench_scripts.py", "test_bench_gpu_full_plan.py", "test_gpu_readiness.py", "test_engine.py",
     "test_memory_and_speed.py", "test_fp8.py", "test_compile.py", "test_retake.py", "test_control_video.py",
+    "test_auto_duration.py", "test_sound.py", "test_audio_to_video_api.py", "test_audio_to_video.py",
     "test_engine_stages.py", "test_preview.py", "test_webhooks.py", "test_multiclip.py", "test_extend_remix_api.py",
     "test_parallel_engine.py", "test_parallel_group.py", "test_parallel_transformer.py", "test_prompting.py",
     "test_keyframes.py", "test_warmup.py", "test_extend.py", "test_web_page.py", "test_web_keyframes_retake.py",
