@@ -368,27 +368,7 @@
     const body = { start: Number($("retake-start").value), end: Number($("retake-end").value) };
     const prompt = $("retake-prompt").value.trim();
     if (prompt) body.prompt = prompt;
-    const error = $("retake-error");
-    error.hidden = true;
-    $("retake-submit").disabled = true;
-    try {
-      const started = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/retake`, { method: "POST", body });
-      if (typeof started.creditsRemaining === "number") showCredits(started.creditsRemaining);
-      startJobView(started.jobId);
-      renderProgress({ jobId: started.jobId, status: started.status || "pending", progress: 0 });
-      follow(started.jobId);
-      loadRecent();
-    } catch (err) {
-      error.textContent = err.message;
-      error.hidden = false;
-      const control = { start: $("retake-start"), end: $("retake-end"), prompt: $("retake-prompt") }[err.field];
-      if (control) {
-        control.setAttribute("aria-invalid", "true");
-        control.focus();
-      }
-    } finally {
-      $("retake-submit").disabled = false;
-    }
+    await startFromJob("retake", body, { start: $("retake-start"), end: $("retake-end"), prompt: $("retake-prompt") });
   }
 
   // New sound: the finished video's frames kept bit for bit, its sound made anew (a new job of kind "sound")
@@ -399,11 +379,18 @@
     if (prompt) body.prompt = prompt;
     const seed = $("sound-seed").value.trim();
     if (seed !== "") body.seed = Number(seed);
-    const error = $("sound-error");
+    await startFromJob("sound", body, { prompt: $("sound-prompt"), seed: $("sound-seed") });
+  }
+
+  // A new job made from the finished one on view (POST jobs/{id}/{action}: retake, sound), then followed; a
+  // refusal is shown under the action's form (#{action}-error), the control it names marked and focused.
+  async function startFromJob(action, body, controls) {
+    const error = $(`${action}-error`);
+    const submit = $(`${action}-submit`);
     error.hidden = true;
-    $("sound-submit").disabled = true;
+    submit.disabled = true;
     try {
-      const started = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/sound`, { method: "POST", body });
+      const started = await api(`jobs/${encodeURIComponent(currentJob.jobId)}/${action}`, { method: "POST", body });
       if (typeof started.creditsRemaining === "number") showCredits(started.creditsRemaining);
       startJobView(started.jobId);
       renderProgress({ jobId: started.jobId, status: started.status || "pending", progress: 0 });
@@ -412,13 +399,13 @@
     } catch (err) {
       error.textContent = err.message;
       error.hidden = false;
-      const control = { prompt: $("sound-prompt"), seed: $("sound-seed") }[err.field];
+      const control = controls[err.field];
       if (control) {
         control.setAttribute("aria-invalid", "true");
         control.focus();
       }
     } finally {
-      $("sound-submit").disabled = false;
+      submit.disabled = false;
     }
   }
 
