@@ -11,13 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import wave
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
 import pytest
+from http_tools import serve_folder
 
 from pixgen.media.probe import probe, read_audio
 from pixgen.testing import wait_for
@@ -132,19 +131,8 @@ def audio_host(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio-files")
     (root / "voice.wav").write_bytes(wav(0.5))
     (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(root) as url:
+        yield url
 
 
 def test_an_audio_url_is_fetched_into_the_request_and_a_non_audio_url_is_refused(fetch_server, audio_host):

@@ -11,6 +11,7 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from http_tools import serve_folder
 from web_browser import enter_key
 
 from pixgen.core.spec import parse_request
@@ -231,25 +232,11 @@ def test_the_page_estimates_then_generates_with_a_control_video(browser, server,
 @pytest.fixture(scope="module")
 def files_host(tmp_path_factory):
     """A loopback HTTP server with ``/control.mp4`` and ``/not-a-video.png``."""
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     root = tmp_path_factory.mktemp("files")
     (root / "control.mp4").write_bytes(control_mp4(root))
     (root / "not-a-video.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", (root / "control.mp4").read_bytes()
-    server.shutdown()
-    server.server_close()
+    with serve_folder(root) as url:
+        yield url, (root / "control.mp4").read_bytes()
 
 
 

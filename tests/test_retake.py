@@ -15,6 +15,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from http_tools import wait_completed
 
 from pixgen.core.retake import plan_range, plan_window
 from pixgen.core.spec import parse_request
@@ -252,10 +253,10 @@ def test_a_retake_job_runs_end_to_end(server):
     key = server.new_key(credits=100)
     with client(server, key) as c:
         r = c.post(RUN, json={"prompt": "a kite", "duration": 1, "quality": "360p", "seed": 2})
-        source = wait(c, r.json()["jobId"])
+        source = wait_completed(c, r.json()["jobId"])
         r = c.post(f"/api/v1/jobs/{source['jobId']}/retake", json={"start": 0.0, "end": 0.5, "seed": 3})
         assert r.status_code == 200, r.text
-        job = wait(c, r.json()["jobId"])
+        job = wait_completed(c, r.json()["jobId"])
         assert job["status"] == "completed" and job["kind"] == "retake", job
         assert job["retake"] == {"start": 0.0, "end": round(17 / 24, 4)}  # 12 frames from the start → 17
         before = read_video(c, source, server.data_dir)
@@ -273,13 +274,6 @@ def test_a_retake_job_runs_end_to_end(server):
         assert manifest["runtime"]["device"] == "cpu" and manifest["runtime"]["dtype"] == "float32"
 
 
-def wait(c: httpx.Client, job_id: str) -> dict:
-    deadline = time.monotonic() + 240
-    while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] not in ("completed", "failed", "cancelled"):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert job["status"] == "completed", job
-    return job
 
 
 def read_video(c: httpx.Client, job: dict, folder) -> np.ndarray:

@@ -19,6 +19,7 @@ import av
 import httpx
 import numpy as np
 import pytest
+from http_tools import wait_completed
 
 from pixgen.core.spec import parse_request
 from pixgen.engine.ltx2.route_sound import held_frames
@@ -296,13 +297,6 @@ def test_a_given_video_is_charged_by_its_length_and_estimated_so(api_server, tmp
         c.post(f"/api/v1/jobs/{job['jobId']}/cancel")
 
 
-def wait(c: httpx.Client, job_id: str) -> dict:
-    deadline = time.monotonic() + 240
-    while (job := c.get(f"/api/v1/jobs/{job_id}").json())["status"] not in ("completed", "failed", "cancelled"):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert job["status"] == "completed", job
-    return job
 
 
 def download(job: dict, path: Path) -> Path:
@@ -314,13 +308,13 @@ def test_sound_jobs_run_end_to_end_and_leave_the_source_as_it_was(server, tmp_pa
     key = server.new_key(credits=100)
     with client(server, key) as c:
         r = c.post(RUN, json={"prompt": "a drummer", "duration": 1, "quality": "360p", "seed": 2})
-        source = wait(c, r.json()["jobId"])
+        source = wait_completed(c, r.json()["jobId"])
         original = download(source, tmp_path / "source.mp4")
         sounds = []
         for seed in (1, 2):
             r = c.post(f"/api/v1/jobs/{source['jobId']}/sound", json={"prompt": "thunder", "seed": seed})
             assert r.status_code == 200, r.text
-            job = wait(c, r.json()["jobId"])
+            job = wait_completed(c, r.json()["jobId"])
             assert (job["kind"], job["sourceJobId"], job["hasAudio"], job["seed"]) == ("sound", source["jobId"],
                                                                                       True, seed)
             made = download(job, tmp_path / f"sound{seed}.mp4")
@@ -338,7 +332,7 @@ def test_sound_jobs_run_end_to_end_and_leave_the_source_as_it_was(server, tmp_pa
         # The run route, with the video given.
         r = c.post(RUN, json={"prompt": "birdsong", "video": data_uri(original), "sound_only": True, "seed": 4})
         assert r.status_code == 200, r.text
-        job = wait(c, r.json()["jobId"])
+        job = wait_completed(c, r.json()["jobId"])
         assert video_packets(download(job, tmp_path / "given.mp4")) == video_packets(original)
 
 
