@@ -70,7 +70,8 @@ def no_traceback(server) -> None:
 
 # -- bodies from the request's JSON schema ------------------------------------------------------------------------
 SCHEMA = VideoRequest.model_json_schema()
-MEDIA = {"image": png_uri(8, 8), "video": "data:video/mp4;base64,AAAAIGZ0eXBpc29t"}
+MEDIA = {"image": png_uri(8, 8), "video": "data:video/mp4;base64,AAAAIGZ0eXBpc29t",
+         "audio": "data:audio/wav;base64,UklGRiQAAABXQVZF"}
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), max_size=12)
 
 
@@ -82,6 +83,8 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.one_of([from_schema(s) for s in schema["anyOf"] if s.get("type") != "null"])
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
+    if "const" in schema:  # one word a number also takes (duration "auto")
+        return st.just(schema["const"])
     kind = schema.get("type")
     if kind == "string":
         pattern = schema.get("pattern", "")
@@ -89,6 +92,8 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             return st.just(MEDIA["image"])
         if pattern.startswith("^data:video"):
             return st.just(MEDIA["video"])
+        if pattern.startswith("^data:audio"):
+            return st.just(MEDIA["audio"])
         if pattern:
             return st.from_regex(pattern, fullmatch=True)
         return TEXT
