@@ -94,6 +94,13 @@ def engine():
     return load_engine("tiny")
 
 
+@pytest.fixture(scope="module")
+def bf16_engine():
+    from pixgen.engine import load_engine
+
+    return load_engine("tiny", dtype="bfloat16")
+
+
 class TransformerCalls:
     """What the transformer is given at each denoising step (a forward pre-hook: it only looks)."""
 
@@ -143,6 +150,40 @@ def test_keyframes_pin_the_latents_at_their_times(engine, tmp_path):
     coords = steps[0]["video_coords"][0, 0, :, 0]  # temporal start of each token
     assert coords[blue].unique().tolist() == [pytest.approx(9 / 24)]
     assert coords[green].unique().tolist() == [pytest.approx(17 / 24)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_start_image_below_full_strength_is_partly_noised_and_denoised(engine, bf16_engine, tmp_path, dtype):
+    # image_strength 0.4: the start frame's latent at (1 − 0.4) × everything else's noise level at every step, and
+    # denoised with the rest (strength 1, above: held at timestep 0, unchanged).
+    model = engine if dtype == "float32" else bf16_engine
+    seen = TransformerCalls(model.pipes.text.transformer)
+    try:
+        result = model.generate(request(image_input=data_uri("red"), image_strength=0.4, generate_audio=False),
+                                tmp_path / "strength.mp4")
+    finally:
+        seen.close()
+    assert probe(result.path).num_frames == 25
+    steps = seen.calls
+    per_latent = steps[0]["height"] * steps[0]["width"]
+    assert all(s["hidden_states"].shape[1] == 4 * per_latent for s in steps)  # in place: nothing appended
+    start, rest = slice(0, per_latent), slice(per_latent, 4 * per_latent)
+    for s in steps:
+        t = s["timestep"][0].float()
+        assert torch.all(t[rest] > 0) and torch.allclose(t[start], t[per_latent] * 0.6, rtol=1e-2)
+    first, last = steps[0]["hidden_states"][0], steps[-1]["hidden_states"][0]
+    assert not torch.equal(first[start], last[start])  # no longer held: denoised like the rest
+
+
+@pytest.mark.parametrize("fields", [{"image_strength": 0}, {"image_strength": 1.5}, {"image_strength": "0.5"},
+                                    {"image_strength": True}, {"image_strength": 0.5, "image_input": None}])
+def test_a_bad_image_strength_is_refused_naming_it_and_charges_nothing(api_server, fields):
+    key = api_server.new_key(credits=100)
+    with httpx.Client(base_url=api_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as c:
+        body = {"prompt": "a boat", "duration": 1, "quality": "360p", "image_input": data_uri("red"), **fields}
+        r = c.post(RUN, json={k: v for k, v in body.items() if v is not None})
+        assert r.status_code == 400 and r.json()["field"] == "image_strength", r.text
+        assert c.get("/api/v1/jobs").json()["creditsRemaining"] == 100
 
 
 def test_a_keyframe_changes_the_video_near_its_time(engine, tmp_path):

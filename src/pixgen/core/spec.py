@@ -96,6 +96,12 @@ class VideoRequest(BaseModel):
     end_image_input: Annotated[CheckedStr | None, Role(
         media=Media.IMAGE, url="end_image_url", needs=Need("end_frame", "an end frame"),
         cli=Flag(("--end-image",), metavar="FILE", help="end frame; needs --image"))] = None
+    image_strength: Annotated[float, Role(cli=Flag(("--image-strength",), metavar="0..1", help="how firmly the "
+                                                   "start frame is held: 1 (default) pins it, less lets the video "
+                                                   "drift from it; needs --image"))] = \
+        Field(1.0, gt=0, le=1, strict=True, description="how firmly image_input is held as the first frame: 1 pins "
+              "it, less lets the video drift from it (its latent is noised to 1 - strength of the rest's level at each "
+              "step, as a keyframe's strength)")
     multi_clip: Annotated[StrictBool, Role(cli=Flag(("--multi-clip",), help="several shots with cuts, in one video"),
                                            needs=Need("multi_clip", "multi-clip videos"))] \
         = False
@@ -162,6 +168,8 @@ class VideoRequest(BaseModel):
         check_media_forms(self)
         if self.end_image_input is not None and self.image_input is None:
             raise InvalidRequest("end_image_input needs image_input (a start frame)", field="end_image_input")
+        if self.image_strength != 1 and self.image_input is None:
+            raise InvalidRequest("image_strength needs image_input (the start frame it holds)", field="image_strength")
         self._check_control()
         self._check_sound_only()
         self._check_audio()

@@ -5,9 +5,9 @@
 1. Plan: the request with a seed, its images decoded, the geometry, the length: a given soundtrack's fitted to the
    video (``soundtrack.py``: the duration, or the sound's own), or for ``duration: "auto"`` the prompt encoded and
    the folder's duration head asked for the frame count (``duration.py``); the shots, a control video's reference.
-2. Per shot: text, stage 1 (pinned to the shot's picture conditions), the early draft of the first shot, stage 2
-   for the recipe's two-stage qualities, audio. With a soundtrack, its audio latents are held fixed through both
-   stages (``hold.py``) and the sound is the given one, not the vocoder's.
+2. Per shot: text, stage 1 (pinned to the shot's picture conditions, the start frame at ``image_strength``), the
+   early draft of the first shot, stage 2 for the recipe's two-stage qualities, audio. With a soundtrack, its audio
+   latents are held fixed through both stages (``hold.py``) and the sound is the given one, not the vocoder's.
 3. The shots' sound joined with crossfades at the cuts (a soundtrack: one shot, its sound as given).
 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
 """
@@ -15,7 +15,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+from PIL import Image
 
 from pixgen.core.progress import ProgressCallback
 from pixgen.core.sizes import FPS
@@ -68,8 +71,9 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
     with engine.loras.job(prompts[0].loras) as adapters:
         for shot in shots:
             last = shot.index == len(shots) - 1
-            conditions = engine._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
-                                                  plan.end_image if last else None, plan.keyframes)
+            start = plan.start_image if shot.index == 0 else None
+            conditions = _start_strength(engine._image_conditions(geometry, start, plan.end_image if last else None,
+                                                                  plan.keyframes), start, req.image_strength)
             hold = _held_soundtrack(engine, run, soundtrack, shot) if soundtrack is not None else None
             vocoded = req.generate_audio and soundtrack is None  # a soundtrack's sound is the given one
             rendered.append(_render_shot(engine, run, geometry, shot, prompts[shot.index], conditions,
@@ -97,6 +101,14 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]  # describe: ShotInfo's fields
                     for shot, p in zip(shots, used, strict=True))
         if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
+
+
+def _start_strength(conditions: list[FrameCondition], start: Image.Image | None,
+                    strength: float) -> list[FrameCondition]:
+    """The start frame's condition at the request's ``image_strength`` (1 pins it; below 1 its latent is noised to
+    1 − strength of the rest's level at each step, as a keyframe's is). Below 1 it is no plain start image, so
+    stage 1 takes the condition pipeline (``FrameCondition.is_start_image``)."""
+    return [replace(c, strength=strength) if start is not None and c.image is start else c for c in conditions]
 
 
 def _held_soundtrack(engine: LTX2Engine, run: Run, soundtrack: Soundtrack, shot: Shot) -> Hold:
