@@ -198,11 +198,7 @@ def web_key(server) -> str:
 @pytest.fixture
 def page(browser, server):
     """A fresh browser context on the ``server``'s page; the test fails on any JavaScript error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/")
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    from web_browser import page_on
+
+    with page_on(browser, server) as opened:
+        yield opened

@@ -3,7 +3,9 @@
 The toy LTX-2.5 (``--model tiny-2.5``: the toy plus diffusers' ``LTX2DurationHead`` at toy size) makes a whole
 number of 8k+1 frames within 1–15 s, the same count diffusers' own ``LTX2Pipeline`` picks when ``num_frames`` is
 left out, in float32 and bfloat16; the job JSON states it. A folder without a head (the toy LTX-2.0) is refused with
-a 400 naming ``duration`` before anything is charged, on every surface and the command line.
+a 400 naming ``duration`` before anything is charged, on every surface and the command line. Until the engine
+chooses, an auto request counts as the longest; the store keeps "auto" as a column (``jobs.auto_duration``, set for
+older rows by migration 0012), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ import time
 
 import httpx
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select, text
 
 from pixgen.api.mapping import check_capabilities
-from pixgen.core.spec import parse_request
+from pixgen.api.service import planned_frames
+from pixgen.core.spec import MAX_DURATION, parse_request
 from pixgen.engine import LTX2_CAPABILITIES, backend
 from pixgen.engine.ltx2.toy import DURATION_HEAD_DIR
 from pixgen.errors import InvalidRequest
+from pixgen.jobs.db import MIGRATIONS_DIR, connect, migrate
+from pixgen.jobs.keys import create_key
+from pixgen.jobs.schema import jobs
+from pixgen.jobs.states import JobStatus
+from pixgen.jobs.store import JobStore, Outcome
 from pixgen.media.probe import probe
 from pixgen.testing import start_server
 
@@ -72,6 +83,78 @@ def test_recipe_detection_keys_on_a_real_duration_head_not_diffusers_null_entry(
 
     assert detect(folder_with([None, None])).recipe.name == "ltx-2.0-dev"  # what diffusers 0.42 writes for 2.0
     assert detect(folder_with(["ltx2", "LTX2DurationHead"])).recipe.name == "ltx-2.5"
+
+
+def test_auto_counts_as_the_longest_until_the_engine_chooses():
+    assert parse_request({"prompt": "a cat", "duration": "auto"}).longest_seconds == MAX_DURATION == 15
+    assert parse_request({"prompt": "a cat", "duration": 4}).longest_seconds == 4
+    follows_audio = parse_request({"prompt": "a cat", "audio": "data:audio/wav;base64,AAAA"})
+    with pytest.raises(ValueError, match="audio"):  # its length is the audio's, measured
+        _ = follows_audio.longest_seconds
+    assert planned_frames(parse_request({"prompt": "a cat", "duration": "auto"})) == 15 * 24 + 1
+    assert planned_frames(parse_request({"prompt": "a cat", "duration": 4})) == 4 * 24 + 1
+
+
+# -- the store and its migration, on SQLite and PostgreSQL -------------------------------------------------------
+def test_store_writes_auto_as_a_column_queued_as_the_longest_until_completed(db):
+    store = JobStore(db, zero_data_retention=True)  # the scrubbed request keeps no prompt; the column stays
+    key, _ = create_key(db, credits=100)
+    auto = store.submit(key.id, parse_request({"prompt": "a cat", "duration": "auto", "quality": "360p"}),
+                        cost=1).job
+    fixed = store.submit(key.id, parse_request({"prompt": 'say "duration": "auto"', "duration": 4,
+                                                "quality": "360p"}), cost=1).job
+    assert (auto.auto_duration, auto.duration) == (True, MAX_DURATION)
+    assert (fixed.auto_duration, fixed.duration) == (False, 4)
+    with db.read() as conn:
+        column = dict(conn.execute(select(jobs.c.id, jobs.c.auto_duration)).all())
+    assert column == {auto.id: True, fixed.id: False}
+
+    claim = store.claim("w1")
+    assert claim is not None and claim.job.id == auto.id
+    assert store.complete(auto.id, claim.token, Outcome(
+        video_file="v.mp4", thumb_file=None, width=640, height=360, seconds=97 / 24, has_audio=False, seed=1,
+        prompt="a cat", original_prompt="a cat", duration=4))
+    done = store.get(auto.id)
+    assert (done.status, done.auto_duration, done.duration) == (JobStatus.COMPLETED, True, 4)
+    assert "a cat" not in done.request  # scrubbed, and still known to be auto
+
+
+def _alembic(db, action, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        action(cfg, revision)
+
+
+def test_migration_0012_sets_auto_duration_from_the_stored_requests(db_url):
+    db = connect(db_url, pool_size=1)
+    try:
+        _alembic(db, command.downgrade, "0011")  # the schema before the column
+        stored = (  # (the request as stored, whether it asked for "auto")
+            (parse_request({"prompt": "a cat", "duration": "auto"}).model_dump_json(), True),
+            (json.dumps({"prompt": "", "duration": "auto"}), True),  # as zero data retention rewrites it
+            (parse_request({"prompt": "a cat", "duration": 5}).model_dump_json(), False),
+            # the words inside a string value have their quotes escaped: not the field
+            (parse_request({"prompt": 'say "duration":"auto"', "duration": 5}).model_dump_json(), False),
+        )
+        ids = [f"job_{i:024x}" for i in range(len(stored))]
+        with db.write() as conn:  # rows as revision 0011 had them (today's store writes the new column)
+            conn.execute(text("INSERT INTO api_keys (id, name, key_hash, prefix, credits, disabled, created_at) "
+                              "VALUES ('key_old', '', 'h', 'pxg_old', 10, :no, 1.0)"), {"no": False})
+            for job_id, (request, _) in zip(ids, stored, strict=True):
+                conn.execute(text(
+                    "INSERT INTO jobs (id, key_id, model, status, request, request_hash, surface, seed, quality, "
+                    "duration, credit_cost, refunded, progress, cancel_requested, attempts, media_deleted, "
+                    "created_at, updated_at) VALUES (:id, 'key_old', 'pixverse-v6', 'pending', :request, 'h', "
+                    "'jobs', 1, '720p', 15, 10, :no, 0, :no, 0, :no, 1.0, 1.0)"),
+                    {"id": job_id, "request": request, "no": False})
+        migrate(db)
+        store = JobStore(db)
+        assert [store.get(job_id).auto_duration for job_id in ids] == [auto for _, auto in stored]
+    finally:
+        migrate(db)  # back to the newest schema, whatever happened (PostgreSQL's database serves the next tests)
+        db.dispose()
 
 
 # -- the engine on the toy LTX-2.5 -----------------------------------------------------------------------------

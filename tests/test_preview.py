@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from test_service_api import parse_sse
-from web_browser import CHROMIUM, CHROMIUM_ARGS, enter_key, require_browser
+from web_browser import enter_key, page_on
 
 from pixgen.media.probe import probe, read_frames
 from pixgen.testing import start_server
@@ -160,47 +160,37 @@ def test_the_worker_stores_the_draft_unless_told_not_to(engine, tmp_path, no_pre
 
 # -- the web page ----------------------------------------------------------------------------------------------
 @pytest.mark.browser
-def test_the_web_page_shows_the_preview_before_the_final_video(two_stage_server):
+def test_the_web_page_shows_the_preview_before_the_final_video(browser, two_stage_server):
     server = two_stage_server
     secret = server.new_key(credits=1000)
-    sync_playwright = require_browser()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(server.url + "/")
-            enter_key(page, secret)
-            # Log each time the draft player appears, with whether the final video was showing then.
-            page.evaluate("""() => {
-                window.__previews = [];
-                const box = document.getElementById('job-preview');
-                new MutationObserver(() => {
-                    const v = document.getElementById('preview-video');
-                    if (v && !box.hidden) window.__previews.push({src: v.src, label: v.getAttribute('aria-label'),
-                        resultHidden: document.getElementById('job-result').hidden,
-                        caption: box.querySelector('figcaption').textContent});
-                }).observe(box, {childList: true, attributes: true, subtree: true});
-            }""")
-            page.get_by_label("Prompt", exact=True).fill("A lighthouse in a storm")
-            page.get_by_label("Duration", exact=True).fill("2")
-            page.get_by_label("Quality", exact=True).select_option("360p")
-            page.get_by_label("Thinking", exact=True).select_option("disabled")
-            page.get_by_role("button", name="Generate", exact=True).click()
-            page.locator("#job-result").wait_for(state="visible", timeout=300_000)
-            seen = page.evaluate("window.__previews")
-            assert seen, "the draft preview was never shown"
-            assert seen[0]["resultHidden"] is True  # before the final video
-            assert "/preview.mp4" in seen[0]["src"] and seen[0]["label"] == "Draft preview"
-            assert "Draft preview" in seen[0]["caption"]
-            got = page.request.get(seen[0]["src"])
-            assert got.ok and got.headers["content-type"] == "video/mp4"
-            # The final replaces it: one player left, the final video's.
-            assert page.locator("#preview-video").count() == 0 and page.locator("#job-preview").is_hidden()
-            assert not errors, errors
-        finally:
-            browser.close()
+    with page_on(browser, server) as page:  # on leaving: no JavaScript error on the page
+        enter_key(page, secret)
+        # Log each time the draft player appears, with whether the final video was showing then.
+        page.evaluate("""() => {
+            window.__previews = [];
+            const box = document.getElementById('job-preview');
+            new MutationObserver(() => {
+                const v = document.getElementById('preview-video');
+                if (v && !box.hidden) window.__previews.push({src: v.src, label: v.getAttribute('aria-label'),
+                    resultHidden: document.getElementById('job-result').hidden,
+                    caption: box.querySelector('figcaption').textContent});
+            }).observe(box, {childList: true, attributes: true, subtree: true});
+        }""")
+        page.get_by_label("Prompt", exact=True).fill("A lighthouse in a storm")
+        page.get_by_label("Duration", exact=True).fill("2")
+        page.get_by_label("Quality", exact=True).select_option("360p")
+        page.get_by_label("Thinking", exact=True).select_option("disabled")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        page.locator("#job-result").wait_for(state="visible", timeout=300_000)
+        seen = page.evaluate("window.__previews")
+        assert seen, "the draft preview was never shown"
+        assert seen[0]["resultHidden"] is True  # before the final video
+        assert "/preview.mp4" in seen[0]["src"] and seen[0]["label"] == "Draft preview"
+        assert "Draft preview" in seen[0]["caption"]
+        got = page.request.get(seen[0]["src"])
+        assert got.ok and got.headers["content-type"] == "video/mp4"
+        # The final replaces it: one player left, the final video's.
+        assert page.locator("#preview-video").count() == 0 and page.locator("#job-preview").is_hidden()
 
 
 def _events(lines):

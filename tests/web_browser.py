@@ -1,11 +1,15 @@
-"""What the browser tests share: Debian's chromium through Playwright, and the page's key field.
+"""What the browser tests share: Debian's chromium through Playwright, a checked page on a server, and the page's
+key field.
 
-The fixtures built on these (``browser``, ``page``, ``web_key``) are in conftest.py.
+The fixtures built on these (``browser``, ``page``, ``web_key``) are in conftest.py; a test whose server is not the
+shared ``server`` opens its page with ``page_on``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
+VIEWPORT = {"width": 1280, "height": 900}
 
 
 def require_browser():
@@ -29,6 +34,22 @@ def require_browser():
             pytest.fail(f"browser tests must run in CI: {missing}")
         pytest.skip(missing)
     return sync_playwright
+
+
+@contextmanager
+def page_on(browser, server) -> Iterator:
+    """A fresh browser context on ``server``'s page, closed on leaving; then any JavaScript error the page raised
+    fails the test (an exception from the body goes first)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(server.url + "/")
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def post_json(server, secret: str, path: str, body: dict | None = None) -> dict:

@@ -19,7 +19,7 @@ from pixgen.api.mapping import check_capabilities, renamed
 from pixgen.core.fields import media_values, role_at, with_values
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, num_frames, whole_seconds
-from pixgen.core.spec import MAX_DURATION, VideoRequest
+from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
@@ -147,11 +147,9 @@ async def prepare(
 def planned_frames(request: VideoRequest) -> int:
     """The frames a request's video will have, as far as the API can know: a soundtrack's length for one that
     follows it (``VideoRequest.follows_audio``, measured as the engine measures it: ``core.sizes.frames_for_audio``),
-    the longest the duration head may choose for ``duration: "auto"`` (an upper bound), else the request's own."""
-    if request.auto_duration:
-        return num_frames(MAX_DURATION)
+    else the request's own, the longest for ``duration: "auto"`` (``VideoRequest.longest_seconds``: an upper bound)."""
     if not request.follows_audio:
-        return request.num_frames
+        return num_frames(request.longest_seconds)
     assert request.audio is not None
     return frames_for_audio(check_audio(request.audio))
 

@@ -259,6 +259,13 @@ class VideoRequest(BaseModel):
         return self.duration
 
     @property
+    def longest_seconds(self) -> int:
+        """The longest the video can be before the engine runs: ``seconds``, or ``MAX_DURATION`` for ``"auto"`` (a
+        job is queued and its time estimated as the longest until the duration head chooses). A ValueError, as
+        ``seconds``, for a request that follows its audio (its length is the audio's, measured)."""
+        return MAX_DURATION if self.auto_duration else self.seconds
+
+    @property
     def num_frames(self) -> int:
         """``duration × 24 + 1`` (``seconds``' rule for a request that follows its audio)."""
         return num_frames(self.seconds)

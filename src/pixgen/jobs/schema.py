@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -99,6 +100,8 @@ jobs = Table(
     Column("preview_file", String(255), nullable=True),  # the early draft inside the media store, once made
     Column("replay_of", String(40), nullable=True),  # replay: the job whose manifest it makes again
     Column("soundtrack", Text, nullable=True),  # a given soundtrack's fit to the video: JSON (engine SoundtrackFit)
+    # Asked with duration "auto" (the model chooses the length): ``duration`` is the longest until the job has run.
+    Column("auto_duration", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("key_id", "idempotency_key", name="uq_jobs_key_idempotency"),
     Index("ix_jobs_status_seq", "status", "seq"),
     Index("ix_jobs_key_created", "key_id", "created_at"),

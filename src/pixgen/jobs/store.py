@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from pixgen.core.fields import scrubbed as scrubbed_request
 from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import frames_duration
-from pixgen.core.spec import MAX_DURATION, VideoRequest
+from pixgen.core.spec import VideoRequest
 from pixgen.core.text import text_problem
 from pixgen.engine.base import GenerationResult
 from pixgen.errors import (
@@ -112,6 +111,7 @@ class Job:
     preview_file: str | None = None  # the early draft in the media store, once the engine made one
     replay_of: str | None = None  # replay: the job whose manifest this one makes again
     soundtrack: str | None = None  # JSON: how a given soundtrack was fitted (its length, the video's, cut, padded)
+    auto_duration: bool = False  # asked with ``duration: "auto"``: the model chose the length (``seconds`` once made)
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -120,16 +120,10 @@ class Job:
         values["surface"] = ApiSurface(values["surface"])
         if "kind" in values:
             values["kind"] = JobKind(values["kind"])
-        for name in ("refunded", "cancel_requested", "media_deleted"):
-            values[name] = bool(values[name])
+        for name in ("refunded", "cancel_requested", "media_deleted", "auto_duration"):
+            if name in values:
+                values[name] = bool(values[name])
         return cls(**values)
-
-    @property
-    def auto_duration(self) -> bool:
-        """Asked with ``duration: "auto"`` (the model chose the length: ``seconds`` once made). Read from the stored
-        request's text without parsing it (it may hold megabytes of media): a string value's quotes are escaped in
-        JSON, so an unescaped ``"duration": "auto"`` is the field itself (no nested item has a duration)."""
-        return _AUTO_DURATION.search(self.request) is not None
 
     def video_request(self) -> VideoRequest:
         return VideoRequest.model_validate_json(self.request)
@@ -237,15 +231,6 @@ class Outcome:
                    soundtrack=result.soundtrack.as_dict() if result.soundtrack else None)
 
 
-_AUTO_DURATION = re.compile(r'"duration":\s*"auto"')
-
-
-def _duration_column(request: VideoRequest) -> int:
-    """``jobs.duration`` at submit: the seconds asked for; for ``"auto"`` the longest, until the job has run (the
-    queue's time estimates are then upper bounds), replaced by the chosen length at completion."""
-    return MAX_DURATION if request.auto_duration else request.seconds
-
-
 def request_hash(request: VideoRequest, origin: Origin = DIRECT, webhook: Subscription | None = None) -> str:
     """Hash of the request as asked (before a seed is drawn): equal bodies → equal hashes, whatever the key order.
 
@@ -319,7 +304,10 @@ class JobStore:
         digest = request_hash(request, origin, webhook)
         columns = {"surface": origin.surface.value, "kind": origin.kind.value, "source_job_id": origin.source_job_id,
                    "remix_of": origin.remix_of, "replay_of": origin.replay_of,
-                   "duration": _duration_column(request) if origin.duration is None else origin.duration,
+                   # for "auto" the longest until the job has run (the queue's time estimates are then upper
+                   # bounds), replaced by the chosen length at completion (``Outcome.duration``)
+                   "duration": request.longest_seconds if origin.duration is None else origin.duration,
+                   "auto_duration": request.auto_duration,
                    **(webhook.column_values() if webhook is not None else {})}
         if origin.retake is not None:
             columns.update(retake_start=origin.retake[0], retake_end=origin.retake[1])
