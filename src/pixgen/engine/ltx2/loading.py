@@ -8,6 +8,7 @@ All of them share one scheduler that runs the sigmas it is given as they are (no
 terminal value): the schedule of every stage is computed by the recipe (``recipes.py``) and passed explicitly.
 The vocoder runs in float32 whatever the rest is: the reference pipelines force it ("bfloat16 arithmetic causes
 40-90% spectral metric degradation"), and it is ~0.1–0.25 GiB.
+On a CPU without fast half-precision convolutions the video VAE runs in float32 too (``video_vae_dtype``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def video_vae_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The video VAE's dtype: the worker's, except on a CPU whose oneDNN has no fast half-precision convolution
+    (bfloat16 needs AVX512-BF16 or AMX, float16 AVX512-FP16 or AMX). There a 3-D convolution in half precision falls
+    back to a reference kernel: a 64-channel conv3d took 5.2 s in bfloat16 against 0.18 s in float32 on an AVX2 CPU,
+    and the toy's 360p decode 61 s. So such a CPU decodes and encodes video in float32; the transformer keeps the
+    worker's dtype (its matmuls are not the slow path) and the latents are cast at the VAE's door, as on a GPU."""
+    if device.type != "cpu" or dtype == torch.float32:
+        return dtype
+    mkldnn = torch.ops.mkldnn
+    fast = mkldnn._is_mkldnn_bf16_supported() if dtype == torch.bfloat16 else mkldnn._is_mkldnn_fp16_supported()
+    return dtype if fast else torch.float32
+
+
 @dataclass
 class Pipelines:
     """The diffusers pipelines of one folder, all over the same modules."""
@@ -83,7 +97,8 @@ def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype,
     if not (folder / "model_index.json").exists():
         raise ModelError(f"{folder} is not a diffusers-format folder (no model_index.json)", field="model")
     try:
-        base = LTX2Pipeline.from_pretrained(folder, dtype={"default": dtype, "vocoder": torch.float32},
+        base = LTX2Pipeline.from_pretrained(folder, dtype={"default": dtype, "vocoder": torch.float32,
+                                                           "vae": video_vae_dtype(dtype, device)},
                                             device_map=device_map, local_files_only=True)
     except Exception as exc:  # any loading failure is a model error for the user
         raise ModelError(f"could not load LTX-2 from {folder}: {exc}", field="model") from exc
