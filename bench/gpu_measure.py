@@ -498,10 +498,10 @@ def run_diffusers(case: Case, base: Any, upsampler: Any, dev: Device, args: Any,
             stages[last_stage] = end - last_step
         return result
 
-    # diffusers loads the vocoder in the pipeline's dtype (pixgen: float32). A copy: casting the shared one to
-    # bfloat16 and back would round pixgen's vocoder weights for every later run.
+    # diffusers loads the vocoder in the pipeline's dtype, the transformer's (pixgen: float32). A copy: casting the
+    # shared one to bfloat16 and back would round pixgen's vocoder weights for every later run.
     pipe.vocoder = copy.deepcopy(pipe.vocoder)
-    quiet_cast(pipe.vocoder, base.vae.dtype)
+    quiet_cast(pipe.vocoder, pipe.transformer.dtype)
     pipe.vae.enable_tiling()  # the docs' advice against running out of memory in the decode
     dev.sync()
     dev.reset_peak()

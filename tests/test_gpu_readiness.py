@@ -42,12 +42,26 @@ def dtypes(engine) -> dict[str, torch.dtype]:
 
 def test_a_bfloat16_load_stays_bfloat16_once_the_engine_is_built(bf16_engine):
     """diffusers' from_pipe (used before) cast every shared module to float32 in place: 2x the memory on a GPU."""
-    expected = {name: {torch.float32} if name == "vocoder" else {torch.bfloat16} for name in dtypes(bf16_engine)}
+    from pixgen.engine.ltx2.loading import video_vae_dtype
+
+    own = {"vocoder": torch.float32, "vae": video_vae_dtype(torch.bfloat16, bf16_engine.device)}
+    expected = {name: {own.get(name, torch.bfloat16)} for name in dtypes(bf16_engine)}
     assert dtypes(bf16_engine) == expected  # the vocoder runs in float32, as the reference forces
     assert bf16_engine.dtype == torch.bfloat16
     pipes = bf16_engine.pipes
     shared = {id(p.transformer) for p in (pipes.text, pipes.image, pipes.condition)}
     assert len(shared) == 1  # one transformer behind every route, not copies
+
+
+def test_the_video_vae_leaves_half_precision_only_on_a_cpu_without_fast_half_precision_convolutions():
+    from pixgen.engine.ltx2.loading import video_vae_dtype
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for half in (torch.bfloat16, torch.float16):
+        assert video_vae_dtype(half, gpu) == half  # a GPU: the worker's dtype, always
+    assert video_vae_dtype(torch.float32, cpu) == torch.float32
+    fast_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()  # AVX512-BF16 or AMX
+    assert video_vae_dtype(torch.bfloat16, cpu) == (torch.bfloat16 if fast_bf16 else torch.float32)
 
 
 @pytest.mark.parametrize("fields", [{}, {"quality": "1080p", "generate_audio": False},
