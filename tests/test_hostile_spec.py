@@ -109,6 +109,10 @@ def test_form_numbers_are_read_by_the_bounded_reader():
     assert form_value(duration, "7") == 7 and form_value(duration, " -3 ") == -3
     for text in ("9" * 5000, "²", "\u0663", "7\x00", "7\x0b"):  # left as text: the integer field refuses it
         assert form_value(duration, text) == text
+    strength = VideoRequest.model_fields["image_strength"]  # a float field: a form's decimal text as a float
+    assert [form_value(strength, t) for t in ("0.5", " 1 ", ".25", "2.5e-1")] == [0.5, 1.0, 0.25, 0.25]
+    for text in ("nan", "inf", "1e999", "0x1", "1_0", "\u0661.5", "5" * 30, "0.5\x00"):  # text: the field refuses it
+        assert form_value(strength, text) == text
 
 
 def test_signed_link_exp_is_read_by_the_bounded_reader():

@@ -25,6 +25,7 @@ on it (ARCHITECTURE.md, "Adding a request field").
 
 from __future__ import annotations
 
+import math
 import re
 import types
 from collections.abc import Iterator, Mapping
@@ -276,6 +277,8 @@ def with_values(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str,
 
 
 _STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
+# A form's decimal number ("0.5", "1", ".25", "2.5e-1"): ASCII, bounded, no "nan" / "inf" (left as text, refused).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -320,7 +323,7 @@ def scrubbed(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
 def form_value(info: FieldInfo, text: Any) -> Any:
     """A form field's text as the field's own type (forms send every value as a string): ``"7"`` → 7 for an integer
     field, ``"true"`` → True for a boolean one; anything else (or text that does not parse) as given, for the spec
-    to refuse naming the field."""
+    to refuse naming the field; ``"0.5"`` → 0.5 for a float one."""
     if not isinstance(text, str) or text_problem(text) is not None:  # no text (a NUL, ...): left for the type to refuse
         return text
     kind = scalar_type(info)
@@ -329,6 +332,8 @@ def form_value(info: FieldInfo, text: Any) -> Any:
         number = parse_digits(digits)  # ASCII digits, bounded: "²" or 5,000 digits stay text, refused as such
         if number is not None:
             return sign * number
+    if kind is float and _DECIMAL.fullmatch(text.strip()) and math.isfinite(number := float(text.strip())):
+        return number  # "1e999" (inf) stays text, refused as such
     if kind is bool and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
     return text
