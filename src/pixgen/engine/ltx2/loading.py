@@ -8,7 +8,8 @@ All of them share one scheduler that runs the sigmas it is given as they are (no
 terminal value): the schedule of every stage is computed by the recipe (``recipes.py``) and passed explicitly.
 The vocoder runs in float32 whatever the rest is: the reference pipelines force it ("bfloat16 arithmetic causes
 40-90% spectral metric degradation"), and it is ~0.1–0.25 GiB.
-On a CPU without fast half-precision convolutions the video VAE runs in float32 too (``video_vae_dtype``).
+On a CPU without fast half-precision convolutions the video VAE runs in float32 too (``video_vae_dtype``), its
+inputs cast at its door (``cast_at_the_door``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ def video_vae_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return dtype if fast else torch.float32
 
 
+def cast_at_the_door(vae: torch.nn.Module) -> None:
+    """Inputs to ``vae``'s encoder and decoder cast to its dtype. diffusers' pipelines assume the VAE is in the
+    pipeline's dtype (``LTX2ImageToVideoPipeline`` hands ``encode`` an image in the prompt embeddings' dtype), so a
+    float32 VAE beside a bfloat16 transformer (``video_vae_dtype``) takes every tensor in through these hooks."""
+    def cast(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        dtype = next(module.parameters()).dtype
+        def to(value: object) -> object:
+            return value.to(dtype) if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+        return tuple(to(a) for a in args), {k: to(v) for k, v in kwargs.items()}
+
+    for part in (vae.encoder, vae.decoder):
+        part.register_forward_pre_hook(cast, with_kwargs=True)
+
+
 @dataclass
 class Pipelines:
     """The diffusers pipelines of one folder, all over the same modules."""
@@ -102,6 +117,8 @@ def load_pipelines(folder: Path, *, device: torch.device, dtype: torch.dtype,
                                             device_map=device_map, local_files_only=True)
     except Exception as exc:  # any loading failure is a model error for the user
         raise ModelError(f"could not load LTX-2 from {folder}: {exc}", field="model") from exc
+    if base.vae.dtype != dtype:
+        cast_at_the_door(base.vae)
     upsampler = None
     if (folder / UPSAMPLER_DIR).is_dir():
         upsampler = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=UPSAMPLER_DIR, dtype=dtype,
