@@ -332,8 +332,8 @@ def form_value(info: FieldInfo, text: Any) -> Any:
         number = parse_digits(digits)  # ASCII digits, bounded: "²" or 5,000 digits stay text, refused as such
         if number is not None:
             return sign * number
-    if kind is float and _DECIMAL.fullmatch(text.strip()) and math.isfinite(number := float(text.strip())):
-        return number  # "1e999" (inf) stays text, refused as such
+    if kind is float and _DECIMAL.fullmatch(text.strip()) and math.isfinite(decimal := float(text.strip())):
+        return decimal  # "1e999" (inf) stays text, refused as such
     if kind is bool and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
     return text

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
 
 # The pipelines from their own modules: to a type checker, diffusers' top level holds its no-torch dummies.
 from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
@@ -72,7 +73,7 @@ def video_vae_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return dtype if fast else torch.float32
 
 
-def cast_at_the_door(vae: torch.nn.Module) -> None:
+def cast_at_the_door(vae: AutoencoderKLLTX2Video) -> None:
     """Inputs to ``vae``'s encoder and decoder cast to its dtype. diffusers' pipelines assume the VAE is in the
     pipeline's dtype (``LTX2ImageToVideoPipeline`` hands ``encode`` an image in the prompt embeddings' dtype), so a
     float32 VAE beside a bfloat16 transformer (``video_vae_dtype``) takes every tensor in through these hooks."""
