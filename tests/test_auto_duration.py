@@ -20,6 +20,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select, text
+from web_browser import page_on
 
 from pixgen.api.mapping import check_capabilities
 from pixgen.api.service import planned_frames
@@ -321,25 +322,11 @@ def test_auto_without_a_duration_head_is_400_naming_duration_and_charges_nothing
 
 
 # -- the web page, in a real browser ---------------------------------------------------------------------------
-def _open_page(browser, server, key: str):
-    from web_browser import enter_key
-
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/")
-    with page.expect_response(lambda res: res.url.endswith("/api/v1/models")):  # what the page offers comes next
-        enter_key(page, key)
-    return context, page, errors
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_web_page_automatic_duration_shows_the_chosen_length(browser, server_25):
     key = server_25.new_key(credits=1000)
-    context, page, errors = _open_page(browser, server_25, key)
-    try:
+    with page_on(browser, server_25, key) as page:  # on leaving: no JavaScript error on the page
         switch = page.get_by_label("Automatic duration", exact=True)
         switch.wait_for(state="visible", timeout=30_000)  # the server's model has a duration head
         page.get_by_label("Prompt", exact=True).fill("A musician plays an acoustic guitar by a campfire")
@@ -362,19 +349,12 @@ def test_web_page_automatic_duration_shows_the_chosen_length(browser, server_25)
         page.wait_for_function("document.getElementById('result-video').readyState >= 1", timeout=30_000)
         played = page.evaluate("document.getElementById('result-video').duration")
         assert played == pytest.approx(frames / 24, abs=1.5 / 24)
-        assert not errors, errors
-    finally:
-        context.close()
 
 
 @pytest.mark.browser
 def test_web_page_offers_no_automatic_duration_without_a_head(browser, server_20):
     key = server_20.new_key(credits=10)
-    context, page, errors = _open_page(browser, server_20, key)
-    try:
+    with page_on(browser, server_20, key) as page:  # on leaving: no JavaScript error on the page
         page.wait_for_timeout(200)  # the answer's handler has run
         assert page.locator("#duration-auto-field").is_hidden()
         assert page.get_by_label("Duration", exact=True).is_enabled()
-        assert not errors, errors
-    finally:
-        context.close()

@@ -192,40 +192,31 @@ def test_a_control_video_is_sampled_on_the_output_clock_and_fitted(tmp_path):
 # -- the web page --------------------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_page_estimates_then_generates_with_a_control_video(browser, server, tmp_path):
+def test_the_page_estimates_then_generates_with_a_control_video(page, server, tmp_path):
     secret = server.new_key(credits=1000, name="control video page")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        page.goto(server.url + "/")
-        enter_key(page, secret)
-        page.get_by_label("Control type", exact=True).wait_for(state="visible", timeout=10_000)  # models lists depth
-        page.get_by_label("Prompt", exact=True).fill("A paper boat following the stripes")
-        page.get_by_label("Duration", exact=True).fill("1")
-        page.get_by_label("Quality", exact=True).select_option("360p")
-        page.get_by_label("Control video", exact=True).set_input_files(
-            files=[{"name": "depth.mp4", "mimeType": "video/mp4", "buffer": control_mp4(tmp_path)}])
-        page.get_by_label("Control type", exact=True).select_option("depth")
-        page.wait_for_timeout(200)  # the file is read as a data URI
-        page.get_by_role("button", name="Estimate", exact=True).click()
-        estimate = page.locator("#estimate")
-        estimate.wait_for(state="visible", timeout=10_000)
-        text = estimate.text_content()
-        assert "640×360, 25 frames, 10 credits (1000 left)" in text and "ready in about" in text, text
-        jobs_listed = page.evaluate("fetch('api/v1/jobs', {headers: {Authorization: 'Bearer ' + localStorage.getItem("
-                                    "'pixgen.apiKey')}}).then(r => r.json()).then(b => b.jobs.length)")
-        assert jobs_listed == 0
+    enter_key(page, secret)
+    page.get_by_label("Control type", exact=True).wait_for(state="visible", timeout=10_000)  # models lists depth
+    page.get_by_label("Prompt", exact=True).fill("A paper boat following the stripes")
+    page.get_by_label("Duration", exact=True).fill("1")
+    page.get_by_label("Quality", exact=True).select_option("360p")
+    page.get_by_label("Control video", exact=True).set_input_files(
+        files=[{"name": "depth.mp4", "mimeType": "video/mp4", "buffer": control_mp4(tmp_path)}])
+    page.get_by_label("Control type", exact=True).select_option("depth")
+    page.wait_for_timeout(200)  # the file is read as a data URI
+    page.get_by_role("button", name="Estimate", exact=True).click()
+    estimate = page.locator("#estimate")
+    estimate.wait_for(state="visible", timeout=10_000)
+    text = estimate.text_content()
+    assert "640×360, 25 frames, 10 credits (1000 left)" in text and "ready in about" in text, text
+    jobs_listed = page.evaluate("fetch('api/v1/jobs', {headers: {Authorization: 'Bearer ' + localStorage.getItem("
+                                "'pixgen.apiKey')}}).then(r => r.json()).then(b => b.jobs.length)")
+    assert jobs_listed == 0
 
-        page.get_by_role("button", name="Generate", exact=True).click()
-        page.locator("#job-result").wait_for(state="visible", timeout=300_000)
-        job_id = page.locator("#job-id").text_content()
-        job = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {secret}"}).json()
-        assert job["status"] == "completed" and (job["width"], job["height"]) == (640, 360)
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.locator("#job-result").wait_for(state="visible", timeout=300_000)
+    job_id = page.locator("#job-id").text_content()
+    job = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {secret}"}).json()
+    assert job["status"] == "completed" and (job["width"], job["height"]) == (640, 360)
 
 
 # -- a control video by URL (job API) ------------------------------------------------------------------------

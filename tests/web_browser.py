@@ -37,15 +37,19 @@ def require_browser():
 
 
 @contextmanager
-def page_on(browser, server) -> Iterator:
+def page_on(browser, server, key: str | None = None) -> Iterator:
     """A fresh browser context on ``server``'s page, closed on leaving; then any JavaScript error the page raised
-    fails the test (an exception from the body goes first)."""
+    fails the test (an exception from the body goes first). With ``key``, the page is handed over with the key
+    entered and the models answer it asked for then received, so the fields that answer shows are settled."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(server.url + "/")
+        if key is not None:
+            with page.expect_response(lambda res: res.url.endswith("/api/v1/models")):
+                enter_key(page, key)
         yield page
     finally:
         context.close()
