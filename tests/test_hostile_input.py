@@ -148,7 +148,12 @@ def hostile_cases(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
                                     "openai_form"]))
     if surface == "openai_form":  # a form holds no nested items, and its UTF-8 has no surrogates
         body = {k: v for k, v in body.items() if not isinstance(v, list)}
-    path = draw(st.sampled_from(paths(body)))
+    # Half the other cases put the hostile value inside a list's item (keyframes[i].…), so the nested fields are
+    # reached whatever the schema's other fields make of the draws (a new top-level field once crowded them out).
+    nested = surface != "openai_form" and draw(st.booleans())
+    if nested and not any("[" in path for path in paths(body)):
+        body["keyframes"] = draw(from_schema(SCHEMA["properties"]["keyframes"]["anyOf"][0]))
+    path = draw(st.sampled_from([path for path in paths(body) if "[" in path or not nested]))
     chars = HOSTILE_CHARS[:-2] if surface == "openai_form" else HOSTILE_CHARS
     bad = draw(st.sampled_from(chars))
     old = eval_path(body, path)
