@@ -530,10 +530,13 @@ class LTX2Engine:
                 for c in conditions]
 
     def _image_conditions(self, geometry: Geometry, start: Image.Image | None, end: Image.Image | None,
-                          keyframes: tuple[PlannedKeyframe, ...] = ()) -> list[FrameCondition]:
-        """The start frame (latent 0), the end frame (the last latent) and the keyframes (at their latents), each
-        fitted to the output and mirrored out to the generation size; in time order."""
-        pictures = [(image, index, 1.0) for image, index in ((start, 0), (end, -1)) if image is not None]
+                          keyframes: tuple[PlannedKeyframe, ...] = (), *,
+                          start_strength: float = 1.0) -> list[FrameCondition]:
+        """The start frame (latent 0, at ``start_strength``: below 1 it is no plain start image, so stage 1 takes
+        the condition pipeline), the end frame (the last latent) and the keyframes (at their latents), each fitted to
+        the output and mirrored out to the generation size; in time order."""
+        pictures = [(image, index, strength) for image, index, strength in ((start, 0, start_strength), (end, -1, 1.0))
+                    if image is not None]
         pictures += [(k.image, k.index, k.strength) for k in keyframes]
         out = []
         for image, index, strength in pictures:

@@ -15,10 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-
-from PIL import Image
 
 from pixgen.core.progress import ProgressCallback
 from pixgen.core.sizes import FPS
@@ -71,9 +68,9 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
     with engine.loras.job(prompts[0].loras) as adapters:
         for shot in shots:
             last = shot.index == len(shots) - 1
-            start = plan.start_image if shot.index == 0 else None
-            conditions = _start_strength(engine._image_conditions(geometry, start, plan.end_image if last else None,
-                                                                  plan.keyframes), start, req.image_strength)
+            conditions = engine._image_conditions(geometry, plan.start_image if shot.index == 0 else None,
+                                                  plan.end_image if last else None, plan.keyframes,
+                                                  start_strength=req.image_strength)
             hold = _held_soundtrack(engine, run, soundtrack, shot) if soundtrack is not None else None
             vocoded = req.generate_audio and soundtrack is None  # a soundtrack's sound is the given one
             rendered.append(_render_shot(engine, run, geometry, shot, prompts[shot.index], conditions,
@@ -101,14 +98,6 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]  # describe: ShotInfo's fields
                     for shot, p in zip(shots, used, strict=True))
         if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
-
-
-def _start_strength(conditions: list[FrameCondition], start: Image.Image | None,
-                    strength: float) -> list[FrameCondition]:
-    """The start frame's condition at the request's ``image_strength`` (1 pins it; below 1 its latent is noised to
-    1 − strength of the rest's level at each step, as a keyframe's is). Below 1 it is no plain start image, so
-    stage 1 takes the condition pipeline (``FrameCondition.is_start_image``)."""
-    return [replace(c, strength=strength) if start is not None and c.image is start else c for c in conditions]
 
 
 def _held_soundtrack(engine: LTX2Engine, run: Run, soundtrack: Soundtrack, shot: Shot) -> Hold:
