@@ -1,6 +1,7 @@
 """Engine benchmark (issue 2): per-stage times of a 5 s 720p toy job, peak RSS of a 15 s 1080p 21:9 job,
 MP4 writing time of PyAV against the ffmpeg command line on the same frames, and (``--queue N``) jobs per hour of a
-queue of N toy jobs with ``--overlap`` against without (a CPU proxy; the GPU figure is ``gpu_bench.py``'s).
+queue of N toy jobs through the worker with ``--overlap-jobs`` against without (a CPU proxy; the GPU figure is
+``gpu_bench.py``'s).
 
     .venv/bin/python bench/engine_bench.py [--skip-big] [--queue 10] [--json OUT]
 
@@ -150,32 +151,31 @@ def mp4_vs_ffmpeg(repeats: int = 3, preset: str = "veryfast", crf: int = 20) -> 
 
 
 def queue_jobs_per_hour(jobs: int, quality: str = "720p", duration: int = 2) -> dict:
-    """``jobs`` toy jobs through one engine with ``--overlap`` and one without, alternating job by job so the shared
-    machine's load falls on both alike: jobs per hour of each and their ratio. The decode and the encoder overlap;
-    on a CPU they also compete for its cores, so this is a proxy, not the GPU's figure."""
+    """A queue of ``jobs`` toy jobs through pixgen's worker loop (``queue_run.worker_queue``), one job after the
+    other and with ``--overlap-jobs``, twice each in the order A B B A so the shared machine's drift falls on both
+    alike: jobs per hour of each and their ratio. On a CPU the overlapped parts compete for the same cores, so this
+    is a proxy, not the GPU's figure (``gpu_bench.py``'s queue step)."""
+    from queue_run import worker_queue
+
     from pixgen.core.spec import parse_request
     from pixgen.engine import load_engine
 
-    engines = {"serial": load_engine("tiny"), "overlap": load_engine("tiny", overlap=True)}
-    walls = {name: 0.0 for name in engines}
-    stages: dict[str, dict[str, float]] = {name: {} for name in engines}
+    engine = load_engine("tiny")
+    requests = [parse_request({"prompt": "A golden retriever running through sunflowers", "duration": duration,
+                               "quality": quality, "seed": 100 + i}) for i in range(jobs)]
+    walls = {"serial": 0.0, "overlap_jobs": 0.0}
+    stages: dict[str, dict[str, float]] = {name: {} for name in walls}
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in engines.values():  # each warm at the shape first
-            engine.generate(parse_request({"prompt": "warm up", "duration": duration, "quality": quality,
-                                           "seed": 0}), Path(tmp) / "w.mp4")
-        for i in range(jobs):
-            for name, engine in engines.items():
-                request = parse_request({"prompt": "A golden retriever running through sunflowers",
-                                         "duration": duration, "quality": quality, "seed": 100 + i})
-                t0 = time.perf_counter()
-                result = engine.generate(request, Path(tmp) / f"{name}.mp4")
-                walls[name] += time.perf_counter() - t0
-                for stage, seconds in result.timings.as_dict().items():
-                    stages[name][stage] = stages[name].get(stage, 0.0) + seconds
-    per_hour = {name: round(jobs / wall * 3600, 1) for name, wall in walls.items()}
+        engine.generate(requests[0], Path(tmp) / "warm.mp4")  # warm at the shape
+        for run, name in enumerate(("serial", "overlap_jobs", "overlap_jobs", "serial")):
+            measured = worker_queue(engine, requests, Path(tmp) / f"q{run}", overlap_jobs=name == "overlap_jobs")
+            walls[name] += measured["wall_s"]
+            for stage, seconds in measured["stage_s"].items():
+                stages[name][stage] = stages[name].get(stage, 0.0) + seconds
+    per_hour = {name: round(2 * jobs / wall * 3600, 1) for name, wall in walls.items()}
     return {"jobs": jobs, "job": f"{quality} {duration} s toy", "jobs_per_hour": per_hour,
-            "ratio": round(per_hour["overlap"] / per_hour["serial"], 3),
-            "mean_stages_s": {n: {k: round(v / jobs, 3) for k, v in st.items()} for n, st in stages.items()},
+            "ratio": round(per_hour["overlap_jobs"] / per_hour["serial"], 3),
+            "mean_stages_s": {n: {k: round(v / (2 * jobs), 3) for k, v in st.items()} for n, st in stages.items()},
             "machine": {"cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]}}
 
 
@@ -183,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--queue", type=int, default=0, metavar="N",
-                        help="also jobs per hour of a queue of N jobs, --overlap against without")
+                        help="also jobs per hour of a queue of N jobs, --overlap-jobs against without")
     parser.add_argument("--queue-only", action="store_true", help="only the queue measurement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

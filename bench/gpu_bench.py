@@ -25,8 +25,9 @@ How it compares like with like:
 Plans (``--plan``):
 - ``speed``: distilled 720p 5 s with audio: warm-up, baseline, diffusers matched, then float8 compute, compile
   (first job, warm jobs, a second shape, the graphs and recompiles), compile + float8, the decode/encode overlap,
-  the fastest set within the quality bound and a queue of ``--queue-jobs`` jobs with it (jobs per hour against
-  the baseline's), the dev 720p stage-1 step's MFU, then ``--memory-modes`` (each on top of the last).
+  the fastest set within the quality bound and a queue of ``--queue-jobs`` jobs with it through pixgen's worker
+  loop, one by one and with ``--overlap-jobs`` (jobs per hour against the baseline's), the dev 720p stage-1
+  step's MFU, then ``--memory-modes`` (each on top of the last).
 - ``full``: every case with diffusers matched and docs, the profile, every speed option, every memory mode.
 - ``smoke``: the toy model through ``pixgen generate`` and ``pixgen serve`` on the device.
 Results go to ``bench/results/gpu.json`` (``--out``), rewritten after each measurement.
@@ -64,6 +65,7 @@ from gpu_measure import (
     speed_option,
     toy_components,
 )
+from queue_run import worker_queue
 
 # The issue's targets (issue 17), evaluated on what ran.
 TARGETS = {"distilled_720p_warm_wall_s": 5.0, "first_job_over_warm": 1.1, "frames_psnr_db": 30.0,
@@ -284,16 +286,21 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
                 runner = make_engine(case, base, upsampler, dev, args, work, quality=quality,
                                      overlap="overlap" in chosen)
                 run_pixgen(runner, request, dev, work)  # at the shape with this set (and compiled)
-                t0 = time.perf_counter()
-                for i in range(args.queue_jobs):
-                    run_pixgen(runner, job_request(args, quality, seed=10 + i), dev, work)
-                wall = time.perf_counter() - t0
-            per_hour = args.queue_jobs / wall * 3600
-            return {"options": sorted(chosen), "jobs": args.queue_jobs, "wall_s": round(wall, 2),
-                    "jobs_per_hour": round(per_hour, 1), "speedup": round(per_hour / out["serial_jobs_per_hour"], 3)}
+                # pixgen's worker loop, one job after the other, then with --overlap-jobs (the next job's
+                # denoising beside the last one's decode and encode)
+                requests = [job_request(args, quality, seed=10 + i) for i in range(args.queue_jobs)]
+                runs = {name: worker_queue(runner, requests, work / f"queue-{name}",
+                                           overlap_jobs=name == "overlapped")
+                        for name in ("one_by_one", "overlapped")}
+            best = max(runs.values(), key=lambda r: r["jobs_per_hour"])
+            return {"options": sorted(chosen), "jobs": args.queue_jobs, **runs,
+                    "overlap_jobs_ratio": round(runs["overlapped"]["jobs_per_hour"]
+                                                / runs["one_by_one"]["jobs_per_hour"], 3),
+                    "overlap_jobs": best["overlap_jobs"], "jobs_per_hour": best["jobs_per_hour"],
+                    "speedup": round(best["jobs_per_hour"] / out["serial_jobs_per_hour"], 3)}
 
         if "queue" in steps:
-            results.measure(["speed", "queue"], queue, need_s=(args.queue_jobs + 1) * one_job * 0.8 + 60)
+            results.measure(["speed", "queue"], queue, need_s=(2 * args.queue_jobs + 1) * one_job * 0.8 + 60)
 
         # 6. The dev step again with the fastest set (its four passes compile their own graphs first).
         if "dev-step" in steps and chosen - {"overlap"} and chosen - {"overlap"} <= set(on):

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
                                        "capability 8.9+: Ada, Hopper, Blackwell; off until measured)", SERVICE)
     overlap: bool = setting(False, "decode the video and encode the MP4 at once, on two threads (off until "
                                    "measured)", SERVICE)
+    overlap_jobs: bool = setting(False, "a worker starts its next job while the last one's video is decoded and "
+                                        "encoded (LTX-2: in memory modes full, text-offload and fp8; off until "
+                                        "measured)", SERVICE)
     warmup: str = setting("auto", "shapes a worker runs once at load so no job is the first of its shape: auto "
                                   "(on a GPU every quality at 5 s, on a CPU none), none, or QUALITY[/SECONDS[/RATIO]],"
                                   "... e.g. 720p,1080p/10", SERVICE)

@@ -39,6 +39,7 @@ from pixgen.engine.base import (
     Capabilities,
     EngineOptions,
     Extension,
+    Finish,
     GenerationResult,
     PreviewCallback,
     Retake,
@@ -124,6 +125,14 @@ class FakeEngine:
                  should_cancel: Callable[[], bool] = never_cancelled,
                  on_preview: PreviewCallback | None = None) -> GenerationResult:
         """As the protocol says; it makes no early draft (``on_preview`` is never called)."""
+        return self.start_generate(request, out_path, on_progress, should_cancel, on_preview)()
+
+    finishes_aside = True  # nothing is shared between one job's writing and the next job's steps
+
+    def start_generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
+                       should_cancel: Callable[[], bool] = never_cancelled,
+                       on_preview: PreviewCallback | None = None) -> Finish:
+        """The steps now; the returned ``Finish`` writes the MP4 (``FinishesAside``)."""
         started = time.perf_counter()
         req = request.with_seed()
         ratio = req.aspect_ratio or self._image_ratio(req) or "16:9"
@@ -131,21 +140,26 @@ class FakeEngine:
         # A request that follows its soundtrack is as long as it (the sound itself is not written here).
         frames = frames_for_audio(check_audio(req.audio)) if req.follows_audio and req.audio else req.num_frames
         began = self._denoise(on_progress, should_cancel)
-        encode_started = time.perf_counter()
-        self._write(Path(out_path), width, height, [(frames, req.fixed_seed)], req.generate_audio, on_progress,
-                    should_cancel)
-        shots: tuple[ShotInfo, ...] = ()
-        if req.multi_clip:
-            cut = frames // 2
-            shots = (ShotInfo(0, req.prompt, 0.0, cut / FPS), ShotInfo(1, req.prompt, cut / FPS, frames / FPS))
-        self.jobs_run += 1
-        return GenerationResult(
-            path=Path(out_path), width=width, height=height, num_frames=frames, seconds=frames / FPS,
-            seed=req.fixed_seed, has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)",
-            original_prompt=request.prompt, negative_prompt=req.negative_prompt, aspect_ratio=ratio,
-            quality=req.quality, generation_size=(width, height), shots=shots,
-            timings=Timings(prepare=began - started, denoise=encode_started - began,
-                            encode=time.perf_counter() - encode_started))
+        denoised = time.perf_counter()
+
+        def finish() -> GenerationResult:
+            encode_started = time.perf_counter()
+            self._write(Path(out_path), width, height, [(frames, req.fixed_seed)], req.generate_audio, on_progress,
+                        should_cancel)
+            shots: tuple[ShotInfo, ...] = ()
+            if req.multi_clip:
+                cut = frames // 2
+                shots = (ShotInfo(0, req.prompt, 0.0, cut / FPS), ShotInfo(1, req.prompt, cut / FPS, frames / FPS))
+            self.jobs_run += 1
+            return GenerationResult(
+                path=Path(out_path), width=width, height=height, num_frames=frames, seconds=frames / FPS,
+                seed=req.fixed_seed, has_audio=req.generate_audio, prompt=f"{req.prompt} (fake)",
+                original_prompt=request.prompt, negative_prompt=req.negative_prompt, aspect_ratio=ratio,
+                quality=req.quality, generation_size=(width, height), shots=shots,
+                timings=Timings(prepare=began - started, denoise=denoised - began,
+                                encode=time.perf_counter() - encode_started))
+
+        return finish
 
     def extend(self, source: Path, request: VideoRequest, out_path: Path,
                on_progress: ProgressCallback = no_progress,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, get_args
+from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 from pixgen.core.progress import ProgressCallback, StageShares, no_progress
 from pixgen.core.retake import RetakeRule
@@ -311,4 +311,29 @@ class Engine(Protocol):
         write ``out_path`` with the source's video stream copied as it is (the frames bit for bit) and the new
         sound as its one audio track. ``InvalidRequest(field="video")`` for a video it cannot take. Only called
         when ``capabilities.sound_for_video``."""
+        ...
+
+
+Finish = Callable[[], GenerationResult]  # a generate job's last part (decode and encode), run once
+
+
+@runtime_checkable
+class FinishesAside(Protocol):
+    """An engine whose generate jobs come in two parts: ``start_generate`` runs everything up to the video's decode
+    (text, denoising, sound) and returns the rest as a ``Finish``, which needs neither the transformer nor anything
+    the next job's first part touches. A worker with ``--overlap-jobs`` runs one job's ``Finish`` on a thread of
+    its own while it starts the next job (``pixgen.jobs.worker``); ``generate`` is the two parts one after the
+    other."""
+
+    @property
+    def finishes_aside(self) -> bool:
+        """Whether, as loaded, a ``Finish`` may run beside the next job (LTX-2: not where a memory mode moves the
+        VAE on and off the GPU)."""
+        ...
+
+    def start_generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
+                       should_cancel: Callable[[], bool] = never_cancelled,
+                       on_preview: PreviewCallback | None = None) -> Finish:
+        """``generate`` up to the decode; the ``Finish`` writes ``out_path`` and returns the result. Progress,
+        cancel and errors are as ``generate``'s, the ``Finish``'s included."""
         ...

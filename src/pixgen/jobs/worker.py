@@ -23,10 +23,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pixgen.core.progress import Progress
-from pixgen.engine.base import Engine, GenerationResult, Preview
+from pixgen.engine.base import Engine, Finish, FinishesAside, GenerationResult, Preview
 from pixgen.errors import Cancelled, GenerationError, NotFound, PixgenError, RankGroupBroken
 from pixgen.jobs import fleet, retention, workdir
 from pixgen.jobs.db import Database, connect, migrate
@@ -43,6 +45,7 @@ log = logging.getLogger("pixgen.worker")
 
 CANCEL_POLL = 0.1  # seconds between looks at the cancel flag while a job runs
 PROGRESS_EVERY = 0.5  # at most this often a progress write (the lease is renewed on its own schedule)
+T = TypeVar("T")
 
 
 class Worker:
@@ -95,6 +98,7 @@ class Worker:
         housekeeping = threading.Thread(target=self._housekeeping, name="pixgen-housekeeping", daemon=True)
         housekeeping.start()
         done = 0
+        aside = self._finisher(engine)
         try:
             warm_up = getattr(engine, "warm_up", None)  # no job claimed before its shapes ran (none: serves cold)
             if warm_up is not None:
@@ -106,62 +110,100 @@ class Worker:
                     self.stop.wait(self.settings.poll_interval)
                     continue
                 workdir.sweep(self.settings.work_dir, self.store)  # a job taken over leaves its last attempt's files
-                self._run_job(engine, claim)
+                self._run_job(engine, claim, aside)
                 done += 1
+            if aside is not None:
+                aside.wait()
         finally:
             self.stop.set()
+            if aside is not None:
+                aside.wait(reraise=False)  # its job's lease hands it back if the worker is stopping
             housekeeping.join(timeout=5)
             fleet.stop_worker(self.db, self.id)
             self.db.dispose()
         return done
 
-    def _run_job(self, engine: Engine, claim: Claim) -> None:
-        store, job, token = self.store, claim.job, claim.token
-        assert store is not None
-        self._current = job.id
+    def _finisher(self, engine: Engine) -> _Finisher | None:
+        """With ``--overlap-jobs``, where the engine can: the thread that finishes one job beside the next."""
+        if not self.settings.overlap_jobs:
+            return None
+        if isinstance(engine, FinishesAside) and engine.finishes_aside:
+            return _Finisher()
+        log.warning("worker %s: --overlap-jobs is on, but this engine, as loaded, cannot finish a job beside the "
+                    "next (LTX-2: a memory mode that moves the VAE, or a job over several GPUs); jobs run one "
+                    "after the other", self.id)
+        return None
+
+    def _run_job(self, engine: Engine, claim: Claim, aside: _Finisher | None = None) -> None:
+        """One attempt at a claimed job. With ``aside``, a generate job's last part (decode and encode) is handed to
+        it and this returns as soon as the next job may start."""
+        job, token = claim.job, claim.token
         # One file name per attempt: a worker that lost its lease and still runs never writes over the new one, and
         # a sweep knows whose it is (``jobs.workdir``).
         stem = workdir.attempt_stem(job.id, token)
-        video = self.settings.work_dir / f"{stem}.mp4"
-        source: Path | None = None
-        lease = _Lease(store, job.id, token, self.settings.heartbeat_interval, self.hand_back_due)
-        preview = _PreviewSink(self.media, job.id, lease)
+        lease = _Lease(self._store, job.id, token, self.settings.heartbeat_interval, self.hand_back_due)
+        attempt = _Attempt(job, token, stem, self.settings.work_dir / f"{stem}.mp4", lease,
+                           _PreviewSink(self.media, job.id, lease))
+        self._current = job.id
         lease.start()
         log.info("job %s: attempt %d", job.id, job.attempts)
         try:
-            match job.kind:
-                case JobKind.EXTEND:  # continue the source's video; the result is the whole video
-                    if not engine.capabilities.extend:
-                        raise GenerationError("this model backend cannot extend videos")
-                    source = self._source_video(job, stem)
-                    result = engine.extend(source, job.video_request(), video, lease.on_progress,
-                                           lease.should_cancel)
-                case JobKind.RETAKE:  # regenerate a range of the source's video; the result is the whole video
-                    if not engine.capabilities.retake or job.retake_start is None or job.retake_end is None:
-                        raise GenerationError("this model backend cannot retake videos")
-                    source = self._source_video(job, stem)
-                    result = engine.retake(source, job.video_request(), job.retake_start, job.retake_end, video,
-                                           lease.on_progress, lease.should_cancel)
-                case JobKind.SOUND:  # new sound under the frames of the source job's video, or the request's
-                    if not engine.capabilities.sound_for_video:
-                        raise GenerationError("this model backend cannot make new sound for a video")
-                    source = self._source_video(job, stem) if job.source_job_id else None
-                    result = engine.sound(source, job.video_request(), video, lease.on_progress, lease.should_cancel)
-                case JobKind.GENERATE:
-                    result = engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
-                                             on_preview=None if self.settings.no_preview else preview)
+            work = self._guarded(attempt, lambda: self._start(engine, attempt, aside is not None))
+        finally:
+            self._current = None
+            if attempt.source is not None and attempt.source.parent == self.settings.work_dir / stem:
+                shutil.rmtree(attempt.source.parent, ignore_errors=True)  # a download (the local store hands its own)
+        if isinstance(work, GenerationResult) or work is None:
+            self._complete(attempt, work)
+        else:  # the decode and encode, beside the next job
+            assert aside is not None
+            finish = work
+            aside.start(lambda: self._complete(attempt, self._guarded(attempt, finish)))
+
+    def _start(self, engine: Engine, attempt: _Attempt, aside: bool) -> GenerationResult | Finish:
+        """The engine's work for the job's kind; a generate job's ends in a ``Finish`` when it may run ``aside``."""
+        job, video, lease = attempt.job, attempt.video, attempt.lease
+        match job.kind:
+            case JobKind.EXTEND:  # continue the source's video; the result is the whole video
+                if not engine.capabilities.extend:
+                    raise GenerationError("this model backend cannot extend videos")
+                attempt.source = self._source_video(job, attempt.stem)
+                return engine.extend(attempt.source, job.video_request(), video, lease.on_progress,
+                                     lease.should_cancel)
+            case JobKind.RETAKE:  # regenerate a range of the source's video; the result is the whole video
+                if not engine.capabilities.retake or job.retake_start is None or job.retake_end is None:
+                    raise GenerationError("this model backend cannot retake videos")
+                attempt.source = self._source_video(job, attempt.stem)
+                return engine.retake(attempt.source, job.video_request(), job.retake_start, job.retake_end, video,
+                                     lease.on_progress, lease.should_cancel)
+            case JobKind.SOUND:  # new sound under the frames of the source job's video, or the request's
+                if not engine.capabilities.sound_for_video:
+                    raise GenerationError("this model backend cannot make new sound for a video")
+                attempt.source = self._source_video(job, attempt.stem) if job.source_job_id else None
+                return engine.sound(attempt.source, job.video_request(), video, lease.on_progress,
+                                    lease.should_cancel)
+            case JobKind.GENERATE:
+                preview = None if self.settings.no_preview else attempt.preview
+                if aside:
+                    assert isinstance(engine, FinishesAside)
+                    return engine.start_generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
+                                                 on_preview=preview)
+                return engine.generate(job.video_request(), video, lease.on_progress, lease.should_cancel,
+                                       on_preview=preview)
+
+    def _guarded(self, attempt: _Attempt, work: Callable[[], T]) -> T | None:
+        """``work()``, or None when it failed: the failure recorded as the job's (cancelled, handed back, failed),
+        its files removed. A failure of one job never ends the worker."""
+        store, job, token, lease = self._store, attempt.job, attempt.token, attempt.lease
+        try:
+            return work()
         except RankGroupBroken as exc:  # a rank of this worker's group died or hung: not the job's fault
-            _remove(video)
-            lease.close()
-            preview.discard()
+            attempt.discard()
             log.error("job %s: %s; handing it back, the group restarts", job.id, exc.message)
             store.retry_broken(job.id, token, exc.message)
             self.stop.set()
-            return
         except Cancelled:
-            _remove(video)
-            lease.close()
-            preview.discard()
+            attempt.discard()
             if lease.handed_back:
                 log.info("job %s: handed back to the queue (worker stopping)", job.id)
             elif lease.lost:
@@ -170,24 +212,27 @@ class Worker:
                 store.finish_cancelled(job.id, token)
             else:  # stopped for no reason the lease thread recorded: give the job back all the same
                 store.hand_back(job.id, token)
-            return
         except Exception as exc:  # any failure of one job must not kill the worker
-            _remove(video)
-            lease.close()
-            preview.discard()
+            attempt.discard()
             if isinstance(exc, PixgenError):
                 code, message = exc.code, exc.message
             else:
                 log.exception("job %s failed", job.id)
                 code, message = "internal_error", f"generation failed: {type(exc).__name__}: {exc}"
             store.fail(job.id, token, code, message)
+        return None
+
+    def _complete(self, attempt: _Attempt, result: GenerationResult | None) -> None:
+        """The job's result stored and the job completed (nothing more to do if it failed: ``_guarded``)."""
+        if result is None:
             return
-        finally:
-            self._current = None
-            if source is not None and source.parent == self.settings.work_dir / stem:
-                shutil.rmtree(source.parent, ignore_errors=True)  # a download (the local store hands its own file)
-        lease.close()
-        self._finish(job, token, result, video, stem, preview)
+        attempt.lease.close()
+        self._finish(attempt.job, attempt.token, result, attempt.video, attempt.stem, attempt.preview)
+
+    @property
+    def _store(self) -> JobStore:
+        assert self.store is not None  # ``run`` opened it
+        return self.store
 
     def _finish(self, job: Job, token: str, result: GenerationResult, video: Path, stem: str,
                 preview: _PreviewSink) -> None:
@@ -267,6 +312,58 @@ class Worker:
                 if name:
                     self.media.delete(name)
         self.store.mark_media_deleted(j.id for j in expired)
+
+
+@dataclass
+class _Attempt:
+    """One attempt at a job, from its claim to its end: what its failure removes and its completion stores."""
+
+    job: Job
+    token: str
+    stem: str  # its files' name in the work folder
+    video: Path
+    lease: _Lease
+    preview: _PreviewSink
+    source: Path | None = None  # the video an extend, retake or sound job works on (a copy in the work folder)
+
+    def discard(self) -> None:
+        """The attempt failed: its partial video, its lease thread and its stored draft go."""
+        _remove(self.video)
+        self.lease.close()
+        self.preview.discard()
+
+
+class _Finisher:
+    """``--overlap-jobs``: one job's last part (``Finish``: decode, encode, storing) at a time on a thread of its own,
+    while the main thread starts the next job. ``start`` waits for the one before, so at most two jobs are in
+    hand: one denoising, one finishing. An error outside the job's own (its store unreachable when completing)
+    is raised on the main thread at the next ``start`` or ``wait``, as it would be without the overlap."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
+
+    def start(self, work: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(work,), name="pixgen-finish", daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001  # raised again on the main thread (``wait``)
+            self._error = exc
+
+    def wait(self, *, reraise: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            if not reraise:
+                log.error("finishing a job failed", exc_info=error)
+                return
+            raise error
 
 
 class _PreviewSink:

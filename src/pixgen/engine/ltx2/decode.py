@@ -105,8 +105,11 @@ def decode_spatially(vae, z: torch.Tensor, temb: torch.Tensor | None, dtype: tor
 
 def decode_tile(vae, z: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
     """One tile through the VAE's public ``decode``: the call an offloading hook watches (``vae.decoder`` directly
-    would run while the VAE is still in host memory). Its own tiling is off: the tiles are ours."""
+    would run while the VAE is still in host memory). Its own tiling is off: the tiles are ours. Nothing is written
+    to the VAE when it is off already (always, here): two threads may decode at once (``--overlap-jobs``)."""
     tiling, framewise = vae.use_tiling, vae.use_framewise_decoding
+    if not (tiling or framewise):
+        return vae.decode(z, temb, return_dict=False)[0]
     vae.use_tiling = vae.use_framewise_decoding = False
     try:
         return vae.decode(z, temb, return_dict=False)[0]

@@ -51,6 +51,7 @@ from pixgen.engine import LTX2_CAPABILITIES
 from pixgen.engine.base import (
     EngineOptions,
     Extension,
+    Finish,
     GenerationResult,
     PreviewCallback,
     Provenance,
@@ -69,7 +70,13 @@ from pixgen.engine.ltx2.geometry import Geometry, plan_geometry
 from pixgen.engine.ltx2.hold import Hold, holding
 from pixgen.engine.ltx2.loading import Pipelines, load_pipelines, resolve_device, resolve_dtype
 from pixgen.engine.ltx2.lora import PresetLoras
-from pixgen.engine.ltx2.memory import WeightBytes, apply_memory_mode, full_load_device_map, plan_memory
+from pixgen.engine.ltx2.memory import (
+    FINISH_ASIDE_MODES,
+    WeightBytes,
+    apply_memory_mode,
+    full_load_device_map,
+    plan_memory,
+)
 from pixgen.engine.ltx2.memory import describe as describe_memory
 from pixgen.engine.ltx2.parallel import DiscardWriter, ParallelRuntime, attach_parallel, guidance_kwargs
 from pixgen.engine.ltx2.preview import preview_crop, write_preview
@@ -226,6 +233,7 @@ class LTX2Engine:
         self.speed: dict[str, object] = {}  # the speed options it was loaded with (for the manifest)
         self.parallel: ParallelRuntime | None = None  # this rank's group, when one job runs over several
         self.options = EngineOptions()  # as loaded (``load``)
+        self._finish_stream: torch.cuda.Stream | None = None  # where ``start_generate``'s finishes run on a GPU
         self.audio_sample_rate = int(pipes.text.vocoder.config.output_sampling_rate)
         self.audio_vae_rate = int(pipes.text.audio_vae.config.sample_rate)  # what the audio VAE encodes
         # Under the offload modes every adapter goes in before the weights are placed: group offloading moves only
@@ -355,6 +363,47 @@ class LTX2Engine:
 
         return generate(self, request, Path(out_path), on_progress, should_cancel, on_preview)
 
+    @property
+    def finishes_aside(self) -> bool:
+        """A job's decode and encode may run beside the next job's denoising (``FinishesAside``): the VAE stays on
+        the device in this memory mode (``memory.FINISH_ASIDE_MODES``), and one process runs the whole job."""
+        return self.memory in FINISH_ASIDE_MODES and self.parallel is None
+
+    def start_generate(self, request: VideoRequest, out_path: Path, on_progress: ProgressCallback = no_progress,
+                       should_cancel: Callable[[], bool] = never_cancelled,
+                       on_preview: PreviewCallback | None = None) -> Finish:
+        """``generate`` up to the decode (``route_generate.render``); the ``Finish`` decodes and encodes. On a GPU it
+        runs on a CUDA stream of its own, after the first part's queued work, so that the next job's kernels,
+        queued on the caller's stream meanwhile, share the GPU with it instead of waiting behind it."""
+        if request.sound_only:
+            result = self.sound(None, request, out_path, on_progress, should_cancel)
+            return lambda: result
+        from pixgen.engine.ltx2.route_generate import render
+
+        finish = render(self, request, Path(out_path), on_progress, should_cancel, on_preview)
+        if self.device.type != "cuda":
+            return finish
+        rendered = torch.cuda.Event()
+        rendered.record()  # on this thread's stream, after the first part's kernels
+        stream = self._aside_stream()
+
+        def finish_on_its_stream() -> GenerationResult:
+            with torch.cuda.stream(stream):
+                stream.wait_event(rendered)
+                try:
+                    return finish()
+                finally:
+                    # Everything of the first part this stream read is released when ``finish`` is dropped: its
+                    # reads must be done by then, or the caching allocator could hand that memory to the next job.
+                    stream.synchronize()
+
+        return finish_on_its_stream
+
+    def _aside_stream(self) -> torch.cuda.Stream:
+        if self._finish_stream is None:
+            self._finish_stream = torch.cuda.Stream(self.device)
+        return self._finish_stream
+
     def extend(self, source: Path, request: VideoRequest, out_path: Path,
                on_progress: ProgressCallback = no_progress,
                should_cancel: Callable[[], bool] = never_cancelled) -> GenerationResult:
@@ -439,7 +488,8 @@ class LTX2Engine:
 
     def _run(self, on_progress: ProgressCallback, should_cancel: Callable[[], bool]) -> Run:
         if self.device.type == "cuda":
-            return Run(on_progress, should_cancel, sync=lambda: torch.cuda.synchronize(self.device))
+            # This thread's stream only: a job finishing beside it (``start_generate``) is not this job's time.
+            return Run(on_progress, should_cancel, sync=lambda: torch.cuda.current_stream(self.device).synchronize())
         return Run(on_progress, should_cancel)
 
     def _text(self, run: Run, prompt: PromptPlan, seed: int,

@@ -45,6 +45,9 @@ GIB = 2**30
 HEADROOM_GIB = 16.0
 _COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder", "latent_upsampler")
 TAKING_TURNS = ("transformer", "connectors", "vae")  # the big ones under ``offload``; the rest stay put
+# Where a job's decode may run beside the next job's denoising (``--overlap-jobs``): the VAE stays on the device,
+# moved by no hook. It costs the decode's activations on top of the denoising's, which ``plan_memory`` does not count.
+FINISH_ASIDE_MODES = ("full", "text-offload", "fp8")
 
 
 @dataclass(frozen=True)

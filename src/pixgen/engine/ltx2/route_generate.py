@@ -9,7 +9,8 @@
    early draft of the first shot, stage 2 for the recipe's two-stage qualities, audio. With a soundtrack, its audio
    latents are held fixed through both stages (``hold.py``) and the sound is the given one, not the vocoder's.
 3. The shots' sound joined with crossfades at the cuts (a soundtrack: one shot, its sound as given).
-4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
+4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames. ``render`` runs 1–3
+   and hands this step back as a ``Finish``, which a worker with ``--overlap-jobs`` runs beside the next job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from pixgen.core.progress import ProgressCallback
 from pixgen.core.sizes import FPS
 from pixgen.core.spec import VideoRequest
-from pixgen.engine.base import GenerationResult, PreviewCallback, ShotInfo, ShotRun
+from pixgen.engine.base import Finish, GenerationResult, PreviewCallback, ShotInfo, ShotRun
 from pixgen.engine.ltx2.engine import Embeds, FrameCondition, LTX2Engine, RenderedShot, Run
 from pixgen.engine.ltx2.geometry import Geometry
 from pixgen.engine.ltx2.hold import Hold, hold_audio
@@ -32,6 +33,14 @@ from pixgen.engine.prompting import PromptPlan, plan_prompt
 
 def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progress: ProgressCallback,
              should_cancel: Callable[[], bool], on_preview: PreviewCallback | None) -> GenerationResult:
+    return render(engine, request, out_path, on_progress, should_cancel, on_preview)()
+
+
+def render(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progress: ProgressCallback,
+           should_cancel: Callable[[], bool], on_preview: PreviewCallback | None) -> Finish:
+    """Steps 1–3; the returned ``Finish`` runs step 4 and gives the result. Between the two the job holds only its
+    latents and its sound, and the transformer is free: a worker may start the next job's steps 1–3 meanwhile
+    (``LTX2Engine.start_generate``)."""
     run = engine._run(on_progress, should_cancel)
     run.on_preview, run.preview_path = on_preview, preview_path(out_path)
 
@@ -84,20 +93,25 @@ def generate(engine: LTX2Engine, request: VideoRequest, out_path: Path, on_progr
         sounds = [sound for r in rendered if (sound := r.audio) is not None]  # every shot's, with audio on
         audio = join_audio(sounds, audio_lengths, fade) if req.generate_audio else None
 
-    # 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
-    with engine._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
-        for shot, shot_render in zip(shots, rendered, strict=True):
-            engine._decode_into(run, writer, shot_render.latents.video, geometry, num_frames, limit=shot.num_frames)
     used = [r.prompt for r in rendered]
     prompt = used[0].prompt if len(shots) == 1 else " ".join(
         f"Shot {shot.index + 1}: {p.prompt}" for shot, p in zip(shots, used, strict=True))
-    return engine._result(
-        run, out_path, request, req, geometry, num_frames, audio=audio is not None, prompt=prompt, used=used[0],
-        shot_runs=tuple(r.run for r in rendered), aspect_ratio=req.ratio,
-        loras=(*adapters, *([run.control.adapter] if run.control else [])),
-        shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]  # describe: ShotInfo's fields
-                    for shot, p in zip(shots, used, strict=True))
-        if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
+
+    # 4. Video: each shot decoded tile by tile straight into the encoder, cut to its share of frames.
+    def finish() -> GenerationResult:
+        with engine._mp4_out(run, out_path, geometry, audio, num_frames) as writer:
+            for shot, shot_render in zip(shots, rendered, strict=True):
+                engine._decode_into(run, writer, shot_render.latents.video, geometry, num_frames,
+                                    limit=shot.num_frames)
+        return engine._result(
+            run, out_path, request, req, geometry, num_frames, audio=audio is not None, prompt=prompt, used=used[0],
+            shot_runs=tuple(r.run for r in rendered), aspect_ratio=req.ratio,
+            loras=(*adapters, *([run.control.adapter] if run.control else [])),
+            shots=tuple(ShotInfo(**shot.describe(p.prompt))  # type: ignore[arg-type]  # describe: ShotInfo's fields
+                        for shot, p in zip(shots, used, strict=True))
+            if req.multi_clip else (), soundtrack=soundtrack.fit if soundtrack else None)
+
+    return finish
 
 
 def _held_soundtrack(engine: LTX2Engine, run: Run, soundtrack: Soundtrack, shot: Shot) -> Hold:
