@@ -1,14 +1,16 @@
 """A worker process: loads the engine once, then claims jobs and runs them under a lease until told to stop.
 
-Threads in a worker: the main thread generates; a lease thread (one per job) renews the lease, writes progress,
-picks up cancel requests and hands the job back when a drain runs out; a housekeeping thread keeps the worker's own
-heartbeat row fresh, puts jobs of dead workers back in the queue, under zero data retention deletes outputs past
-their TTL, and deletes jobs past ``--keep-jobs`` (``jobs.retention``). At start and at each claim the main thread
-sweeps ``work/`` of the files of attempts no longer running (``jobs.workdir``: a killed worker's partial MP4).
+Threads in a worker: the main thread generates (with ``--overlap-jobs`` a generate job's decode and encode run on a
+finishing thread while the main thread starts the next job: ``_Finisher``); a lease thread (one per job) renews the
+lease, writes progress, picks up cancel requests and hands the job back when a drain runs out; a housekeeping
+thread keeps the worker's own heartbeat row fresh, puts jobs of dead workers back in the queue, under zero data
+retention deletes outputs past their TTL, and deletes jobs past ``--keep-jobs`` (``jobs.retention``). At start and
+at each claim the main thread sweeps ``work/`` of the files of attempts no longer running (``jobs.workdir``: a
+killed worker's partial MP4).
 
-Stopping (``drain``, on SIGTERM): no new claims; the running job may finish within ``--drain-seconds``; past that
-the lease thread hands it back at once (``JobStore.hand_back``, another worker restarts it) and the engine stops at
-its next cancel check. A second signal hands it back now.
+Stopping (``drain``, on SIGTERM): no new claims; the running job (and one finishing aside) may finish within
+``--drain-seconds``; past that the lease thread hands it back at once (``JobStore.hand_back``, another worker
+restarts it) and the engine stops at its next cancel check. A second signal hands it back now.
 The engine (torch) is imported here only inside ``run``, so importing this module stays cheap.
 """
 
