@@ -300,19 +300,27 @@ class GroupSupervisor:
 
     def _stop_ranks(self) -> None:
         """Rank 0 first (SIGTERM: it drains — finishes its job within ``--drain-seconds``, else hands it back — then
-        tells the others to exit), then any rank still there (SIGTERM, then SIGKILL: a hung rank may ignore the
-        first)."""
+        tells the others to exit), then the others get a while to exit on their own, then rank 0 if still there
+        (SIGTERM, then SIGKILL: a hung rank may ignore the first) and the others still there (SIGKILL).
+
+        The others' while is at most ``--collective-timeout``: rank 0 gone, a rank's next collective fails at once
+        or times out within it (no rank of a working group computes longer than that between two collectives: the
+        others would time out waiting), and its wait for the next job fails with rank 0's store; one still there
+        after it is hung. They write nothing and handle no SIGTERM, so SIGKILL ends them as SIGTERM would, and also
+        where SIGTERM cannot (a stopped process)."""
         leader, others = self.procs[0], self.procs[1:]
         _signal(leader, signal.SIGTERM)
         _wait(leader, self.settings.drain_seconds + HAND_BACK_GRACE)
-        deadline = time.monotonic() + FOLLOWER_EXIT_SECONDS
+        deadline = time.monotonic() + min(FOLLOWER_EXIT_SECONDS, self.settings.collective_timeout)
         for proc in others:
             _wait(proc, max(0.1, deadline - time.monotonic()))
+        _signal(leader, signal.SIGTERM)
+        if not _wait(leader, 5):
+            leader.kill()
         for proc in self.procs:
-            _signal(proc, signal.SIGTERM)
-            if not _wait(proc, 5):
+            if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
