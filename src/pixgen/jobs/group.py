@@ -39,7 +39,7 @@ from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import Engine, GenerationResult, PreviewCallback, never_cancelled
 from pixgen.errors import Cancelled, ConfigError, PixgenError, RankGroupBroken
 from pixgen.jobs.gpus import worker_environment
-from pixgen.jobs.supervisor import HAND_BACK_GRACE, MAX_BACKOFF, die_with_parent
+from pixgen.jobs.supervisor import FIRST_BACKOFF, HAND_BACK_GRACE, die_with_parent, restart_delay
 from pixgen.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ class GroupSupervisor:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
-        backoff = 1.0
+        backoff = FIRST_BACKOFF
         while not self.stopping.is_set():
             world, port = self.settings.ranks, free_port()
             env = rank_environment(self.settings)
@@ -292,10 +292,9 @@ class GroupSupervisor:
             self._stop_ranks()
             if self.stopping.is_set():
                 break
-            lived = time.monotonic() - started
-            backoff = 1.0 if lived > 60 else min(MAX_BACKOFF, backoff * 2)
-            log.warning("rank(s) %s exited; the group restarts in %.0f s", gone, backoff)
-            self.stopping.wait(backoff)
+            delay, backoff = restart_delay(time.monotonic() - started, backoff)
+            log.warning("rank(s) %s exited; the group restarts in %.0f s", gone, delay)
+            self.stopping.wait(delay)
         return 0
 
     def _stop_ranks(self) -> None:
