@@ -28,11 +28,12 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.spec import VideoRequest
@@ -412,5 +413,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def leave(code: int) -> NoReturn:
+    """End this rank's process without tearing the interpreter down, as multiprocessing's children end: its work is
+    over (the worker stopped, the scratch folder removed), the logs are flushed here, and unloading torch, diffusers
+    and transformers module by module takes a CPU second or more that a restarting group would wait for."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    except Exception:  # noqa: BLE001 - reported as Python would (exit status 1), then the same quick exit
+        traceback.print_exc()
+        code = 1
+    leave(code)
