@@ -143,9 +143,8 @@ def fetch_server(tmp_path_factory):
 
 
 # -- the toy LTX-2 under another recipe ------------------------------------------------------------------------
-@pytest.fixture
-def toy_variant(tmp_path):
-    """``make(recipe, sampling, files)``: a folder with the toy's weights (linked, not copied), its own
+def toy_variants(root):
+    """``make(recipe, sampling, files)``: a folder under ``root`` with the toy's weights (linked, not copied), its own
     ``pixgen.json`` naming ``recipe`` with ``sampling`` overrides, and extra ``files`` ({name: bytes}) at its root."""
     import json
 
@@ -157,7 +156,7 @@ def toy_variant(tmp_path):
     def make(recipe: str, sampling: dict | None = None, files: dict | None = None):
         nonlocal made
         made += 1
-        folder = tmp_path / f"toy-variant-{made}"
+        folder = root / f"toy-variant-{made}"
         folder.mkdir()
         for item in toy.iterdir():
             if item.name == "loras":  # a folder of its own (tests add LoRAs), its files linked
@@ -173,6 +172,18 @@ def toy_variant(tmp_path):
         return folder
 
     return make
+
+
+@pytest.fixture
+def toy_variant(tmp_path):
+    """``toy_variants`` in the test's own folder."""
+    return toy_variants(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_toy_variant(tmp_path_factory):
+    """``toy_variants`` in a folder of the module's: for a model a module-scoped server or group shares."""
+    return toy_variants(tmp_path_factory.mktemp("toy-variants"))
 
 
 # -- a real browser (tests/web_browser.py) ---------------------------------------------------------------------

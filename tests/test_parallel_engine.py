@@ -145,28 +145,23 @@ class TestTwoRanksAgainstOne:
             {"image": image_uri(3), "time": 0.5}, {"image": image_uri(4), "time": 1.0, "strength": 0.5}])))
 
     def test_extend(self, pair):
-        source = pair.run("generate", request(seed=11))["result"][0].path  # the reference's video: both extend it
+        source = pair.reference.generate(request(seed=11), pair.tmp / "source.mp4").path  # both extend it
         got = pair.run("extend", source, request(prompt="the kite flies on", seed=12))
         check(pair, got)
         assert got["result"][1].num_frames == got["result"][0].num_frames == 25 + 24
 
-
-def test_tokens_that_do_not_divide_are_padded_and_logged(tmp_path, caplog):
-    """540p 1:1, 2 s: 7 x 17 x 17 = 2023 video tokens over 2 ranks: padded to 2024, never refused."""
-    from pixgen.engine import load_engine
-    from pixgen.jobs.group import leading
-
-    caplog.set_level(logging.INFO, logger="pixgen.parallel")
-    job = request(quality="540p", aspect_ratio="1:1", duration=2, generate_audio=False)
-    reference = load_engine("tiny", device="cpu", dtype="float32")
-    one = reference.generate(job, tmp_path / "one.mp4")
-    with leading(group_settings("float32")) as leader:
-        two = leader.generate(job, tmp_path / "two.mp4")
-    assert "2023 does not divide by 2: padded by 1" in caplog.text
-    assert (two.width, two.height, two.num_frames) == (one.width, one.height, one.num_frames) == (540, 540, 49)
-    seen = psnr(read_frames(one.path), read_frames(two.path))
-    print(f"2023 tokens over 2 ranks: PSNR {seen:.1f} dB")  # shown with pytest -s
-    assert seen >= PSNR_MIN
+    @pytest.mark.parametrize("pair", ["float32"], indirect=True)  # the float32 group of the tests above
+    def test_tokens_that_do_not_divide_are_padded_and_logged(self, pair, caplog):
+        """540p 1:1, 2 s: 7 x 17 x 17 = 2023 video tokens over 2 ranks: padded to 2024, never refused."""
+        caplog.set_level(logging.INFO, logger="pixgen.parallel")
+        job = request(quality="540p", aspect_ratio="1:1", duration=2, generate_audio=False)
+        one, two = pair.reference.generate(job, pair.tmp / "one-padded.mp4"), \
+            pair.leader.generate(job, pair.tmp / "two-padded.mp4")
+        assert "2023 does not divide by 2: padded by 1" in caplog.text
+        assert (two.width, two.height, two.num_frames) == (one.width, one.height, one.num_frames) == (540, 540, 49)
+        seen = psnr(read_frames(one.path), read_frames(two.path))
+        print(f"2023 tokens over 2 ranks: PSNR {seen:.1f} dB")  # shown with pytest -s
+        assert seen >= PSNR_MIN
 
 
 def test_guidance_passes_side_by_side_make_the_same_video(toy_variant, tmp_path):

@@ -103,11 +103,20 @@ def test_generate_over_two_cpu_processes_makes_the_one_process_video(tmp_path):
 
     base = [sys.executable, "-m", "pixgen", "generate", "a lighthouse at dusk", "--duration", "1", "--quality",
             "360p", "--seed", "3", "--device", "cpu", "--quiet"]
-    one = subprocess.run([*base, "-o", str(tmp_path / "one.mp4")], capture_output=True, text=True, timeout=300)
-    two = subprocess.run([*base, "--parallel", "2", "--guidance-parallel", "off", "-o", str(tmp_path / "two.mp4")],
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.strip().splitlines()[-1].startswith("640x360, 25 frames")
+    # side by side: most of each run is starting Python and importing torch and diffusers
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in (
+        [*base, "-o", str(tmp_path / "one.mp4")],
+        [*base, "--parallel", "2", "--guidance-parallel", "off", "-o", str(tmp_path / "two.mp4")])]
+    try:
+        (_, one_err), (two_out, two_err) = [run.communicate(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert runs[0].returncode == 0, one_err[-3000:]
+    assert runs[1].returncode == 0, two_err[-3000:]
+    assert two_out.strip().splitlines()[-1].startswith("640x360, 25 frames")
     assert np.array_equal(read_frames(tmp_path / "one.mp4"), read_frames(tmp_path / "two.mp4"))
 
 
@@ -128,16 +137,19 @@ def rank_pid(server, rank: int) -> int | None:
     return None
 
 
-@pytest.fixture
-def group_server(toy_variant, tmp_path):
+@pytest.fixture(scope="module")
+def group_server(module_toy_variant, tmp_path_factory):
+    """One worker group for the module's fault tests: each starts from a group that runs (the fault test leaves its
+    last restarted group running; the cancel test's group goes on) and makes keys and jobs of its own."""
     # Many steps: the denoising lasts long enough to hit it (a few seconds); CFG only, sequence parallel.
-    folder = toy_variant("ltx-2.0-dev", {"num_inference_steps": 60, "guidance_scale": 3.0,
-                                         "audio_guidance_scale": 3.0, "stg_scale": 0.0, "audio_stg_scale": 0.0,
-                                         "modality_scale": 1.0, "audio_modality_scale": 1.0, "refine_lora": None})
+    folder = module_toy_variant("ltx-2.0-dev", {"num_inference_steps": 60, "guidance_scale": 3.0,
+                                                "audio_guidance_scale": 3.0, "stg_scale": 0.0, "audio_stg_scale": 0.0,
+                                                "modality_scale": 1.0, "audio_modality_scale": 1.0,
+                                                "refine_lora": None})
     env = {"PIXGEN_DEVICE": "cpu", "PIXGEN_PARALLEL": "2", "PIXGEN_GUIDANCE_PARALLEL": "off",
            "PIXGEN_MODEL": str(folder), "PIXGEN_LEASE_SECONDS": "10", "PIXGEN_COLLECTIVE_TIMEOUT": "6",
            "PIXGEN_NO_PREVIEW": "1"}
-    server = start_server(tmp_path / "data", workers=1, env=env, ready=True, timeout=240)
+    server = start_server(tmp_path_factory.mktemp("group") / "data", workers=1, env=env, ready=True, timeout=240)
     yield server
     server.stop()
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -352,6 +352,25 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float
             proc.wait()
 
 
+def stop_server(proc: subprocess.Popen, url: str, grace: float = 30) -> None:
+    """Stop ``pixgen serve`` at ``url`` as an orchestrator does: SIGTERM, then readiness probes until it has exited;
+    SIGKILL after ``grace`` seconds. A server that has been probed keeps accepting after the signal until a probe
+    has seen its 503 (``--workers`` drain meanwhile), up to ``READY_NOTICE_SECONDS``: probing, the caller waits for
+    the drain, not for that notice."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+        with suppress(httpx.HTTPError):
+            httpx.get(url + "/health/ready", timeout=1)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.2)
+    proc.wait()
+
+
 @dataclass
 class LocalServer:
     url: str
@@ -380,7 +399,7 @@ class LocalServer:
         return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker" in " ".join(c.cmdline())]
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        stop_server(self.proc, self.url)
 
 
 class ReceivedWebhook(NamedTuple):

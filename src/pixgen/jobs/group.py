@@ -28,18 +28,19 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.spec import VideoRequest
 from pixgen.engine.base import Engine, GenerationResult, PreviewCallback, never_cancelled
 from pixgen.errors import Cancelled, ConfigError, PixgenError, RankGroupBroken
 from pixgen.jobs.gpus import worker_environment
-from pixgen.jobs.supervisor import HAND_BACK_GRACE, MAX_BACKOFF, die_with_parent
+from pixgen.jobs.supervisor import FIRST_BACKOFF, HAND_BACK_GRACE, die_with_parent, restart_delay
 from pixgen.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ class GroupSupervisor:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
-        backoff = 1.0
+        backoff = FIRST_BACKOFF
         while not self.stopping.is_set():
             world, port = self.settings.ranks, free_port()
             env = rank_environment(self.settings)
@@ -292,27 +293,34 @@ class GroupSupervisor:
             self._stop_ranks()
             if self.stopping.is_set():
                 break
-            lived = time.monotonic() - started
-            backoff = 1.0 if lived > 60 else min(MAX_BACKOFF, backoff * 2)
-            log.warning("rank(s) %s exited; the group restarts in %.0f s", gone, backoff)
-            self.stopping.wait(backoff)
+            delay, backoff = restart_delay(time.monotonic() - started, backoff)
+            log.warning("rank(s) %s exited; the group restarts in %.0f s", gone, delay)
+            self.stopping.wait(delay)
         return 0
 
     def _stop_ranks(self) -> None:
         """Rank 0 first (SIGTERM: it drains — finishes its job within ``--drain-seconds``, else hands it back — then
-        tells the others to exit), then any rank still there (SIGTERM, then SIGKILL: a hung rank may ignore the
-        first)."""
+        tells the others to exit), then the others get a while to exit on their own, then rank 0 if still there
+        (SIGTERM, then SIGKILL: a hung rank may ignore the first) and the others still there (SIGKILL).
+
+        The others' while is at most ``--collective-timeout``: rank 0 gone, a rank's next collective fails at once
+        or times out within it (no rank of a working group computes longer than that between two collectives: the
+        others would time out waiting), and its wait for the next job fails with rank 0's store; one still there
+        after it is hung. They write nothing and handle no SIGTERM, so SIGKILL ends them as SIGTERM would, and also
+        where SIGTERM cannot (a stopped process)."""
         leader, others = self.procs[0], self.procs[1:]
         _signal(leader, signal.SIGTERM)
         _wait(leader, self.settings.drain_seconds + HAND_BACK_GRACE)
-        deadline = time.monotonic() + FOLLOWER_EXIT_SECONDS
+        deadline = time.monotonic() + min(FOLLOWER_EXIT_SECONDS, self.settings.collective_timeout)
         for proc in others:
             _wait(proc, max(0.1, deadline - time.monotonic()))
+        _signal(leader, signal.SIGTERM)
+        if not _wait(leader, 5):
+            leader.kill()
         for proc in self.procs:
-            _signal(proc, signal.SIGTERM)
-            if not _wait(proc, 5):
+            if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -405,5 +413,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def leave(code: int) -> NoReturn:
+    """End this rank's process without tearing the interpreter down, as multiprocessing's children end: its work is
+    over (the worker stopped, the scratch folder removed), the logs are flushed here, and unloading torch, diffusers
+    and transformers module by module takes a CPU second or more that a restarting group would wait for."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    except Exception:  # noqa: BLE001 - reported as Python would (exit status 1), then the same quick exit
+        traceback.print_exc()
+        code = 1
+    leave(code)

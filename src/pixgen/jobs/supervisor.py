@@ -16,6 +16,7 @@ from pixgen.settings import Settings, env_name
 
 log = logging.getLogger("pixgen.supervisor")
 
+FIRST_BACKOFF = 0.5  # seconds; doubled before each restart that follows a short life (1, 2, 4... MAX_BACKOFF)
 MAX_BACKOFF = 30.0
 HAND_BACK_GRACE = 20.0  # seconds a worker gets, past its drain, to hand back its job and exit before SIGKILL
 
@@ -28,7 +29,7 @@ class Supervisor:
         self.gpus = assign_gpus(count, gpus, share=settings.share_gpus,  # raises before anything starts
                                 per_worker=settings.gpus_per_worker)
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
-        self._backoff = [0.5] * count
+        self._backoff = [FIRST_BACKOFF] * count
         self._started = [0.0] * count
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="pixgen-supervisor", daemon=True)
@@ -62,10 +63,8 @@ class Supervisor:
                 if proc is None or proc.poll() is None:
                     continue
                 if slot not in due:
-                    # Back off when a worker dies soon after starting (bad model folder, database down...).
-                    lived = now - self._started[slot]
-                    self._backoff[slot] = 1.0 if lived > 60 else min(MAX_BACKOFF, self._backoff[slot] * 2)
-                    due[slot] = now + (0.0 if lived > 60 else self._backoff[slot])
+                    delay, self._backoff[slot] = restart_delay(now - self._started[slot], self._backoff[slot])
+                    due[slot] = now + delay
                     log.warning("worker slot %d: pid %d exited with %s; restarting", slot, proc.pid,
                                 proc.returncode)
                 if now >= due[slot] and not self._stop.is_set():
@@ -95,6 +94,17 @@ class Supervisor:
         for proc in self._procs:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
+
+
+def restart_delay(lived: float, backoff: float) -> tuple[float, float]:
+    """How long to wait before starting again what exited after living ``lived`` seconds, and the backoff to pass
+    next time (``FIRST_BACKOFF`` at first): at once after a long life, else twice the last wait (up to
+    ``MAX_BACKOFF``): something that dies soon after starting (bad model folder, database down...) is not started
+    in a tight loop."""
+    if lived > 60:
+        return 0.0, FIRST_BACKOFF * 2
+    backoff = min(MAX_BACKOFF, backoff * 2)
+    return backoff, backoff
 
 
 def die_with_parent() -> None:
