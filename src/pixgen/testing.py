@@ -365,8 +365,22 @@ class LocalServer:
 
         return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker" in " ".join(c.cmdline())]
 
-    def stop(self) -> None:
-        stop_process(self.proc)
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM, then readiness probed as a load balancer would until it answers "shutting down": a server whose
+        readiness was ever probed (``ready=True`` here) keeps accepting for up to ``READY_NOTICE_SECONDS`` until a
+        probe has seen that 503 (``cli/draining_server.py``); the probe ends that wait instead of the clock."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    answer = httpx.get(self.url + "/health/ready", timeout=2)
+                    if answer.status_code == 503 and answer.json().get("reason") == "shutting down":
+                        break
+                except (httpx.HTTPError, ValueError):  # stopped accepting: nothing waits for a probe any more
+                    break
+                time.sleep(0.05)
+        stop_process(self.proc, grace=grace)
 
 
 class ReceivedWebhook(NamedTuple):
