@@ -1,7 +1,8 @@
 """Fleet benchmarks (issue 5), on PostgreSQL (a fresh ``pixgen_bench_<random>`` database on 127.0.0.1:5432,
 dropped afterwards) and SQLite:
 
-- ``--claims``: claim throughput, jobs/s with 1, 2 and 4 worker processes on a queue of no-op-fast jobs.
+- ``--claims``: claim throughput, jobs/s with 1, 2 and 4 worker processes (``--worker-counts``) on a queue of
+  no-op-fast jobs.
   ``worker``: the real worker loop (``pixgen.jobs.worker.Worker``: claim, lease thread, progress write, thumbnail,
   complete) with an engine that copies a tiny MP4; ``store``: only the store calls a worker makes per job (claim,
   one heartbeat with progress, complete), the ceiling of the database side.
@@ -12,8 +13,8 @@ dropped afterwards) and SQLite:
 
 No part flag runs both. ::
 
-    .venv/bin/python bench/fleet_bench.py [--claims] [--kill] [--jobs 200] [--lease-seconds 5]
-                                          [--json bench/results/fleet.json]
+    .venv/bin/python bench/fleet_bench.py [--claims] [--kill] [--jobs 200] [--worker-counts 1,2,4]
+                                          [--lease-seconds 5] [--json bench/results/fleet.json]
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def claim_throughput(database_url: str, mode: str, workers: int, jobs: int, data
     return {"jobs": jobs, "seconds": round(elapsed, 2), "jobs_per_s": round(jobs / elapsed, 1)}
 
 
-def bench_claims(jobs: int, backends: dict[str, str | None]) -> dict[str, Any]:
+def bench_claims(jobs: int, backends: dict[str, str | None],
+                 worker_counts: tuple[int, ...] = WORKER_COUNTS) -> dict[str, Any]:
     out: dict[str, Any] = {"jobs_per_run": jobs, "machine_before": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -178,7 +180,7 @@ def bench_claims(jobs: int, backends: dict[str, str | None]) -> dict[str, Any]:
                 out[backend] = {"skipped": "no PostgreSQL server at 127.0.0.1:5432"}
                 continue
             out[backend] = {mode: {f"{n}_workers": claim_throughput(url, mode, n, jobs, data_dir)
-                                   for n in WORKER_COUNTS} for mode in ("worker", "store")}
+                                   for n in worker_counts} for mode in ("worker", "store")}
     out["machine_after"] = machine()
     return out
 
@@ -283,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--claims", action="store_true")
     parser.add_argument("--kill", action="store_true")
     parser.add_argument("--jobs", type=int, default=200, help="jobs per claim-throughput run")
+    parser.add_argument("--worker-counts", default=",".join(map(str, WORKER_COUNTS)),
+                        help="worker processes per claim-throughput run, comma-separated (default 1,2,4)")
     parser.add_argument("--lease-seconds", type=float, default=5.0)
     parser.add_argument("--kill-runs", type=int, default=1, help="runs per kill scenario and backend")
     parser.add_argument("--backends", default="postgres,sqlite", help="comma-separated: postgres, sqlite")
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         urls = {"postgres": pg_url, "sqlite": f"sqlite:///{Path(tmp) / 'fleet.db'}"}
         backends = {b: urls[b] for b in wanted}
         if every or args.claims:
-            results["claim_throughput"] = bench_claims(args.jobs, backends)
+            counts = tuple(int(n) for n in args.worker_counts.split(",") if n.strip())
+            results["claim_throughput"] = bench_claims(args.jobs, backends, counts)
         if every or args.kill:
             results["killed_worker"] = bench_kill(args.lease_seconds, backends, args.kill_runs)
     results["machine_end"] = machine()

@@ -3,6 +3,7 @@
     bash bench/gpu_run.sh --plan speed          # the one prepared device call (≤ 8 min on one H200 or H100)
     python bench/gpu_bench.py --plan full       # every case, speed option and memory mode (longer)
     python bench/gpu_bench.py --plan speed --device cpu --toy --duration 1 --quality 360p   # the dry run (CPU)
+                                                           # (tests: also --aspect-ratio 1:1 --repeats 1)
     python bench/gpu_bench.py --sizes           # full-size parameter counts, built on the meta device
 
 Nothing is downloaded: every component is built from its published configuration (``ltx2_configs.py``) with
@@ -66,6 +67,8 @@ from gpu_measure import (
     toy_components,
 )
 from queue_run import worker_queue
+
+from pixgen.core.sizes import ASPECT_RATIOS  # src is on the path once gpu_measure is imported
 
 # The issue's targets (issue 17), evaluated on what ran.
 TARGETS = {"distilled_720p_warm_wall_s": 5.0, "first_job_over_warm": 1.1, "frames_psnr_db": 30.0,
@@ -165,8 +168,8 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
         raise SystemExit(f"--steps: {', '.join(sorted(unknown))} not among {', '.join(SPEED_STEPS)}")
     case = CASES[args.case]
     quality = args.quality or case.quality
-    out = results.data.setdefault("speed", {"case": case.name, "quality": quality, "duration_s": args.duration,
-                                            "repeats": args.repeats})
+    out = results.data.setdefault("speed", {"case": case.name, "quality": quality, "aspect_ratio": args.aspect_ratio,
+                                            "duration_s": args.duration, "repeats": args.repeats})
     transformer = base.transformer
     request = job_request(args, quality)
     reference: dict[str, Any] = {}  # the baseline's frames and audio, as written
@@ -176,7 +179,7 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
         from pixgen.engine.ltx2.warmup import warm_up
 
         engine = make_engine(case, base, upsampler, dev, args, work, quality=quality)
-        state = warm_up(engine, f"{quality}/{args.duration}")
+        state = warm_up(engine, f"{quality}/{args.duration}/{args.aspect_ratio}")
         first = run_pixgen(engine, request, dev, work)
         measured = repeated(engine, request, dev, work, args.repeats, first_untimed=False, record=reference)
         measured.update(warmup_s=round(state.seconds, 2), warmup=state.describe(), first_job_wall_s=first["wall_s"],
@@ -231,8 +234,9 @@ def plan_speed(args: Any, dev: Device, base: Any, upsampler: Any, work: Path, re
         if report is not None:
             measured["compile"] = report
         if second_shape:  # another member of the shape family: nothing new should compile
-            other = job_request(args, quality, seed=2, ratio="9:16")
-            measured["second_shape"] = {"shape": f"{quality} 9:16", **run_pixgen(runner, other, dev, work),
+            ratio = "9:16" if args.aspect_ratio != "9:16" else "16:9"
+            other = job_request(args, quality, seed=2, ratio=ratio)
+            measured["second_shape"] = {"shape": f"{quality} {ratio}", **run_pixgen(runner, other, dev, work),
                                         "compile_after": compile_report(transformer)}
         measured["speedup"] = round(base_run["wall_s"] / measured["wall_s"], 3)
         return with_quality(measured, reference, written)
@@ -518,6 +522,8 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES), help="the full plan's cases")
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--quality", default=None, help="override every case's quality (the dry run)")
+    parser.add_argument("--aspect-ratio", default="16:9", choices=ASPECT_RATIOS,
+                        help="every job's ratio (default 16:9; the dry run: 1:1, the fewest pixels a quality has)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (the median is reported)")
     parser.add_argument("--timed-steps", type=int, default=3, help="stage-1 steps timed in extrapolated cases")
     parser.add_argument("--queue-jobs", type=int, default=10, help="jobs in the queue measured for jobs per hour")

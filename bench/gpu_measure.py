@@ -111,6 +111,23 @@ def toy_components(device: str, dtype: Any) -> tuple[dict, Any]:
     return base, pipes.upsample.latent_upsampler
 
 
+@contextlib.contextmanager
+def unfilled() -> Iterator[None]:
+    """Random fills (``uniform_``, ``normal_``: what every initialiser ends in) as no-ops, for a model built on the
+    meta device, which holds no values to fill: there each fill still runs its decomposition in Python, most of the
+    build's time."""
+    import torch
+
+    fills = {name: getattr(torch.Tensor, name) for name in ("uniform_", "normal_")}
+    for name in fills:
+        setattr(torch.Tensor, name, lambda self, *args, **kwargs: self)
+    try:
+        yield
+    finally:
+        for name, fill in fills.items():
+            setattr(torch.Tensor, name, fill)
+
+
 def meta_sizes(version: str) -> dict[str, float]:
     """Billions of parameters per full-size component, built on the meta device (no memory, no weights)."""
     import torch
@@ -119,7 +136,8 @@ def meta_sizes(version: str) -> dict[str, float]:
     from pixgen.engine import resolve_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir("tiny") / "tokenizer")
-    parts, upsampler = full_components(version, "meta", torch.bfloat16, tokenizer)
+    with unfilled():
+        parts, upsampler = full_components(version, "meta", torch.bfloat16, tokenizer)
     sizes = {name: sum(p.numel() for p in m.parameters()) / 1e9 for name, m in parts.items()
              if hasattr(m, "parameters")}
     sizes["latent_upsampler"] = sum(p.numel() for p in upsampler.parameters()) / 1e9
@@ -304,11 +322,13 @@ def make_engine(case: Case, base: Any, upsampler: Any, dev: Device, args: Any, w
     return engine
 
 
-def job_request(args: Any, quality: str, seed: int = 1, ratio: str = "16:9") -> Any:
+def job_request(args: Any, quality: str, seed: int = 1, ratio: str | None = None) -> Any:
+    """The plan's job: ``args.aspect_ratio`` (``--aspect-ratio``) unless another ``ratio`` is asked for."""
     from pixgen.core.spec import parse_request
 
     return parse_request({"prompt": PROMPT, "negative_prompt": NEGATIVE, "duration": args.duration,
-                          "quality": quality, "aspect_ratio": ratio, "seed": seed, "thinking_type": "disabled"})
+                          "quality": quality, "aspect_ratio": ratio or args.aspect_ratio, "seed": seed,
+                          "thinking_type": "disabled"})
 
 
 @contextlib.contextmanager
@@ -452,7 +472,7 @@ def run_diffusers(case: Case, base: Any, upsampler: Any, dev: Device, args: Any,
 
     recipe = RECIPES[case.recipe]
     distilled = recipe.sigmas is not None
-    width, height = output_size("16:9", quality)
+    width, height = output_size(args.aspect_ratio, quality)
     geometry = plan_geometry(width, height, two_stage=case.two_stage)
     num_frames = args.duration * 24 + 1
     steps = args.timed_steps if case.extrapolate else recipe.num_inference_steps

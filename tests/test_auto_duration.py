@@ -179,8 +179,8 @@ def test_toy_25_chooses_whole_8k_plus_1_frames_as_diffusers_does(dtype, tmp_path
     engine = load_engine("tiny-2.5", device="cpu", dtype=dtype)
     assert engine.has_duration_head and engine.recipe.name == "ltx-2.5"
     prompt = "A dog chases a ball across a sandy beach"
-    request = parse_request({"prompt": prompt, "duration": "auto", "quality": "360p", "seed": 7,
-                             "thinking_type": "disabled"})
+    request = parse_request({"prompt": prompt, "duration": "auto", "quality": "360p", "aspect_ratio": "1:1",
+                             "seed": 7, "thinking_type": "disabled"})  # 1:1: the smallest 360p frames
     result = engine.generate(request, tmp_path / "auto.mp4")
     assert _on_grid_within_bounds(result.num_frames), result.num_frames
     facts = probe(result.path)
@@ -209,8 +209,8 @@ def _generate(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_duration_auto_on_the_toy_25_and_refused_on_the_toy_20(tmp_path):
     out = tmp_path / "auto.mp4"
-    done = _generate("a red kite over the dunes", "--duration", "auto", "--quality", "360p", "--model", "tiny-2.5",
-                     "--device", "cpu", "-o", str(out))
+    done = _generate("a red kite over the dunes", "--duration", "auto", "--quality", "360p", "--aspect-ratio", "1:1",
+                     "--model", "tiny-2.5", "--device", "cpu", "-o", str(out))  # 1:1: the smallest 360p frames
     assert done.returncode == 0, done.stderr
     assert _on_grid_within_bounds(probe(out).num_frames)
     refused = _generate("a red kite", "--duration", "auto", "--model", "tiny", "--device", "cpu",
@@ -253,7 +253,7 @@ def test_job_api_auto_states_the_chosen_duration(server_25):
     assert models["parameters"]["duration"]["auto"] is True and "auto-duration" in models["capabilities"]
 
     body = {"prompt": "Slow motion water drops falling into a still pond", "duration": "auto", "quality": "360p",
-            "seed": 11, "thinking_type": "disabled"}
+            "aspect_ratio": "1:1", "seed": 11, "thinking_type": "disabled"}
     estimate = httpx.post(f"{server_25.url}/api/v1/models/pixverse-v6/estimate", json=body, headers=_auth(key),
                           timeout=30).json()
     assert estimate["duration"] == "auto" and estimate["durationRange"] == [1.0, 15.0]
@@ -331,6 +331,7 @@ def test_web_page_automatic_duration_shows_the_chosen_length(browser, server_25)
         switch.wait_for(state="visible", timeout=30_000)  # the server's model has a duration head
         page.get_by_label("Prompt", exact=True).fill("A musician plays an acoustic guitar by a campfire")
         page.get_by_label("Quality", exact=True).select_option("360p")
+        page.get_by_label("Aspect ratio", exact=True).select_option("1:1")  # the smallest 360p frames
         page.get_by_label("Thinking", exact=True).select_option("disabled")
         switch.check()
         assert page.get_by_label("Duration", exact=True).is_disabled()

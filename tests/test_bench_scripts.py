@@ -28,12 +28,13 @@ def test_benchmark_starts_and_shows_its_options(script):
 
 
 def gpu_bench(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The plan at its smallest: the toy, 1 s (the fewest frames), 360p 1:1 (the fewest pixels a job has)."""
     import json
 
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--device", "cpu", "--toy", "--duration", "1",
-                           "--quality", "360p", "--out", str(out), *args], capture_output=True, text=True,
-                          timeout=1200, cwd=BENCH.parent)
+                           "--quality", "360p", "--aspect-ratio", "1:1", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=1200, cwd=BENCH.parent)
     return done, json.loads(out.read_text()) if out.exists() else {}
 
 
@@ -41,30 +42,33 @@ def test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu(tmp_path):
     """``bench/gpu_run.sh --plan speed`` is the next GPU session's one call: its whole code path (warm-up, medians,
     per-stage peaks, diffusers matched stage by stage, float8, compile with its first job and a second shape,
     overlap, the queue, the dev step's FLOPs, group offload, the targets) runs here first, with the toy, dynamo's
-    eager backend and fewer repeats, so it cannot rot between GPU runs."""
-    done, results = gpu_bench(tmp_path, "--plan", "speed", "--repeats", "2", "--queue-jobs", "2",
+    eager backend and one timed run a figure (every path a figure takes, its median of one), so it cannot rot
+    between GPU runs."""
+    done, results = gpu_bench(tmp_path, "--plan", "speed", "--repeats", "1", "--queue-jobs", "1",
                               "--memory-modes", "full,group-offload")
     assert done.returncode == 0, done.stderr[-3000:]
     assert results["errors"] == [] and results["compile_backend"] == "eager"
     speed = results["speed"]
     base = speed["baseline"]
-    assert base["runs"] == 2 and len(base["runs_wall_s"]) == 2 and base["frames"] == 25 and base["two_stage"]
-    assert base["first_job_over_warm"] > 0 and base["warmup"].startswith("warm (360p 1 s 16:9)")
+    assert base["runs"] == 1 and len(base["runs_wall_s"]) == 1 and base["frames"] == 25 and base["two_stage"]
+    assert base["generation_size"] == "384x384" and speed["aspect_ratio"] == "1:1"
+    assert base["first_job_over_warm"] > 0 and base["warmup"].startswith("warm (360p 1 s 1:1)")
     assert {"text", "denoise", "upsample", "refine", "decode", "encode"} <= set(base["stages_s"])
     matched = speed["diffusers_matched"]
-    assert matched["call"] == "matched" and matched["runs"] == 2
+    assert matched["call"] == "matched" and matched["runs"] == 1
     assert {"stage1", "upsample", "stage2", "decode", "encode"} <= set(matched["stages_s"])
     assert speed["ratio_matched"] > 0 and "diffusers_docs_call" not in speed  # the docs call only when asked
     fp8 = speed["fp8"]
     assert fp8["applied"] == ["float8 compute in 20 linear layers"] and fp8["quality"]["frames_psnr_db"] > 30
     compiled = speed["compile"]
     assert compiled["compile"]["graphs"] >= 1 and compiled["compile"]["graph_breaks"] == 0
+    assert compiled["second_shape"]["shape"] == "360p 9:16"
     assert compiled["second_shape"]["compile_after"] == compiled["compile"]  # 9:16 compiled nothing new
     assert compiled["quality"]["identical_frames"] is True  # eager: the traced ops as they are
     assert speed["compile+fp8"]["quality"] == fp8["quality"]
     assert speed["overlap"]["quality"]["identical_frames"] and speed["overlap"]["quality"]["identical_audio"]
     queue = speed["queue"]
-    assert queue["jobs"] == 2 and queue["options"] == speed["fastest_within_bound"]["options"]
+    assert queue["jobs"] == 1 and queue["options"] == speed["fastest_within_bound"]["options"]
     # jobs/h over the serial jobs/h; both shown rounded to 0.1, so the ratio of the shown figures is within 0.001
     assert queue["speedup"] == pytest.approx(queue["jobs_per_hour"] / speed["serial_jobs_per_hour"], abs=1e-3)
     assert speed["dev_720p_step"]["plain"]["stage1"]["flops_per_step"] > 0
@@ -111,10 +115,11 @@ def test_the_fleet_and_webhook_benchmarks_run_small(tmp_path):
 
     fleet = tmp_path / "fleet.json"
     done = subprocess.run([sys.executable, str(BENCH / "fleet_bench.py"), "--claims", "--jobs", "6",
-                           "--backends", "sqlite", "--json", str(fleet)], capture_output=True, text=True,
-                          timeout=300, cwd=BENCH.parent)
+                           "--worker-counts", "2", "--backends", "sqlite", "--json", str(fleet)],
+                          capture_output=True, text=True, timeout=300, cwd=BENCH.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads(fleet.read_text())["claim_throughput"]["sqlite"]
+    assert set(runs) == {"worker", "store"} and all(set(mode) == {"2_workers"} for mode in runs.values())
     assert all(run["jobs"] == 6 and run["jobs_per_s"] > 0 for mode in runs.values() for run in mode.values())
 
     hooks = tmp_path / "webhooks.json"

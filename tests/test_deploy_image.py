@@ -56,15 +56,16 @@ def test_the_image_recipe_installs_an_environment_that_makes_a_video(tmp_path):
     assert "pixgen (cpu) installed" in install.stdout
 
     python = tmp_path / "pixgen" / "bin" / "python"
+    installed = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the environment's pixgen, not a checkout's
     versions = subprocess.run([python, "-c", "import torch, pixgen; print(torch.__version__, pixgen.__file__)"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, env=installed)
     torch_version, location = versions.stdout.split()
     assert torch_version.startswith("2.13.0") and location.startswith(str(tmp_path / "pixgen"))  # not this checkout
 
     out = tmp_path / "out.mp4"
     made = subprocess.run([tmp_path / "pixgen" / "bin" / "pixgen", "generate", "a red kite over the sea",
                            "--duration", "1", "--quality", "360p", "--seed", "7", "--model", "tiny", "-o", out],
-                          env={**os.environ, "PIXGEN_DEVICE": "cpu"}, capture_output=True, text=True, timeout=600)
+                          env={**installed, "PIXGEN_DEVICE": "cpu"}, capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     facts = probe(out)
     assert (facts.width, facts.height) == (640, 360) and abs(facts.num_frames - 25) <= 1

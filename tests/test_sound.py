@@ -122,7 +122,7 @@ def engine(request):
 @pytest.fixture(scope="module")
 def source(engine, tmp_path_factory):
     request = parse_request({"prompt": "a drummer on a rooftop", "duration": 1, "quality": "360p", "seed": 1,
-                             "thinking_type": "disabled"})
+                             "aspect_ratio": "1:1", "thinking_type": "disabled"})  # 1:1: the smallest 360p frames
     return engine.generate(request, tmp_path_factory.mktemp("sound") / "source.mp4").path
 
 
@@ -136,7 +136,7 @@ def test_new_sound_keeps_the_frames_bit_for_bit_and_follows_the_seed(engine, sou
     for result in (one, two):
         assert video_packets(result.path) == video_packets(source)
         assert np.array_equal(read_frames(result.path), read_frames(source))
-        assert (result.width, result.height, result.num_frames, result.sound_only) == (640, 360, 25, True)
+        assert (result.width, result.height, result.num_frames, result.sound_only) == (360, 360, 25, True)
         facts = probe(result.path)
         assert facts.audio_codec == "aac" and abs(facts.audio_seconds - 1.0) <= 0.1
     a, b, c = read_audio(one.path), read_audio(again.path), read_audio(two.path)
@@ -307,7 +307,8 @@ def download(job: dict, path: Path) -> Path:
 def test_sound_jobs_run_end_to_end_and_leave_the_source_as_it_was(server, tmp_path):
     key = server.new_key(credits=100)
     with client(server, key) as c:
-        r = c.post(RUN, json={"prompt": "a drummer", "duration": 1, "quality": "360p", "seed": 2})
+        r = c.post(RUN, json={"prompt": "a drummer", "duration": 1, "quality": "360p", "aspect_ratio": "1:1",
+                              "seed": 2})
         source = wait_completed(c, r.json()["jobId"])
         original = download(source, tmp_path / "source.mp4")
         sounds = []
