@@ -71,6 +71,9 @@ def test_the_gpu_speed_plan_runs_end_to_end_at_toy_size_on_this_cpu(tmp_path):
     assert queue["jobs"] == 1 and queue["options"] == speed["fastest_within_bound"]["options"]
     # jobs/h over the serial jobs/h; both shown rounded to 0.1, so the ratio of the shown figures is within 0.001
     assert queue["speedup"] == pytest.approx(queue["jobs_per_hour"] / speed["serial_jobs_per_hour"], abs=1e-3)
+    # through the worker loop, one by one and with --overlap-jobs (its Finish on the finishing thread)
+    assert queue["one_by_one"]["overlap_jobs"] is False and queue["overlapped"]["overlap_jobs"] is True
+    assert {"denoise", "decode", "encode"} <= set(queue["overlapped"]["stage_s"]) and queue["overlap_jobs_ratio"] > 0
     assert speed["dev_720p_step"]["plain"]["stage1"]["flops_per_step"] > 0
     memory = results["memory"]
     assert memory["full"]["same_as"] == "speed/baseline"
