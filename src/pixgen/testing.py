@@ -380,6 +380,20 @@ class LocalServer:
         return [c.pid for c in psutil.Process(self.proc.pid).children() if "worker" in " ".join(c.cmdline())]
 
     def stop(self) -> None:
+        """SIGTERM, then readiness probes until one is answered "shutting down", as the load balancer in front of a
+        server would send them: once probed (``start_server(ready=True)`` probes), ``serve`` keeps accepting for up
+        to 10 s after the signal, until a probe has seen the 503 (``cli/draining_server.py``)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    answer = httpx.get(self.url + "/health/ready", timeout=2)
+                    if answer.status_code == 503 and answer.json().get("reason") == "shutting down":
+                        break
+                except (httpx.HTTPError, ValueError):
+                    break  # no longer accepting (or not answering readiness at all): nothing to wait for
+                time.sleep(0.05)
         stop_process(self.proc)
 
 
