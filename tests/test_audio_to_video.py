@@ -78,11 +78,21 @@ def test_the_mp4_carries_the_given_sound_as_long_as_it_and_the_video_follows_its
     assert result.soundtrack.cut_seconds == 0 and result.soundtrack.padded_seconds == 0
 
 
-def test_a_duration_cuts_or_pads_the_sound_with_silence_and_says_so(engine, tmp_path):
+def sound_of(engine, seconds: float) -> tuple[np.ndarray, str]:
+    """``tones(seconds)`` at the vocoder's rate (the MP4's), and as a WAV data URI."""
+    given = tones(seconds, engine.audio_sample_rate)
+    return given, audio_uri(wav_bytes(given, engine.audio_sample_rate))
+
+
+@pytest.fixture(scope="module")
+def cut(engine, tmp_path_factory):
+    """A 1 s job to 1.5 s of ``tones`` (seed 11): read by the cut/pad test and, as the first seed, the seed test."""
+    return engine.generate(request(sound_of(engine, 1.5)[1], duration=1), tmp_path_factory.mktemp("cut") / "cut.mp4")
+
+
+def test_a_duration_cuts_or_pads_the_sound_with_silence_and_says_so(engine, cut, tmp_path):
     rate = engine.audio_sample_rate
-    given = tones(1.5, rate)
-    uri = audio_uri(wav_bytes(given, rate))
-    cut = engine.generate(request(uri, duration=1), tmp_path / "cut.mp4")
+    given, uri = sound_of(engine, 1.5)
     assert probe(cut.path).num_frames == 25
     assert (cut.soundtrack.cut_seconds, cut.soundtrack.padded_seconds) == (pytest.approx(0.5), 0)
     assert correlation(read_audio(cut.path), given[:, :rate]) >= 0.99
@@ -96,11 +106,9 @@ def test_a_duration_cuts_or_pads_the_sound_with_silence_and_says_so(engine, tmp_
     assert np.abs(tail).max() < 0.01  # silence after the sound
 
 
-def test_the_video_differs_by_seed_and_the_sound_does_not(engine, tmp_path):
-    rate = engine.audio_sample_rate
-    uri = audio_uri(wav_bytes(tones(1.0, rate), rate))
-    one = engine.generate(request(uri, seed=1), tmp_path / "one.mp4")
-    two = engine.generate(request(uri, seed=2), tmp_path / "two.mp4")
+def test_the_video_differs_by_seed_and_the_sound_does_not(engine, cut, tmp_path):
+    one = cut  # seed 11
+    two = engine.generate(request(sound_of(engine, 1.5)[1], duration=1, seed=2), tmp_path / "two.mp4")
     assert not np.array_equal(read_frames(one.path), read_frames(two.path))
     np.testing.assert_array_equal(read_audio(one.path), read_audio(two.path))
 

@@ -265,9 +265,9 @@ def test_stage_two_refines_without_the_reference_or_the_ic_lora(toy_variant, tmp
     engine = load_engine(str(toy_variant("ltx-2.0-dev", {"num_inference_steps": 2,
                                                           "two_stage_qualities": ["360p"]})))
     calls = TransformerCalls(engine)
-    try:
-        engine.generate(small(control_video=video_uri(control_mp4(tmp_path)), control_type="depth"),
-                        tmp_path / "two.mp4")
+    try:  # up to the decode (start_generate): both stages' calls are all this reads
+        engine.start_generate(small(control_video=video_uri(control_mp4(tmp_path)), control_type="depth"),
+                              tmp_path / "two.mp4")
     finally:
         calls.close()
     flags = [active for _, active in calls.calls]

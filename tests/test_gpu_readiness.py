@@ -64,27 +64,44 @@ def test_the_video_vae_leaves_half_precision_only_on_a_cpu_without_fast_half_pre
     assert video_vae_dtype(torch.bfloat16, cpu) == (torch.bfloat16 if fast_bf16 else torch.float32)
 
 
-@pytest.mark.parametrize("fields", [{}, {"quality": "1080p", "generate_audio": False},
+@pytest.mark.parametrize("fields", [{}, {"two_stage": True, "generate_audio": False},
                                     {"image_input": "start", "end_image_input": "end"}])
-def test_a_whole_job_runs_in_bfloat16(bf16_engine, tmp_path, fields):
+def test_a_whole_job_runs_in_bfloat16(bf16_engine, tmp_path, monkeypatch, fields):
+    """The two-stage case runs what a 1080p job runs after stage 1 (the latent upsampler, stage 2, the decode in
+    spatial and temporal tiles), at 360p: 360p made a two-stage quality and the decode's tiles made small enough
+    that 640x384 is cut into them (a 1080p job on the toy costs ~15x the CPU time, new shapes mostly)."""
+    from pixgen.engine.ltx2 import decode
     from tests.test_engine_stages import image_uri
 
+    fields = dict(fields)
+    two_stage = fields.pop("two_stage", False)
+    tiles = []
+    if two_stage:
+        monkeypatch.setattr(bf16_engine, "recipe", bf16_engine.recipe.with_overrides({"two_stage_qualities": ["360p"]}))
+        monkeypatch.setattr(decode, "SPATIAL_TILING_ABOVE", 512)  # 640 px wide: tiles of 512 px across
+        monkeypatch.setattr(decode, "TILE_PIXEL_FRAMES", 16 * 640 * 384)  # 16-frame temporal tiles
+        decode_tile = decode.decode_tile
+        monkeypatch.setattr(decode, "decode_tile", lambda vae, z, temb: (tiles.append(z.shape), decode_tile(
+            vae, z, temb))[1])
     fields = {k: image_uri(i) if v in ("start", "end") else v for i, (k, v) in enumerate(fields.items())}
     result = bf16_engine.generate(request(**fields), tmp_path / "bf16.mp4")
     facts = probe(result.path)
     assert (facts.width, facts.height, facts.num_frames) == (*output_size("16:9", result.quality), 25)
     assert dtypes(bf16_engine)["transformer"] == {torch.bfloat16}  # nothing was upcast along the way
+    assert result.two_stage == two_stage
+    if two_stage:  # tiled across and in time: more than one width and more than one length of tile
+        assert len({shape[-1] for shape in tiles}) > 1 and len({shape[2] for shape in tiles}) > 1, tiles
 
 
 def test_pixgen_generate_takes_a_dtype(tmp_path):
+    from cli_tools import pixgen
+
     out = tmp_path / "cli.mp4"
-    proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a lighthouse", "--duration", "1",
-                           "--quality", "360p", "--seed", "1", "--dtype", "bfloat16", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = pixgen("generate", "a lighthouse", "--duration", "1", "--quality", "360p", "--seed", "1", "--dtype",
+                  "bfloat16", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "640x360, 25 frames" in proc.stdout and "recipe ltx-2.0-dev" in proc.stdout and out.is_file()
-    bad = subprocess.run([sys.executable, "-m", "pixgen", "generate", "x", "--dtype", "int8", "-o",
-                          str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
+    bad = pixgen("generate", "x", "--dtype", "int8", "-o", str(tmp_path / "x.mp4"))
     assert bad.returncode == 2 and "dtype" in bad.stderr
 
 
@@ -122,13 +139,14 @@ def test_a_preset_lora_first_loaded_by_extend_works_for_every_later_generate(toy
     from pixgen.engine import load_engine
     from pixgen.engine.presets import STYLES
     from tests.test_engine_stages import lora_file
+    from tests.test_extend import write_source
 
     folder = toy_variant("ltx-2.0-dev", {"num_inference_steps": 2})
     (folder / "loras").mkdir(exist_ok=True)  # the toy ships one (its IC-LoRA)
     (folder / "loras" / STYLES["anime"].lora).write_bytes(lora_file())
     engine = load_engine(str(folder))
-    source = engine.generate(request(), tmp_path / "src.mp4")
-    extended = engine.extend(source.path, request(style="anime"), tmp_path / "ext.mp4")
+    source = write_source(tmp_path / "src.mp4", frames=9, width=640, height=360)  # any MP4: no job of this engine
+    extended = engine.extend(source, request(style="anime"), tmp_path / "ext.mp4")
     assert extended.loras == ("style_anime",)
     again = engine.generate(request(style="anime"), tmp_path / "again.mp4")
     assert again.loras == ("style_anime",) and probe(again.path).num_frames == 25

@@ -5,8 +5,6 @@ decode goes through the offloading hooks; each speed option switches on and does
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -30,16 +28,28 @@ def request(**fields):
 
 
 @pytest.fixture(scope="module")
-def frames_by_mode(tmp_path_factory):
+def jobs_by_mode(tmp_path_factory):
+    """One job per memory mode: its frames; and under ``offload``, for each call of the VAE's offloading hook
+    during the job, whether it was the VAE's call."""
     from pixgen.engine import load_engine
 
-    out = {}
+    frames, vae_hook_calls = {}, []
     for mode in MODES:
         engine = load_engine("tiny", memory=mode)
         assert engine.memory == mode
+        if mode == "offload":
+            vae = engine.pipes.text.vae
+            original = vae._hf_hook.pre_forward
+            vae._hf_hook.pre_forward = lambda module, *a, _vae=vae, _original=original, **k: (
+                vae_hook_calls.append(module is _vae), _original(module, *a, **k))[1]
         result = engine.generate(request(), tmp_path_factory.mktemp(mode) / "v.mp4")
-        out[mode] = read_frames(result.path).astype(int)
-    return out
+        frames[mode] = read_frames(result.path).astype(int)
+    return frames, vae_hook_calls
+
+
+@pytest.fixture(scope="module")
+def frames_by_mode(jobs_by_mode):
+    return jobs_by_mode[0]
 
 
 def test_every_memory_mode_runs_a_whole_job(frames_by_mode):
@@ -97,18 +107,11 @@ def test_weight_bytes_are_read_from_the_folder_without_loading_it():
         assert abs(on_disk.sizes[name] - size) <= 4096, name  # also holds a few unsaved buffers (RoPE tables)
 
 
-def test_under_offload_the_decode_goes_through_the_vaes_hook(tmp_path):
+def test_under_offload_the_decode_goes_through_the_vaes_hook(jobs_by_mode):
     """The streaming decode calls ``vae.decode`` per tile, which runs the offloading hook that moves the VAE in
-    (``vae.decoder`` directly would run it where it lies, in host memory)."""
-    from pixgen.engine import load_engine
-
-    engine = load_engine("tiny", memory="offload")
-    vae = engine.pipes.text.vae
-    calls = []
-    original = vae._hf_hook.pre_forward
-    vae._hf_hook.pre_forward = lambda module, *a, **k: (calls.append(module), original(module, *a, **k))[1]
-    engine.generate(request(quality="540p"), tmp_path / "o.mp4")
-    assert calls and all(module is vae for module in calls)
+    (``vae.decoder`` directly would run it where it lies, in host memory). Watched on the ``offload`` job above."""
+    _, calls = jobs_by_mode
+    assert calls and all(calls)
 
 
 # -- speed options ---------------------------------------------------------------------------------------------
@@ -204,14 +207,14 @@ def test_float8_storage_gives_diffusers_layerwise_castings_numbers_without_its_h
 
 
 def test_memory_and_speed_settings_come_from_flags_and_bad_values_name_the_flag(tmp_path):
+    from cli_tools import pixgen
+
     out = tmp_path / "fp8.mp4"
-    proc = subprocess.run([sys.executable, "-m", "pixgen", "generate", "a lighthouse", "--duration", "1",
-                           "--quality", "360p", "--seed", "1", "--memory", "fp8", "--step-cache", "taylorseer",
-                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+    proc = pixgen("generate", "a lighthouse", "--duration", "1", "--quality", "360p", "--seed", "1", "--memory",
+                  "fp8", "--step-cache", "taylorseer", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
-    bad = subprocess.run([sys.executable, "-m", "pixgen", "generate", "x", "--memory", "half", "-o",
-                          str(tmp_path / "x.mp4")], capture_output=True, text=True, timeout=60)
+    bad = pixgen("generate", "x", "--memory", "half", "-o", str(tmp_path / "x.mp4"))
     assert bad.returncode == 2 and "--memory" in bad.stderr
 
 

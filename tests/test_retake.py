@@ -8,8 +8,6 @@ those frames within one more H.264 generation, while the retaken frames are new.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import httpx
@@ -138,13 +136,14 @@ def test_frames_outside_the_range_are_the_source_frame_for_frame(engine, source,
 
 
 def test_the_cli_retakes_a_file(source, tmp_path):
+    from cli_tools import pixgen
+
     out = tmp_path / "cli.mp4"
-    cmd = [sys.executable, "-m", "pixgen", "retake", str(source), "--start", "0.5", "--end", "2.5",
-           "--prompt", "x", "-o", str(out)]
-    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    cmd = ["retake", str(source), "--start", "0.5", "--end", "2.5", "--prompt", "x", "-o", str(out)]
+    refused = pixgen(*cmd)
     assert refused.returncode == 2 and "(--end)" in refused.stderr and not out.exists()
     cmd[cmd.index("2.5")] = "2"  # to the end
-    done = subprocess.run([*cmd, "--seed", "4", "--quiet"], capture_output=True, text=True, timeout=300)
+    done = pixgen(*cmd, "--seed", "4", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "retook 0.500–2.000 s" in done.stdout
     frames, src = read_frames(out), read_frames(source)

@@ -5,8 +5,6 @@ shows where that stands. (That the first job then costs ≤ 1.1× a warm one is 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -78,8 +76,9 @@ def test_a_cancel_stops_the_warm_up_and_says_so():
 
 
 def pixgen_status(database_url: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "pixgen", "status", "--database-url", database_url],
-                          capture_output=True, text=True, timeout=60)
+    from cli_tools import pixgen
+
+    done = pixgen("status", "--database-url", database_url)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

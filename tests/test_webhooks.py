@@ -17,13 +17,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 
 import httpx
 import pytest
+from cli_tools import pixgen
 from openai import OpenAI
 from sqlalchemy import select
 from standardwebhooks import Webhook
@@ -197,8 +197,7 @@ def test_a_receiver_that_never_comes_up_is_given_up_and_shown(hook_server):
     gone = wait_for(lambda: (d := job_json(hook_server.url, headers, job_id)["webhook"]["deliveries"])
                     and d[0]["state"] == "failed" and d[0], timeout=60, every=0.2)
     assert gone["attempts"] >= 3 and gone["finishedAt"] and "Connect" in gone["lastError"]
-    listed = subprocess.run([sys.executable, "-m", "pixgen", "webhooks", "list", "--state", "failed",
-                             "--database-url", hook_server.database_url], capture_output=True, text=True, timeout=60)
+    listed = pixgen("webhooks", "list", "--state", "failed", "--database-url", hook_server.database_url)
     assert listed.returncode == 0 and gone["id"] in listed.stdout
 
 
@@ -251,7 +250,7 @@ def test_bad_webhook_url_or_events_is_400_naming_the_field_and_charges_nothing(a
 
 # -- the CLI: secrets ----------------------------------------------------------------------------------------------
 def pixgen_cli(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "pixgen", *args], capture_output=True, text=True, timeout=60)
+    done = pixgen(*args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
