@@ -18,6 +18,16 @@ a guard that fails every step. So with the cache each cached attention's call st
 graph break each, run eagerly with its hook) and the attention's own forward, under the hook, is a compiled region
 of its own (whole).
 
+Views: the first block's inputs are views (of the projections' and embeddings' flat outputs), the next blocks'
+are the last block's outputs; dynamo guards on a view's base, so one block forward would make two graphs. The
+compiled code is handed its inputs that are views as plain aliases of the same memory (``detach``, a no-op for
+tensors that need no grad), so every block runs the same graph.
+
+Floats: dynamo makes the Python floats a block reads (norms' eps, dropout's p, float8's 448) symbols by default,
+and AOTAutograd (inductor's front end) then specialises them anyway and restarts the whole trace: every graph
+traced twice. They are constants of the model, so they are specialised from the start (``specialize_float``, set
+for the process as the recompile limit is: pixgen compiles nothing else).
+
 Shapes: ``dynamic=True`` makes the sequence lengths symbols, so every ratio × quality × duration × stage is one
 shape family that compiles once; what still compiles anew is a change of the code's path (a batch of 1 against 2,
 a LoRA switched on). ``CompileCounter`` counts those graphs, the recompiles among them and the graph breaks, for
@@ -26,8 +36,10 @@ the load log, the warm-up and the benchmark.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MethodType
 from typing import Any
@@ -94,18 +106,39 @@ def compile_transformer(transformer: torch.nn.Module, *, backend: str = "inducto
         raise RuntimeError("compile the blocks before hooks go on them (memory modes, step cache): "
                            f"{type(hooked[0]).__name__} already has one")
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    torch._dynamo.config.specialize_float = True  # see the module's docstring
     counter = CompileCounter(backend, breaks_before=Counter(counters["graph_break"]))
     whole = not attentions  # a cached attention is a graph break in its block
-    block_forward = torch.compile(type(blocks[0]).forward, backend=counter, dynamic=True, fullgraph=whole)
+    block_forward = _unviewed(torch.compile(type(blocks[0]).forward, backend=counter, dynamic=True,
+                                            fullgraph=whole))
     for block in blocks:
         block.forward = MethodType(block_forward, block)
     if attentions:
-        attention_forward = torch.compile(type(attentions[0]).forward, backend=counter, dynamic=True,
-                                          fullgraph=True)
+        attention_forward = _unviewed(torch.compile(type(attentions[0]).forward, backend=counter, dynamic=True,
+                                                    fullgraph=True))
         for attention in attentions:
             attention.forward = MethodType(attention_forward, attention)
     setattr(transformer, ATTR, counter)
     return counter
+
+
+def _unviewed(compiled: Callable[..., Any]) -> Callable[..., Any]:
+    """``compiled`` called with each tensor argument that is a view (alone or in a tuple, as the rotary embeddings)
+    replaced by a plain alias of its memory: the same values, strides and storage, no base for dynamo to guard on
+    (see the module's docstring). A tensor that needs grad is passed as it is (``detach`` would cut its graph)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach() if value._base is not None and not value.requires_grad else value
+        if isinstance(value, tuple):
+            return tuple(plain(item) for item in value)
+        return value
+
+    @functools.wraps(compiled)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return compiled(*(plain(a) for a in args), **{name: plain(v) for name, v in kwargs.items()})
+
+    return call
 
 
 def keep_hooked_calls_out(transformer: torch.nn.Module, names: tuple[str, ...]) -> int:
