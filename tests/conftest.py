@@ -34,7 +34,8 @@ HEAVY_FIRST = (
     "test_engine_stages.py", "test_preview.py", "test_webhooks.py", "test_multiclip.py", "test_extend_remix_api.py",
     "test_parallel_engine.py", "test_parallel_group.py", "test_parallel_transformer.py", "test_prompting.py",
     "test_keyframes.py", "test_warmup.py", "test_extend.py", "test_web_page.py", "test_web_keyframes_retake.py",
-    "test_fleet_nodes.py", "test_fleet.py", "test_drain.py", "test_hostile_input.py",
+    "test_fleet_nodes.py", "test_fleet.py", "test_decode_and_mp4.py", "test_overlap_jobs.py", "test_drain.py",
+    "test_hostile_input.py",
 )
 
 
