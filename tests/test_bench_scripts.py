@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-LIBRARIES = {"common.py", "ltx2_configs.py", "gpu_measure.py"}  # imported by the scripts, not run
+LIBRARIES = {"common.py", "ltx2_configs.py", "gpu_measure.py", "queue_run.py"}  # imported by the scripts, not run
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in LIBRARIES)
 
 
