@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pixgen.core.progress import ProgressCallback, no_progress
 from pixgen.core.spec import VideoRequest
@@ -41,6 +41,7 @@ from pixgen.engine.base import Engine, GenerationResult, PreviewCallback, never_
 from pixgen.errors import Cancelled, ConfigError, PixgenError, RankGroupBroken
 from pixgen.jobs.gpus import worker_environment
 from pixgen.jobs.supervisor import FIRST_BACKOFF, HAND_BACK_GRACE, die_with_parent, restart_delay
+from pixgen.quick_exit import leave
 from pixgen.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -411,16 +412,6 @@ def main(argv: list[str] | None = None) -> int:
     except PixgenError as exc:
         log.error("%s", exc.message)
         return 2
-
-
-def leave(code: int) -> NoReturn:
-    """End this rank's process without tearing the interpreter down, as multiprocessing's children end: its work is
-    over (the worker stopped, the scratch folder removed), the logs are flushed here, and unloading torch, diffusers
-    and transformers module by module takes a CPU second or more that a restarting group would wait for."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":
