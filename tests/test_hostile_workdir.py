@@ -19,13 +19,13 @@ from pixgen.jobs.workdir import attempt_stem, sweep
 from pixgen.testing import FAKE_ENGINE, start_server, stop_process, wait_for
 
 RUN = "/api/v1/models/pixverse-v6/run"
-SLOW_ENCODE = "steps=1,scale=0.1,encode_seconds=2"  # each second of frames waits 2 s before it is written
+SLOW_ENCODE = "steps=1,scale=0.1,encode_seconds=1"  # each second of frames waits 1 s before it is written
 
 
 @pytest.mark.parametrize("kind", DATABASES)
 def test_kill_9_during_encode_leaves_nothing_in_work_once_the_job_completes(kind, tmp_path):
     data = tmp_path / "data"
-    env = {"PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_MODEL": SLOW_ENCODE, "PIXGEN_LEASE_SECONDS": "3"}
+    env = {"PIXGEN_ENGINE": FAKE_ENGINE, "PIXGEN_MODEL": SLOW_ENCODE, "PIXGEN_LEASE_SECONDS": "2"}
     work = data / "work"
     with database(kind, data) as url:
         server = start_server(data, workers=1, database_url=url, env=env)

@@ -141,13 +141,14 @@ def rank_pid(server, rank: int) -> int | None:
 def group_server(module_toy_variant, tmp_path_factory):
     """One worker group for the module's fault tests: each starts from a group that runs (the fault test leaves its
     last restarted group running; the cancel test's group goes on) and makes keys and jobs of its own."""
-    # Many steps: the denoising lasts long enough to hit it (a few seconds); CFG only, sequence parallel.
-    folder = module_toy_variant("ltx-2.0-dev", {"num_inference_steps": 60, "guidance_scale": 3.0,
+    # Many steps: the denoising lasts long enough to hit it (a second or two; the test sees it start within a
+    # fraction of one); CFG only, sequence parallel.
+    folder = module_toy_variant("ltx-2.0-dev", {"num_inference_steps": 30, "guidance_scale": 3.0,
                                                 "audio_guidance_scale": 3.0, "stg_scale": 0.0, "audio_stg_scale": 0.0,
                                                 "modality_scale": 1.0, "audio_modality_scale": 1.0,
                                                 "refine_lora": None})
     env = {"PIXGEN_DEVICE": "cpu", "PIXGEN_PARALLEL": "2", "PIXGEN_GUIDANCE_PARALLEL": "off",
-           "PIXGEN_MODEL": str(folder), "PIXGEN_LEASE_SECONDS": "10", "PIXGEN_COLLECTIVE_TIMEOUT": "6",
+           "PIXGEN_MODEL": str(folder), "PIXGEN_LEASE_SECONDS": "5", "PIXGEN_COLLECTIVE_TIMEOUT": "4",
            "PIXGEN_NO_PREVIEW": "1"}
     server = start_server(tmp_path_factory.mktemp("group") / "data", workers=1, env=env, ready=True, timeout=240)
     yield server
@@ -186,7 +187,7 @@ def test_a_killed_or_hung_rank_sends_the_job_back_and_the_restarted_group_comple
     worker restarts its ranks and the job completes on its second attempt, charged once."""
     server = group_server
     headers = {"Authorization": f"Bearer {server.new_key(credits=100)}"}
-    # rank 1 dies; rank 1 hangs (its collective times out after 6 s); rank 0 dies (its lease runs out: 10 s)
+    # rank 1 dies; rank 1 hangs (its collective times out after 4 s); rank 0 dies (its lease runs out: 5 s)
     faults = ((1, signal.SIGKILL), (1, signal.SIGSTOP), (0, signal.SIGKILL))
     for rank, fault in faults:
         job_id = submit(server, headers)

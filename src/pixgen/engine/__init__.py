@@ -134,4 +134,5 @@ def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND
     its fields as keywords: ``dtype="bfloat16"``) say where and how (``EngineOptions``)."""
     chosen = backend(backend_id)
     options = replace(options or EngineOptions(), **option_values)
-    return chosen.engine_class().load(chosen.resolve(model, cache_dir), options)
+    folder = chosen.resolve(model, cache_dir)  # first: a missing folder is named before the engine's imports
+    return chosen.engine_class().load(folder, options)

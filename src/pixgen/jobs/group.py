@@ -11,7 +11,8 @@ then waits for their answers.
 
 Faults: a rank that dies or hangs makes rank 0's next collective fail or time out (``--collective-timeout``):
 rank 0 hands the job back (``JobStore.retry_broken``: attempt counted, failed after ``--max-attempts``) and exits,
-and the parent restarts the whole group, whose rank 0 claims the job again. A rank 0 that dies leaves its job's
+and the parent restarts the whole group (at once when it had got ready: a start that keeps failing backs off),
+whose rank 0 claims the job again. A rank 0 that dies leaves its job's
 lease to expire (any worker's housekeeping puts it back); the parent restarts the group. Nothing is charged twice:
 the job moves only through ``JobStore._move``.
 """
@@ -179,9 +180,13 @@ def rank_environment(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env(), **worker_environment(gpus or None, os.environ)}
 
 
-def start_rank(rank: int, world: int, port: int, role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_rank(rank: int, world: int, port: int, role: str, env: dict[str, str],
+               ready_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """One rank's process; a worker's rank 0 creates ``ready_file`` once every rank has loaded the model."""
+    extra = ["--ready-file", str(ready_file)] if ready_file is not None else []
     return subprocess.Popen([sys.executable, "-m", "pixgen.jobs.group", "--role", role, "--rank", str(rank),
-                             "--world", str(world), "--port", str(port)], env=env, preexec_fn=die_with_parent)
+                             "--world", str(world), "--port", str(port), *extra], env=env,
+                            preexec_fn=die_with_parent)
 
 
 def free_port() -> int:
@@ -280,11 +285,17 @@ class GroupSupervisor:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
+        with tempfile.TemporaryDirectory(prefix="pixgen-group-") as scratch:
+            return self._run(Path(scratch) / "ready")
+
+    def _run(self, ready_file: Path) -> int:
         backoff = FIRST_BACKOFF
         while not self.stopping.is_set():
             world, port = self.settings.ranks, free_port()
             env = rank_environment(self.settings)
-            self.procs = [start_rank(r, world, port, "worker", env) for r in range(world)]
+            ready_file.unlink(missing_ok=True)
+            self.procs = [start_rank(r, world, port, "worker", env, ready_file if r == 0 else None)
+                          for r in range(world)]
             started = time.monotonic()
             where = f"GPUs {self.settings.gpus}" if self.settings.gpu_list else f"{world} CPU processes (gloo)"
             log.info("worker group of %d ranks on %s: pids %s", world, where, [p.pid for p in self.procs])
@@ -294,7 +305,10 @@ class GroupSupervisor:
             self._stop_ranks()
             if self.stopping.is_set():
                 break
-            delay, backoff = restart_delay(time.monotonic() - started, backoff)
+            if ready_file.exists():  # it loaded the model and took jobs: a fault (a rank died or hung), not a
+                delay, backoff = 0.0, FIRST_BACKOFF  # start that keeps failing: its jobs wait for no backoff
+            else:
+                delay, backoff = restart_delay(time.monotonic() - started, backoff)
             log.warning("rank(s) %s exited; the group restarts in %.0f s", gone, delay)
             self.stopping.wait(delay)
         return 0
@@ -351,8 +365,9 @@ def run_group_worker(settings: Settings) -> int:
 
 
 # -- a rank process --------------------------------------------------------------------------------------------------
-def _lead_worker(settings: Settings, port: int) -> int:
-    """Rank 0 of a worker group: a ``Worker`` whose engine is the group's."""
+def _lead_worker(settings: Settings, port: int, ready_file: Path | None = None) -> int:
+    """Rank 0 of a worker group: a ``Worker`` whose engine is the group's; ``ready_file`` is created once every rank
+    has loaded the model (the parent then restarts a group that breaks without a backoff)."""
     from pixgen.jobs.worker import Worker
 
     group = _join(settings, 0, port)
@@ -366,6 +381,8 @@ def _lead_worker(settings: Settings, port: int) -> int:
         if not channel.wait_ready(worker.stop.is_set):
             raise RankGroupBroken("stopped while the other ranks were loading the model")
         leader = LeaderEngine(engine, channel, group.timeout, stopping=worker.stop.is_set, on_broken=worker.stop.set)
+        if ready_file is not None:
+            ready_file.touch()
         return cast(Engine, leader)  # the Engine's job methods, as the Worker calls them
 
     worker = Worker(settings, engine_factory=engine_factory)
@@ -396,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--world", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ready-file", type=Path, help="rank 0 of a worker: created once the group is ready")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank{args.rank} %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every rank; rank 0 or the parent decides
@@ -405,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"rank started for a group of {args.world}, but the settings make {settings.ranks}",
                           field="parallel")
     try:
-        return _lead_worker(settings, args.port) if leads else _follow(settings, args.rank, args.port)
+        return _lead_worker(settings, args.port, args.ready_file) if leads else _follow(settings, args.rank, args.port)
     except RankGroupBroken as exc:
         log.error("%s", exc.message)
         return 3
