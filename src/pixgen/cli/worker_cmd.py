@@ -18,11 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixgen.jobs.group import leave
     from pixgen.jobs.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # ``pixgen worker`` is a process of its own (it runs until a signal): once it has stopped (its job finished or
-    # handed back, its row marked stopped, the database let go), it exits without the interpreter's teardown of
-    # torch and diffusers, a second or more that a stopping ``pixgen serve`` (or a restart) would wait for.
-    leave(run_worker(settings_from_args(args)))
+    return run_worker(settings_from_args(args))
