@@ -18,9 +18,9 @@ from pixgen.api.context import AppContext
 from pixgen.api.deliverer import Deliverer
 from pixgen.api.errors import ErrorRegistry, install_error_handlers, job_api_error
 from pixgen.api.surface import Surface
+from pixgen.host_memory import return_large_blocks_at_free
 from pixgen.jobs.db import connect, migrate
 from pixgen.jobs.store import JobStore
-from pixgen.media.images import return_large_blocks_at_free
 from pixgen.settings import Settings
 
 # Every surface, each built in its own module: its router and the error shape under its URL prefix.

@@ -21,13 +21,13 @@ from pixgen.core.models import MODEL_ID
 from pixgen.core.sizes import frames_for_audio, nearest_aspect_ratio, num_frames, whole_seconds
 from pixgen.core.spec import VideoRequest
 from pixgen.errors import InvalidRequest
+from pixgen.host_memory import release_freed_memory
 from pixgen.jobs.keys import ApiKey
 from pixgen.jobs.origin import DIRECT, ApiSurface, JobKind, Origin
 from pixgen.jobs.store import Job, Submitted
 from pixgen.jobs.webhooks import Subscription
 from pixgen.media.audio import check_audio
 from pixgen.media.fetch import FetchPolicy, check_destination
-from pixgen.media.images import release_freed_memory
 from pixgen.media.kinds import kind
 from pixgen.media.remux import check_sound_video
 

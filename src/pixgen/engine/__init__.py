@@ -23,6 +23,7 @@ from pathlib import Path
 from pixgen.core.retake import RetakeRule
 from pixgen.engine.base import Capabilities, Engine, EngineOptions
 from pixgen.errors import ConfigError, ModelError
+from pixgen.host_memory import reuse_freed_memory
 
 DEFAULT_BACKEND = "ltx2"
 
@@ -135,4 +136,5 @@ def load_engine(model: str | None = "tiny", *, backend_id: str = DEFAULT_BACKEND
     chosen = backend(backend_id)
     options = replace(options or EngineOptions(), **option_values)
     folder = chosen.resolve(model, cache_dir)  # first: a missing folder is named before the engine's imports
+    reuse_freed_memory()  # this process runs a model now: its layers' tensors reuse freed pages
     return chosen.engine_class().load(folder, options)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import ctypes
-import ctypes.util
 import io
 import re
 import warnings
@@ -71,40 +69,6 @@ def check_image(data: bytes, *, field: str = "image_input") -> tuple[int, int]:
             return _shown_size(image, loaded=True)
         finally:
             image.close()
-
-
-# Memory after a burst of decodes (glibc; elsewhere these do nothing). PIL holds a decoded image in 16 MB blocks.
-# glibc serves an allocation above its mmap threshold with its own mapping, unmapped when freed, but it raises that
-# threshold to the size of each such block freed: from the first large image on, PIL's blocks come from per-thread
-# arenas that keep the pages after the free, and an API process that decoded a burst of 36-megapixel images stays
-# at its peak (2.3 GB for six requests). A fixed threshold keeps every large block a mapping of its own.
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-LARGE_BLOCK = 1024 * 1024  # bytes: allocations from here up are mappings of their own, returned at free
-
-
-def return_large_blocks_at_free() -> None:
-    """Fix glibc's mmap threshold at ``LARGE_BLOCK`` for this process (the API's: decodes at submit); its workers
-    keep glibc's own tuning."""
-    if _LIBC is not None:
-        _LIBC.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
-
-
-def release_freed_memory() -> None:
-    """Return the free pages of every arena to the system (``malloc_trim(0)``): what a decode freed below
-    ``LARGE_BLOCK``."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
-    except OSError:
-        return None
-
-
-_LIBC = _glibc()
 
 
 def _opened(data: bytes, field: str) -> Image.Image:
