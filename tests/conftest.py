@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from pixgen.host_memory import reuse_freed_memory
 from pixgen.testing import PG_HOST, PG_PORT, fresh_postgres_database, postgres_admin, start_server
 
 LEASE_ENV = {"PIXGEN_LEASE_SECONDS": "10"}  # a killed test worker's job comes back within seconds, not a minute
@@ -43,6 +44,7 @@ def pytest_configure(config):
     """In an xdist worker: the cores shared out, so that two workers' torch (and the servers and commands they
     start, which inherit the environment) do not run two threads each on one core: oversubscribed, torch's
     OpenMP threads spin-wait on each other and every model test runs slower."""
+    reuse_freed_memory()  # this process runs toy models in-process too, some of them without load_engine
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         threads = max(1, (os.cpu_count() or 1) // workers)
