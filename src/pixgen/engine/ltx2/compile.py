@@ -20,8 +20,8 @@ of its own (whole).
 
 Views: the first block's inputs are views (of the projections' and embeddings' flat outputs), the next blocks'
 are the last block's outputs; dynamo guards on a view's base, so one block forward would make two graphs. The
-compiled code is handed its inputs that are views as plain aliases of the same memory (``detach``, a no-op for
-tensors that need no grad), so every block runs the same graph.
+compiled code is handed its inputs as plain aliases of the same memory (``detach``, a no-op for tensors that need
+no grad), so every block runs the same graph.
 
 Floats: dynamo makes the Python floats a block reads (norms' eps, dropout's p, float8's 448) symbols by default,
 and AOTAutograd (inductor's front end) then specialises them anyway and restarts the whole trace: every graph
@@ -30,13 +30,17 @@ for the process as the recompile limit is: pixgen compiles nothing else).
 
 Shapes: ``dynamic=True`` makes the sequence lengths symbols, so every ratio × quality × duration × stage is one
 shape family that compiles once; what still compiles anew is a change of the code's path (a batch of 1 against 2,
-a LoRA switched on). ``CompileCounter`` counts those graphs, the recompiles among them and the graph breaks, for
-the load log, the warm-up and the benchmark.
+a LoRA switched on). Only the token counts are symbols: the inputs' other dims (the widths, fixed by the weights,
+and the batch) are marked static on the way in, which halves a trace's symbolic arithmetic and keeps dynamo from
+duck-sizing a width with an unrelated dim of the same size (a recompile when they part). ``CompileCounter``
+counts those graphs, the recompiles among them and the graph breaks, for the load log, the warm-up and the
+benchmark.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -109,36 +113,59 @@ def compile_transformer(transformer: torch.nn.Module, *, backend: str = "inducto
     torch._dynamo.config.specialize_float = True  # see the module's docstring
     counter = CompileCounter(backend, breaks_before=Counter(counters["graph_break"]))
     whole = not attentions  # a cached attention is a graph break in its block
-    block_forward = _unviewed(torch.compile(type(blocks[0]).forward, backend=counter, dynamic=True,
-                                            fullgraph=whole))
+    block_forward = _region(type(blocks[0]).forward, counter, whole=whole)
     for block in blocks:
         block.forward = MethodType(block_forward, block)
     if attentions:
-        attention_forward = _unviewed(torch.compile(type(attentions[0]).forward, backend=counter, dynamic=True,
-                                                    fullgraph=True))
+        attention_forward = _region(type(attentions[0]).forward, counter, whole=True)
         for attention in attentions:
             attention.forward = MethodType(attention_forward, attention)
     setattr(transformer, ATTR, counter)
     return counter
 
 
-def _unviewed(compiled: Callable[..., Any]) -> Callable[..., Any]:
-    """``compiled`` called with each tensor argument that is a view (alone or in a tuple, as the rotary embeddings)
-    replaced by a plain alias of its memory: the same values, strides and storage, no base for dynamo to guard on
-    (see the module's docstring). A tensor that needs grad is passed as it is (``detach`` would cut its graph)."""
+def _region(forward: Callable[..., Any], counter: CompileCounter, *, whole: bool) -> Callable[..., Any]:
+    """``forward`` compiled (dynamic shapes, ``fullgraph`` when ``whole``), called with each tensor argument (alone
+    or in a tuple, as the rotary embeddings) prepared for dynamo:
 
-    def plain(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            return value.detach() if value._base is not None and not value.requires_grad else value
-        if isinstance(value, tuple):
-            return tuple(plain(item) for item in value)
-        return value
+    - it is replaced by a plain alias of its memory (``detach``): the same values, strides and storage, and for a
+      view no base for dynamo to guard on (see the module's docstring). A tensor that needs grad is passed as it
+      is (``detach`` would cut its graph).
+    - every dim but its tokens' is marked static (``_mark_static``): only the token counts are symbols."""
+    compiled = torch.compile(forward, backend=counter, dynamic=True, fullgraph=whole)
+    names = list(inspect.signature(forward).parameters)
 
     @functools.wraps(compiled)
     def call(*args: Any, **kwargs: Any) -> Any:
-        return compiled(*(plain(a) for a in args), **{name: plain(v) for name, v in kwargs.items()})
+        args = tuple(_prepared(a, name) for a, name in zip(args, names, strict=False)) + args[len(names):]
+        return compiled(*args, **{name: _prepared(v, name) for name, v in kwargs.items()})
 
     return call
+
+
+def _prepared(value: Any, name: str) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_prepared(item, name) for item in value)
+    if not isinstance(value, torch.Tensor):
+        return value
+    if not value.requires_grad:
+        value = value.detach()  # a plain alias, on which the marks go (not on the caller's tensor)
+    if "mask" not in name:
+        _mark_static(value)
+    return value
+
+
+def _mark_static(tensor: torch.Tensor) -> None:
+    """Every dim of a block's or an attention's input but its tokens' (the next to last of hidden states ``(batch,
+    tokens, width)``, timestep embeddings ``(batch, 1 or tokens, k × width)``, rotary embeddings ``(batch, heads,
+    tokens, head width)``) static for dynamo. The widths are properties of the weights; the batch is 1 or 2 by the
+    guidance pass, a graph each whatever is marked (dynamo specialises a 1). Left dynamic, each would be a symbol with
+    its guards and its arithmetic in every shape expression the trace makes (half of a trace's time), and in the toy,
+    where widths are small, one duck-sized together with a token count or a head count that happens to be equal: a
+    recompile when it stops being. Masks are not marked: their dims are token counts (a prompt's, an IC-LoRA's)."""
+    static = [dim for dim in range(tensor.dim()) if tensor.dim() < 3 or dim != tensor.dim() - 2]
+    if static:
+        torch._dynamo.mark_static(tensor, static)
 
 
 def keep_hooked_calls_out(transformer: torch.nn.Module, names: tuple[str, ...]) -> int:
