@@ -21,7 +21,7 @@ from pixgen.jobs.states import JobStatus
 from pixgen.jobs.store import JobStore
 from pixgen.jobs.worker import Worker
 from pixgen.settings import Settings
-from pixgen.testing import FakeEngine
+from pixgen.testing import FakeEngine, wait_for
 
 REQ = parse_request({"prompt": "a paper boat", "duration": 1, "quality": "360p"})
 
@@ -68,12 +68,7 @@ def files_of(settings: Settings, job_id: str) -> list:
 
 
 def wait_until(predicate, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return wait_for(predicate, timeout, every=0.05)
 
 
 def test_worker_runs_a_job_to_completed_with_video_and_thumbnail(settings, store):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from pixgen.jobs.store import Job, JobStore
 from pixgen.jobs.worker import Worker
 from pixgen.media.probe import read_audio, read_frames
 from pixgen.settings import Settings
-from pixgen.testing import FakeEngine
+from pixgen.testing import FakeEngine, wait_for
 
 REQ = {"prompt": "a paper boat", "duration": 1, "quality": "360p"}
 
@@ -51,12 +50,7 @@ def submit_all(store: JobStore, requests: list[dict]) -> tuple[str, list[str]]:
 
 
 def wait_until(predicate, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return wait_for(predicate, timeout, every=0.02)
 
 
 def in_order(store: JobStore, ids: list[str]) -> list[Job]:
